@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Hyphae needs on a fresh Debian 12 machine, as
+# root. Idempotent and quick when everything is present: every Makefile target calls it.
+#
+#   scripts/deps.sh            system packages + Rust tools for build, run and test
+#   scripts/deps.sh fuzz       + nightly's cargo-fuzz
+#
+# Caches live outside the clone (see DEVELOPERS.md): apt's archive cache, cargo's registry in
+# ~/.cargo, the cargo target dir in /var/cache/hyphae/target.
+set -euo pipefail
+
+want_fuzz=0
+for arg in "$@"; do
+  case "$arg" in
+    fuzz) want_fuzz=1 ;;
+    *) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# iproute2: ip netns/veth/bridge and tc for the cluster harness; iputils-ping: harness checks;
+# python3: harness self-test stand-in; curl: `make run` hints and operators' --unix-socket use;
+# build-essential + pkg-config: crates that build C (ring).
+packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: missing packages ${missing[*]}; run as root (or install them)" >&2
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Rust toolchain pieces -------------------------------------------------------------------
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null; then
+  echo "deps.sh: no cargo found; this machine kind ships rustup's stable toolchain in ~/.cargo/bin" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  say "adding rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+if ((want_fuzz)); then
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "deps.sh: fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 1
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz from crates.io"
+    cargo install --locked cargo-fuzz
+  fi
+fi

@@ -1,0 +1,106 @@
+//! The node agent: the part of a node that exists before and beside every other service.
+//!
+//! It owns the node's own QUIC endpoint (`[ports] node`, ALPN `hyphae-node/1`), which answers
+//! `core.ping` so that members can check each other's reachability and identity, and the
+//! node's local socket `node.sock` with `/status` and `/metrics`. A node that has not joined a
+//! mesh yet has no certificate, so it cannot speak mutual TLS: it serves only its local socket
+//! and says so in its status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::NodeContext;
+use crate::ipc::{self, IpcError};
+use crate::notify;
+use crate::rpc::{self, Limits, Router, RpcMetrics};
+use crate::transport::{MeshEndpoint, MeshTls, ServiceSpec, TransportError};
+
+/// Why the node agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The local socket could not be served.
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+}
+
+/// Runs the node agent until `shutdown` fires.
+pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let service = ServiceSpec::NODE;
+    let rpc_metrics = RpcMetrics::register(&ctx.metrics);
+    let limits = Limits::from(&ctx.config.transport);
+
+    let mut quic_addr: Option<SocketAddr> = None;
+    let mut rpc_task = None;
+    if let Some(membership) = &ctx.membership {
+        let tls = MeshTls::new(membership)?;
+        let bind = SocketAddr::new(ctx.config.node.listen, ctx.config.ports.node);
+        let endpoint = MeshEndpoint::server(bind, &tls, service, &ctx.config.transport)?;
+        quic_addr = endpoint.local_addr().ok();
+        let router = Arc::new(Router::new(service, membership.node_id()));
+        rpc_task = Some(tokio::spawn(rpc::serve(
+            endpoint,
+            router,
+            limits,
+            rpc_metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+
+    let status = {
+        let ctx = ctx.clone();
+        let rpc_metrics = rpc_metrics.clone();
+        move || status_json(&ctx, quic_addr, &rpc_metrics)
+    };
+    let router = ipc::base_router(status, ctx.metrics.clone());
+    let ipc_task = ipc::serve(&ctx.paths.socket(service.name), router, shutdown.clone()).await?;
+
+    let line = match (&ctx.membership, quic_addr) {
+        (Some(m), Some(addr)) => format!(
+            "node {} of mesh {} serving on udp/{}",
+            m.node_id(),
+            m.secrets.mesh_id,
+            addr.port()
+        ),
+        _ => format!(
+            "node {} waiting to join a mesh (hyphae init, or enrol it)",
+            ctx.key.node_id()
+        ),
+    };
+    tracing::info!("{line}");
+    notify::ready(&line);
+
+    shutdown.cancelled().await;
+    notify::stopping();
+    if let Some(task) = rpc_task {
+        let _ = task.await;
+    }
+    let _ = ipc_task.await;
+    Ok(())
+}
+
+fn status_json(ctx: &NodeContext, quic: Option<SocketAddr>, rpc: &RpcMetrics) -> serde_json::Value {
+    let service = ServiceSpec::NODE;
+    json!({
+        "ready": true,
+        "service": service.name,
+        "node_id": ctx.key.node_id().to_string(),
+        "name": ctx.name,
+        "version": crate::VERSION,
+        "member": ctx.membership.is_some(),
+        "mesh_id": ctx.membership.as_ref().map(|m| m.secrets.mesh_id.to_string()),
+        "quic": quic.map(|a| a.to_string()),
+        "uptime_s": ctx.started.elapsed().as_secs(),
+        "rpc": {
+            "connections": rpc.connections(service),
+            "handshakes_refused": rpc.refused(service),
+            "bad_frames": rpc.bad_frames(service),
+        },
+        "revoked_nodes": ctx.membership.as_ref().map(|m| m.revocations.snapshot().revoked.len()).unwrap_or(0),
+    })
+}

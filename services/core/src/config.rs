@@ -1,0 +1,341 @@
+//! `hyphae.toml`: the node's configuration.
+//!
+//! Every key is optional and has a documented default (see `docs/configuration.md`), so an image
+//! can boot with no file at all. The file is strict in the other direction: an unknown key or a
+//! value of the wrong shape stops the node at start with a message that names the key and the
+//! file, because a typo silently ignored on a hundred Raspberry Pis is worse than a refusal.
+//!
+//! Each service adds its own section here when its issue lands; a section that does not exist
+//! yet is an unknown key.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config FILE` named a file that does not exist.
+    #[error("config file {path} does not exist (given with --config)")]
+    Missing { path: PathBuf },
+    /// The file exists but could not be read.
+    #[error("config file {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A key is unknown, a value has the wrong type, or the TOML does not parse.
+    #[error("config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration of a node. `Default` is what a node runs with when no file exists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node: its name and the address it listens on.
+    pub node: NodeSection,
+    /// The UDP/TCP ports of the node's services.
+    pub ports: PortsSection,
+    /// QUIC transport and RPC limits.
+    pub transport: TransportSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Human-friendly node name shown in the directory and dashboard; default: the host name.
+    pub name: Option<String>,
+    /// Address every QUIC endpoint binds; default `::` (all IPv6 and IPv4 addresses), falling
+    /// back to `0.0.0.0` on hosts without IPv6.
+    pub listen: IpAddr,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: None,
+            listen: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// `[ports]`: one UDP port per service endpoint (the table in the architecture).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsSection {
+    /// The node agent's QUIC endpoint (ping, node info); default 7440.
+    pub node: u16,
+}
+
+impl Default for PortsSection {
+    fn default() -> Self {
+        PortsSection { node: 7440 }
+    }
+}
+
+/// `[transport]`: limits that protect a node from slow or hostile peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportSection {
+    /// Largest RPC frame accepted (bytes); bigger frames close the stream. Default 16 MiB.
+    pub max_frame_bytes: u32,
+    /// How long a request may take end to end before the caller gives up. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long a stream may sit between frames before the server drops it. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub frame_timeout: Duration,
+    /// A connection with no traffic for this long is closed. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Keep-alive interval on idle connections. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// How many streams a peer may have open at once per connection. Default 256.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for TransportSection {
+    fn default() -> Self {
+        TransportSection {
+            max_frame_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Default filter in `tracing` syntax (overridden by `RUST_LOG`). Default `info`.
+    pub level: String,
+    /// `text` for people, `json` for log shippers. Under systemd, logs go to journald either way.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+impl Config {
+    /// Loads the file at `path`. A missing file is an error only when it was named explicitly;
+    /// otherwise the defaults apply.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return if explicit {
+                    Err(ConfigError::Missing {
+                        path: path.to_path_buf(),
+                    })
+                } else {
+                    Ok(Config::default())
+                };
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Config::parse(&text, path)
+    }
+
+    /// Parses TOML text; `origin` is only used in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Invalid {
+                path: origin.to_path_buf(),
+                key: key_of(&e),
+                message: e.inner().message().trim().to_string(),
+            })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks the rules that types alone cannot express.
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if let Some(name) = &self.node.name {
+            if name.is_empty()
+                || name.len() > 63
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || name.starts_with('-')
+            {
+                return Err(invalid(
+                    "node.name",
+                    "must be 1-63 letters, digits or '-', not starting with '-' (it becomes a DNS label)",
+                ));
+            }
+        }
+        if self.ports.node == 0 {
+            return Err(invalid("ports.node", "must be between 1 and 65535"));
+        }
+        if self.transport.max_frame_bytes < 1024 {
+            return Err(invalid(
+                "transport.max_frame_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.transport.request_timeout.is_zero() || self.transport.frame_timeout.is_zero() {
+            return Err(invalid(
+                "transport.request_timeout",
+                "timeouts must be longer than zero",
+            ));
+        }
+        if self.transport.keep_alive >= self.transport.idle_timeout {
+            return Err(invalid(
+                "transport.keep_alive",
+                "must be shorter than transport.idle_timeout",
+            ));
+        }
+        if self.transport.max_concurrent_streams == 0 {
+            return Err(invalid(
+                "transport.max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node's display name: the configured one, else the host name, else its id.
+    pub fn node_name(&self, fallback: &str) -> String {
+        if let Some(name) = &self.node.name {
+            return name.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| fallback.to_string())
+    }
+}
+
+/// Turns serde's path into the dotted key an operator would write, adding the unknown field's
+/// own name where serde only reports its parent.
+fn key_of(e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let path = e.path().to_string();
+    let message = e.inner().message();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some(field) = rest.split('`').next() {
+            return if path == "." || path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+        }
+    }
+    if path == "." || path.is_empty() {
+        "(top level)".to_string()
+    } else {
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/hyphae/hyphae.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let c = parse(
+            "[node]\nname = \"pi-kitchen\"\nlisten = \"0.0.0.0\"\n[ports]\nnode = 9000\n\
+             [transport]\nrequest_timeout = \"2s\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.node.name.as_deref(), Some("pi-kitchen"));
+        assert_eq!(c.ports.node, 9000);
+        assert_eq!(c.transport.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = parse("[ports]\nnoed = 1\n").unwrap_err().to_string();
+        assert!(err.contains("ports.noed"), "{err}");
+        assert!(err.contains("/etc/hyphae/hyphae.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let err = parse("[nodee]\nname = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("`nodee`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let err = parse("[ports]\nnode = \"seven\"\n").unwrap_err().to_string();
+        assert!(err.contains("ports.node"), "{err}");
+        let err = parse("[ports]\nnode = 70000\n").unwrap_err().to_string();
+        assert!(err.contains("ports.node"), "{err}");
+        let err = parse("[transport]\nidle_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("transport.idle_timeout"), "{err}");
+        let err = parse("[node]\nname = \"no spaces\"\n").unwrap_err().to_string();
+        assert!(err.contains("node.name"), "{err}");
+    }
+
+    #[test]
+    fn broken_toml_is_refused() {
+        let err = parse("[ports\n").unwrap_err().to_string();
+        assert!(err.contains("hyphae.toml"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_only_matters_when_explicit() {
+        let p = Path::new("/nonexistent/hyphae.toml");
+        assert_eq!(Config::load(p, false).unwrap(), Config::default());
+        assert!(matches!(
+            Config::load(p, true),
+            Err(ConfigError::Missing { .. })
+        ));
+    }
+}

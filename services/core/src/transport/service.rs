@@ -1,0 +1,22 @@
+//! The services a node runs, as the transport sees them: a name, an ALPN and a default port.
+
+/// One service's network identity. Each service listens on its own UDP port with its own ALPN,
+/// so that under systemd each unit owns its socket, and a request can never reach the wrong one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceSpec {
+    /// Short name: socket file `<name>.sock`, unit `hyphae-<name>.service`, metric prefix.
+    pub name: &'static str,
+    /// TLS ALPN protocol id; the trailing number is the wire version of that service.
+    pub alpn: &'static [u8],
+    /// The UDP port it listens on unless the config says otherwise.
+    pub default_port: u16,
+}
+
+impl ServiceSpec {
+    /// The node agent: ping and node information, present on every node.
+    pub const NODE: ServiceSpec = ServiceSpec {
+        name: "node",
+        alpn: b"hyphae-node/1",
+        default_port: 7440,
+    };
+}

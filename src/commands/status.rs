@@ -1,0 +1,41 @@
+//! `hyphae status`: what this node's running services say about themselves.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hyphae_core::paths::NodePaths;
+use hyphae_core::transport::ServiceSpec;
+
+/// Options of `hyphae status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads `/status` from the node's local socket.
+pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let socket = paths.socket(ServiceSpec::NODE.name);
+    let status = super::block_on(hyphae_core::ipc::get_json(&socket, "/status"))?
+        .with_context(|| format!("is the node running? (no answer on {})", socket.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |k: &str| status[k].as_str().unwrap_or("-").to_string();
+    println!("node      {} ({})", s("node_id"), s("name"));
+    println!("version   {}", s("version"));
+    if status["member"].as_bool() == Some(true) {
+        println!("mesh      {}", s("mesh_id"));
+        println!("quic      {}", s("quic"));
+    } else {
+        println!("mesh      not a member yet (hyphae init, or enrol this node)");
+    }
+    println!("uptime    {} s", status["uptime_s"]);
+    println!(
+        "rpc       {} connections, {} handshakes refused, {} bad frames",
+        status["rpc"]["connections"], status["rpc"]["handshakes_refused"], status["rpc"]["bad_frames"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
