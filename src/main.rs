@@ -13,7 +13,12 @@ use hyphae_core::paths::NodePaths;
 /// Hyphae: a self-healing mesh of small machines that stores files, runs compute jobs and keeps
 /// virtual machines alive.
 #[derive(Debug, Parser)]
-#[command(name = "hyphae", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "hyphae",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 #[command(after_help = "Start a mesh:   hyphae init && hyphae node\n\
 Check a host:   hyphae doctor\n\
 Several nodes on one machine: give each its own --state-dir.")]
@@ -84,10 +89,22 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     let config = Config::load(&paths.config, paths.config_explicit)?;
     let log = match (&cli.command, cli.verbose) {
         (Command::Node, 0) => config.log.clone(),
-        (Command::Node, 1) => LogSection { level: "debug".into(), ..config.log.clone() },
-        (_, 0) => LogSection { level: "warn".into(), ..config.log.clone() },
-        (_, 1) => LogSection { level: "info".into(), ..config.log.clone() },
-        (_, _) => LogSection { level: "debug".into(), ..config.log.clone() },
+        (Command::Node, 1) => LogSection {
+            level: "debug".into(),
+            ..config.log.clone()
+        },
+        (_, 0) => LogSection {
+            level: "warn".into(),
+            ..config.log.clone()
+        },
+        (_, 1) => LogSection {
+            level: "info".into(),
+            ..config.log.clone()
+        },
+        (_, _) => LogSection {
+            level: "debug".into(),
+            ..config.log.clone()
+        },
     };
     hyphae_core::telemetry::init(&log);
     match cli.command {

@@ -51,7 +51,11 @@ pub fn run(paths: &NodePaths, cmd: CertCommand) -> anyhow::Result<ExitCode> {
                 print!("{pem}");
             } else {
                 std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
-                eprintln!("wrote the request of node {} to {}", key.node_id(), out.display());
+                eprintln!(
+                    "wrote the request of node {} to {}",
+                    key.node_id(),
+                    out.display()
+                );
             }
         }
         CertCommand::Sign { csr, out } => {
@@ -78,7 +82,11 @@ pub fn run(paths: &NodePaths, cmd: CertCommand) -> anyhow::Result<ExitCode> {
             }
             let b = EnrolmentBundle::load(&bundle)?;
             b.install(&dir, &key)?;
-            eprintln!("node {} is now a member of mesh {}", key.node_id(), b.mesh.mesh_id);
+            eprintln!(
+                "node {} is now a member of mesh {}",
+                key.node_id(),
+                b.mesh.mesh_id
+            );
             println!("{}", b.mesh.mesh_id);
         }
     }
@@ -91,7 +99,10 @@ pub fn run_ca(paths: &NodePaths, cmd: CaCommand) -> anyhow::Result<ExitCode> {
         CaCommand::Export => {
             let path = Membership::ca_cert_path(&paths.identity_dir());
             let pem = std::fs::read_to_string(&path).with_context(|| {
-                format!("no mesh CA certificate at {} (is this node a member?)", path.display())
+                format!(
+                    "no mesh CA certificate at {} (is this node a member?)",
+                    path.display()
+                )
             })?;
             print!("{pem}");
         }

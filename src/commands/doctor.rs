@@ -41,7 +41,12 @@ fn check(name: &'static str, used_for: &'static str, result: Result<String, Stri
         Ok(d) => (Verdict::Ok, d),
         Err(d) => (Verdict::Warn, d),
     };
-    Check { name, verdict, detail, used_for }
+    Check {
+        name,
+        verdict,
+        detail,
+        used_for,
+    }
 }
 
 /// Runs every check and prints the report.
@@ -121,22 +126,27 @@ fn kvm() -> Result<String, String> {
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .map_err(|e| format!("/dev/kvm: {e} (enable virtualisation in firmware, load kvm_intel/kvm_amd)"))?;
+        .map_err(|e| {
+            format!("/dev/kvm: {e} (enable virtualisation in firmware, load kvm_intel/kvm_amd)")
+        })?;
     const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
     // SAFETY: KVM_GET_API_VERSION takes no argument and only returns an integer.
     let version = unsafe { libc::ioctl(f.as_raw_fd(), KVM_GET_API_VERSION as _, 0) };
     if version == 12 {
         Ok("/dev/kvm usable (API 12)".into())
     } else {
-        Err(format!("/dev/kvm answered API version {version}, expected 12"))
+        Err(format!(
+            "/dev/kvm answered API version {version}, expected 12"
+        ))
     }
 }
 
 fn vulkan() -> Result<String, String> {
     use ash::vk;
     // SAFETY: loading the system Vulkan loader; its symbols are only used through ash below.
-    let entry = unsafe { ash::Entry::load() }
-        .map_err(|e| format!("no Vulkan loader ({e}); apt install libvulkan1 mesa-vulkan-drivers"))?;
+    let entry = unsafe { ash::Entry::load() }.map_err(|e| {
+        format!("no Vulkan loader ({e}); apt install libvulkan1 mesa-vulkan-drivers")
+    })?;
     let app = vk::ApplicationInfo::default()
         .application_name(c"hyphae-doctor")
         .api_version(vk::API_VERSION_1_1);
@@ -195,7 +205,10 @@ fn cgroup_v2() -> Result<String, String> {
     if list.contains(&"cpu") {
         Ok(format!("mounted; controllers: {}", list.join(" ")))
     } else {
-        Err(format!("mounted, but no cpu controller (have: {})", list.join(" ")))
+        Err(format!(
+            "mounted, but no cpu controller (have: {})",
+            list.join(" ")
+        ))
     }
 }
 
@@ -218,7 +231,8 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 
 fn free_disk(state: &Path) -> Result<String, String> {
     let at = existing_ancestor(state);
-    let st = nix::sys::statvfs::statvfs(&at).map_err(|e| format!("statvfs {}: {e}", at.display()))?;
+    let st =
+        nix::sys::statvfs::statvfs(&at).map_err(|e| format!("statvfs {}: {e}", at.display()))?;
     let free = st.blocks_available() as u64 * st.fragment_size() as u64;
     let total = st.blocks() as u64 * st.fragment_size() as u64;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;

@@ -28,6 +28,9 @@ pub struct PingArgs {
     /// and the command then fails.
     #[arg(long)]
     anonymous: bool,
+    /// Give up on an unreachable or silent peer after this long (e.g. `2s`, `500ms`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
     /// Print one JSON object per pong.
     #[arg(long)]
     json: bool,
@@ -57,11 +60,21 @@ async fn resolve(addr: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
 
 /// Pings a member and reports the round trip.
 pub fn run(paths: &NodePaths, config: &Config, args: &PingArgs) -> anyhow::Result<ExitCode> {
+    let mut config = config.clone();
+    if let Some(t) = args.timeout {
+        config.transport.request_timeout = t;
+    }
+    let config = &config;
     super::block_on(async {
         let service = ServiceSpec::NODE;
         let addr = resolve(&args.addr, config.ports.node).await?;
         if args.anonymous {
-            return ping_anonymously(addr, service).await;
+            return ping_anonymously(
+                addr,
+                service,
+                args.timeout.unwrap_or(Duration::from_secs(10)),
+            )
+            .await;
         }
         let dir = paths.identity_dir();
         let key = Arc::new(NodeKey::load_or_create(&dir)?);
@@ -79,10 +92,20 @@ pub fn run(paths: &NodePaths, config: &Config, args: &PingArgs) -> anyhow::Resul
         let limits = Limits::from(&config.transport);
         for nonce in 0..args.count {
             let t = Instant::now();
-            let pong = rpc::call::<Ping>(&conn, &PingRequest { nonce: nonce as u64 }, &limits).await?;
+            let pong = rpc::call::<Ping>(
+                &conn,
+                &PingRequest {
+                    nonce: nonce as u64,
+                },
+                &limits,
+            )
+            .await?;
             let rtt_ms = t.elapsed().as_secs_f64() * 1000.0;
             if pong.nonce != nonce as u64 {
-                return Err(anyhow!("pong carried nonce {} for ping {nonce}", pong.nonce));
+                return Err(anyhow!(
+                    "pong carried nonce {} for ping {nonce}",
+                    pong.nonce
+                ));
             }
             if args.json {
                 println!(
@@ -104,10 +127,14 @@ pub fn run(paths: &NodePaths, config: &Config, args: &PingArgs) -> anyhow::Resul
     })?
 }
 
-async fn ping_anonymously(addr: SocketAddr, service: ServiceSpec) -> anyhow::Result<ExitCode> {
+async fn ping_anonymously(
+    addr: SocketAddr,
+    service: ServiceSpec,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
     let endpoint = probe::anonymous_client(service.alpn)?;
     let connecting = endpoint.connect(addr, MESH_SERVER_NAME)?;
-    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+    let conn = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| anyhow!("no answer from {addr}"))?
         .map_err(|e| anyhow!("refused: {e}"))?;
@@ -115,19 +142,22 @@ async fn ping_anonymously(addr: SocketAddr, service: ServiceSpec) -> anyhow::Res
     // certificate, so the refusal arrives as the connection closing on the first request.
     let outcome = async {
         let (mut send, mut recv) = conn.open_bi().await?;
-        let req = rpc::Frame::request(<Ping as rpc::Method>::NAME, rpc::encode_body(&PingRequest { nonce: 0 })?);
+        let req = rpc::Frame::request(
+            <Ping as rpc::Method>::NAME,
+            rpc::encode_body(&PingRequest { nonce: 0 })?,
+        );
         send.write_all(&req.encode(1 << 20)?).await?;
         send.finish()?;
         let mut buf = [0u8; 1];
         recv.read_exact(&mut buf).await?;
         anyhow::Ok(())
     };
-    match tokio::time::timeout(Duration::from_secs(10), outcome).await {
+    match tokio::time::timeout(timeout, outcome).await {
         Ok(Ok(())) => {
             eprintln!("WARNING: {addr} answered a client without a certificate");
             Ok(ExitCode::SUCCESS)
         }
         Ok(Err(e)) => Err(anyhow!("refused: {e}")),
-        Err(_) => Err(anyhow!("refused: no answer within 10 s")),
+        Err(_) => Err(anyhow!("refused: no answer within {timeout:?}")),
     }
 }

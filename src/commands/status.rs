@@ -35,7 +35,9 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     println!("uptime    {} s", status["uptime_s"]);
     println!(
         "rpc       {} connections, {} handshakes refused, {} bad frames",
-        status["rpc"]["connections"], status["rpc"]["handshakes_refused"], status["rpc"]["bad_frames"]
+        status["rpc"]["connections"],
+        status["rpc"]["handshakes_refused"],
+        status["rpc"]["bad_frames"]
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -195,9 +195,7 @@ impl Config {
         if let Some(name) = &self.node.name {
             if name.is_empty()
                 || name.len() > 63
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 || name.starts_with('-')
             {
                 return Err(invalid(
@@ -311,7 +309,9 @@ mod tests {
 
     #[test]
     fn bad_value_names_key() {
-        let err = parse("[ports]\nnode = \"seven\"\n").unwrap_err().to_string();
+        let err = parse("[ports]\nnode = \"seven\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ports.node"), "{err}");
         let err = parse("[ports]\nnode = 70000\n").unwrap_err().to_string();
         assert!(err.contains("ports.node"), "{err}");
@@ -319,7 +319,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("transport.idle_timeout"), "{err}");
-        let err = parse("[node]\nname = \"no spaces\"\n").unwrap_err().to_string();
+        let err = parse("[node]\nname = \"no spaces\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("node.name"), "{err}");
     }
 

@@ -140,7 +140,7 @@ impl NodeKey {
         let rng = ring::rand::SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
-        NodeKey::from_pkcs8(doc.as_ref()).map_err(|reason| IdentityError::Generate(reason))
+        NodeKey::from_pkcs8(doc.as_ref()).map_err(IdentityError::Generate)
     }
 
     /// Reads a key from PKCS#8 DER.
@@ -231,7 +231,10 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
 pub(crate) fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>, String> {
     let block = pem::parse(text).map_err(|e| format!("not PEM: {e}"))?;
     if block.tag() != label {
-        return Err(format!("expected a `{label}` PEM block, found `{}`", block.tag()));
+        return Err(format!(
+            "expected a `{label}` PEM block, found `{}`",
+            block.tag()
+        ));
     }
     Ok(block.into_contents())
 }
@@ -246,7 +249,9 @@ mod tests {
         let id = key.node_id();
         let s = id.to_string();
         assert_eq!(s.len(), 16);
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert!(s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
         assert_eq!(s.parse::<NodeId>().unwrap(), id);
         assert_eq!(s.to_uppercase().parse::<NodeId>().unwrap(), id);
         assert!("not-an-id".parse::<NodeId>().is_err());
@@ -283,7 +288,15 @@ mod tests {
     fn garbage_key_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("node.key");
-        secret_file::write_atomic(&p, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", Visibility::Private).unwrap();
-        assert!(matches!(NodeKey::load(&p), Err(IdentityError::Invalid { .. })));
+        secret_file::write_atomic(
+            &p,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            Visibility::Private,
+        )
+        .unwrap();
+        assert!(matches!(
+            NodeKey::load(&p),
+            Err(IdentityError::Invalid { .. })
+        ));
     }
 }

@@ -122,7 +122,10 @@ pub async fn request(
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| http(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(|e| http(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| http(e.to_string()))?;
     let status = resp.status();
     let bytes = resp
         .into_body()
@@ -159,10 +162,14 @@ mod tests {
         let metrics = MetricsRegistry::new();
         let shutdown = CancellationToken::new();
         let router = base_router(|| serde_json::json!({"ready": true}), metrics);
-        let task = serve(&sock, router.clone(), shutdown.clone()).await.unwrap();
+        let task = serve(&sock, router.clone(), shutdown.clone())
+            .await
+            .unwrap();
         let status = get_json(&sock, "/status").await.unwrap();
         assert_eq!(status["ready"], true);
-        let (code, body) = request(&sock, axum::http::Method::GET, "/metrics", None).await.unwrap();
+        let (code, body) = request(&sock, axum::http::Method::GET, "/metrics", None)
+            .await
+            .unwrap();
         assert!(code.is_success());
         assert!(String::from_utf8_lossy(&body).contains("# EOF"));
         // A second server on the same live socket is refused.

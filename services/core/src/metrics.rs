@@ -53,7 +53,9 @@ mod tests {
     fn families_show_up_with_prefix() {
         let m = MetricsRegistry::new();
         let c: Counter = Counter::default();
-        m.register("rpc", |r| r.register("requests", "Requests served", c.clone()));
+        m.register("rpc", |r| {
+            r.register("requests", "Requests served", c.clone())
+        });
         c.inc();
         let text = m.encode();
         assert!(text.contains("hyphae_rpc_requests_total 1"), "{text}");

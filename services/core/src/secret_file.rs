@@ -82,7 +82,10 @@ mod tests {
         write_atomic(&p, b"one", Visibility::Private).unwrap();
         write_atomic(&p, b"two", Visibility::Private).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         check_private(&p).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(check_private(&p).is_err());

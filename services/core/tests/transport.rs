@@ -10,8 +10,13 @@ use hyphae_core::config::TransportSection;
 use hyphae_core::identity::NodeKey;
 use hyphae_core::metrics::MetricsRegistry;
 use hyphae_core::pki::{request_certificate, EnrolmentBundle, Membership};
-use hyphae_core::rpc::{self, ErrorCode, Frame, FrameKind, Limits, Method, Ping, PingRequest, Router, RpcError, RpcMetrics};
-use hyphae_core::transport::{probe, MeshEndpoint, MeshTls, ServiceSpec, TransportError, MESH_SERVER_NAME};
+use hyphae_core::rpc::{
+    self, ErrorCode, Frame, FrameKind, Limits, Method, Ping, PingRequest, Router, RpcError,
+    RpcMetrics,
+};
+use hyphae_core::transport::{
+    probe, MeshEndpoint, MeshTls, ServiceSpec, TransportError, MESH_SERVER_NAME,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +37,26 @@ fn enrol(founder: &TestNode) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(NodeKey::load_or_create(dir.path()).unwrap());
     let csr = request_certificate(&key).unwrap();
-    let ca = founder.membership.certificate_authority(founder.dir.path()).unwrap();
+    let ca = founder
+        .membership
+        .certificate_authority(founder.dir.path())
+        .unwrap();
     let bundle = EnrolmentBundle::issue(&ca, &founder.membership.secrets, &csr).unwrap();
     bundle.install(dir.path(), &key).unwrap();
     let membership = Membership::load(dir.path(), key).unwrap().unwrap();
     TestNode { dir, membership }
 }
 
-const TEST: ServiceSpec = ServiceSpec { name: "test", alpn: b"hyphae-test/1", default_port: 0 };
-const OTHER: ServiceSpec = ServiceSpec { name: "other", alpn: b"hyphae-other/1", default_port: 0 };
+const TEST: ServiceSpec = ServiceSpec {
+    name: "test",
+    alpn: b"hyphae-test/1",
+    default_port: 0,
+};
+const OTHER: ServiceSpec = ServiceSpec {
+    name: "other",
+    alpn: b"hyphae-other/1",
+    default_port: 0,
+};
 
 /// Echoes its request back; used to exercise bodies of any size.
 struct Echo;
@@ -82,22 +98,42 @@ fn limits() -> Limits {
 
 fn start_server(node: &TestNode, service: ServiceSpec) -> Server {
     let tls = MeshTls::new(&node.membership).unwrap();
-    let endpoint = MeshEndpoint::server("127.0.0.1:0".parse().unwrap(), &tls, service, &TransportSection::default()).unwrap();
+    let endpoint = MeshEndpoint::server(
+        "127.0.0.1:0".parse().unwrap(),
+        &tls,
+        service,
+        &TransportSection::default(),
+    )
+    .unwrap();
     let addr = endpoint.local_addr().unwrap();
     let router = Router::new(service, node.membership.node_id())
         .unary::<Echo, _, _>(|_peer, req| async move { Ok(req) })
         .streaming::<Count, _>(|_peer, n, ch| {
             Box::pin(async move {
                 for i in 0..n {
-                    ch.send_item(&i).await.map_err(|e| rpc::RpcFault::new(ErrorCode::Internal, e.to_string()))?;
+                    ch.send_item(&i)
+                        .await
+                        .map_err(|e| rpc::RpcFault::new(ErrorCode::Internal, e.to_string()))?;
                 }
-                ch.end().await.map_err(|e| rpc::RpcFault::new(ErrorCode::Internal, e.to_string()))
+                ch.end()
+                    .await
+                    .map_err(|e| rpc::RpcFault::new(ErrorCode::Internal, e.to_string()))
             })
         });
     let metrics = RpcMetrics::register(&MetricsRegistry::new());
     let shutdown = CancellationToken::new();
-    tokio::spawn(rpc::serve(endpoint, Arc::new(router), limits(), metrics.clone(), shutdown.clone()));
-    Server { addr, shutdown, metrics }
+    tokio::spawn(rpc::serve(
+        endpoint,
+        Arc::new(router),
+        limits(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    Server {
+        addr,
+        shutdown,
+        metrics,
+    }
 }
 
 fn client(node: &TestNode, service: ServiceSpec) -> MeshEndpoint {
@@ -109,7 +145,10 @@ fn client(node: &TestNode, service: ServiceSpec) -> MeshEndpoint {
 /// client finish its handshake before the server has judged the client's certificate).
 async fn ping_via(ep: &MeshEndpoint, addr: SocketAddr) -> Result<(), String> {
     let conn = ep.connect(addr, None).await.map_err(|e| e.to_string())?;
-    rpc::call::<Ping>(&conn, &PingRequest { nonce: 7 }, &limits()).await.map(|_| ()).map_err(|e| e.to_string())
+    rpc::call::<Ping>(&conn, &PingRequest { nonce: 7 }, &limits())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -120,22 +159,34 @@ async fn members_talk_and_strangers_are_refused() {
     let server = start_server(&a, TEST);
 
     // A member of the same mesh gets in, and learns who answered.
-    let conn = client(&b, TEST).connect(server.addr, Some(a.membership.node_id())).await.unwrap();
+    let conn = client(&b, TEST)
+        .connect(server.addr, Some(a.membership.node_id()))
+        .await
+        .unwrap();
     assert_eq!(conn.peer, a.membership.node_id());
-    let pong = rpc::call::<Ping>(&conn, &PingRequest { nonce: 42 }, &limits()).await.unwrap();
+    let pong = rpc::call::<Ping>(&conn, &PingRequest { nonce: 42 }, &limits())
+        .await
+        .unwrap();
     assert_eq!(pong.nonce, 42);
     assert_eq!(pong.node, a.membership.node_id());
     assert_eq!(pong.service, "test");
 
     // Asking for another node id at that address is refused by the client itself.
-    let wrong = client(&b, TEST).connect(server.addr, Some(b.membership.node_id())).await;
+    let wrong = client(&b, TEST)
+        .connect(server.addr, Some(b.membership.node_id()))
+        .await;
     assert!(wrong.is_err(), "connected to the wrong node");
 
     // Another mesh's node is refused by the server...
-    assert!(ping_via(&client(&stranger, TEST), server.addr).await.is_err());
+    assert!(ping_via(&client(&stranger, TEST), server.addr)
+        .await
+        .is_err());
     // ...and a member refuses a server of another mesh.
     let stranger_server = start_server(&stranger, TEST);
-    let err = client(&b, TEST).connect(stranger_server.addr, None).await.unwrap_err();
+    let err = client(&b, TEST)
+        .connect(stranger_server.addr, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
 
     // A client without any certificate is refused.
@@ -143,21 +194,38 @@ async fn members_talk_and_strangers_are_refused() {
     let refused = async {
         let conn = anon.connect(server.addr, MESH_SERVER_NAME).unwrap().await?;
         let (mut send, mut recv) = conn.open_bi().await?;
-        send.write_all(&Frame::request(Ping::NAME, rpc::encode_body(&PingRequest { nonce: 1 }).unwrap()).encode(1 << 16).unwrap()).await?;
+        send.write_all(
+            &Frame::request(
+                Ping::NAME,
+                rpc::encode_body(&PingRequest { nonce: 1 }).unwrap(),
+            )
+            .encode(1 << 16)
+            .unwrap(),
+        )
+        .await?;
         send.finish()?;
         let mut byte = [0u8; 1];
         recv.read_exact(&mut byte).await?;
         anyhow::Ok(())
     };
-    assert!(tokio::time::timeout(Duration::from_secs(10), refused).await.unwrap().is_err());
+    assert!(tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .unwrap()
+        .is_err());
 
     // A client of another service (ALPN) is refused.
     assert!(ping_via(&client(&b, OTHER), server.addr).await.is_err());
 
     // Every refusal was counted; the good connection still works.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(server.metrics.refused(TEST) >= 3, "refused {}", server.metrics.refused(TEST));
-    rpc::call::<Ping>(&conn, &PingRequest { nonce: 43 }, &limits()).await.unwrap();
+    assert!(
+        server.metrics.refused(TEST) >= 3,
+        "refused {}",
+        server.metrics.refused(TEST)
+    );
+    rpc::call::<Ping>(&conn, &PingRequest { nonce: 43 }, &limits())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -166,12 +234,16 @@ async fn revoked_nodes_are_refused_at_the_handshake() {
     let b = enrol(&a);
     let server = start_server(&a, TEST);
     ping_via(&client(&b, TEST), server.addr).await.unwrap();
-    a.membership.revocations.revoke(b.membership.node_id(), "test");
+    a.membership
+        .revocations
+        .revoke(b.membership.node_id(), "test");
     assert!(ping_via(&client(&b, TEST), server.addr).await.is_err());
     // And b, told of a revoked server, refuses it too.
     let server_b = start_server(&b, TEST);
     let c = enrol(&a);
-    c.membership.revocations.revoke(b.membership.node_id(), "test");
+    c.membership
+        .revocations
+        .revoke(b.membership.node_id(), "test");
     assert!(client(&c, TEST).connect(server_b.addr, None).await.is_err());
 }
 
@@ -182,7 +254,10 @@ async fn unary_and_streaming_calls() {
     let server = start_server(&a, TEST);
     let conn = client(&b, TEST).connect(server.addr, None).await.unwrap();
     let blob = Blob((0..40_000u32).map(|i| i as u8).collect());
-    assert_eq!(rpc::call::<Echo>(&conn, &blob, &limits()).await.unwrap(), blob);
+    assert_eq!(
+        rpc::call::<Echo>(&conn, &blob, &limits()).await.unwrap(),
+        blob
+    );
     let mut ch = rpc::open::<Count>(&conn, &5, &limits()).await.unwrap();
     let mut got = Vec::new();
     while let Some(i) = ch.recv_item::<u32>().await.unwrap() {
@@ -202,12 +277,19 @@ async fn unary_and_streaming_calls() {
     }
     // A request larger than the limit is refused by the sender before it leaves.
     let huge = Blob(vec![0; 100_000]);
-    assert!(matches!(rpc::call::<Echo>(&conn, &huge, &limits()).await, Err(RpcError::Frame(_))));
+    assert!(matches!(
+        rpc::call::<Echo>(&conn, &huge, &limits()).await,
+        Err(RpcError::Frame(_))
+    ));
 }
 
 /// Sends raw bytes on a fresh stream and returns what the server answered (an Error frame is
 /// expected), or the stream error.
-async fn raw_exchange(conn: &quinn::Connection, bytes: &[u8], finish: bool) -> Result<Option<Frame>, String> {
+async fn raw_exchange(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+    finish: bool,
+) -> Result<Option<Frame>, String> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(bytes).await.map_err(|e| e.to_string())?;
     if finish {
@@ -230,14 +312,52 @@ async fn bad_frames_close_one_stream_and_nothing_else() {
     let conn = client(&b, TEST).connect(server.addr, None).await.unwrap();
     let bystander = client(&b, TEST).connect(server.addr, None).await.unwrap();
 
-    let good = Frame::request(Ping::NAME, rpc::encode_body(&PingRequest { nonce: 1 }).unwrap()).encode(1 << 16).unwrap();
+    let good = Frame::request(
+        Ping::NAME,
+        rpc::encode_body(&PingRequest { nonce: 1 }).unwrap(),
+    )
+    .encode(1 << 16)
+    .unwrap();
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         ("too large", (1u32 << 30).to_be_bytes().to_vec(), false),
         ("truncated", good[..good.len() - 3].to_vec(), true),
-        ("garbled version", { let mut g = good.to_vec(); g[4] = 99; g }, true),
-        ("garbled kind", { let mut g = good.to_vec(); g[5] = 200; g }, true),
-        ("not a request", Frame::new(FrameKind::Item, Bytes::new()).encode(1 << 16).unwrap().to_vec(), true),
-        ("body not the request type", Frame::request(Ping::NAME, Bytes::from_static(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff")).encode(1 << 16).unwrap().to_vec(), true),
+        (
+            "garbled version",
+            {
+                let mut g = good.to_vec();
+                g[4] = 99;
+                g
+            },
+            true,
+        ),
+        (
+            "garbled kind",
+            {
+                let mut g = good.to_vec();
+                g[5] = 200;
+                g
+            },
+            true,
+        ),
+        (
+            "not a request",
+            Frame::new(FrameKind::Item, Bytes::new())
+                .encode(1 << 16)
+                .unwrap()
+                .to_vec(),
+            true,
+        ),
+        (
+            "body not the request type",
+            Frame::request(
+                Ping::NAME,
+                Bytes::from_static(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+            )
+            .encode(1 << 16)
+            .unwrap()
+            .to_vec(),
+            true,
+        ),
         ("short length", vec![0, 0], true),
     ];
     for (what, bytes, finish) in cases {
@@ -245,26 +365,47 @@ async fn bad_frames_close_one_stream_and_nothing_else() {
             Ok(Some(f)) => {
                 assert_eq!(f.kind, FrameKind::Error, "{what}: {f:?}");
                 let fault: rpc::RpcFault = rpc::decode_body(&f.body).unwrap();
-                assert!(matches!(fault.code, ErrorCode::BadFrame | ErrorCode::BadRequest), "{what}: {fault:?}");
+                assert!(
+                    matches!(fault.code, ErrorCode::BadFrame | ErrorCode::BadRequest),
+                    "{what}: {fault:?}"
+                );
             }
             other => panic!("{what}: expected an Error frame, got {other:?}"),
         }
         // The same connection and a bystander connection both still work.
-        rpc::call::<Ping>(&conn, &PingRequest { nonce: 2 }, &limits()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
-        rpc::call::<Ping>(&bystander, &PingRequest { nonce: 3 }, &limits()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        rpc::call::<Ping>(&conn, &PingRequest { nonce: 2 }, &limits())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        rpc::call::<Ping>(&bystander, &PingRequest { nonce: 3 }, &limits())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
     }
     // A stream that never sends a whole frame is dropped after the frame timeout.
     let silent = raw_exchange(&conn.conn, &[0, 0, 0, 9, 1], false).await;
-    assert!(matches!(silent, Ok(Some(ref f)) if f.kind == FrameKind::Error), "{silent:?}");
+    assert!(
+        matches!(silent, Ok(Some(ref f)) if f.kind == FrameKind::Error),
+        "{silent:?}"
+    );
 
     // Random garbage, many times, over fresh streams: the server keeps serving.
     let mut seed = 0x9e3779b97f4a7c15u64;
     for _ in 0..200 {
         let len = (seed % 64) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; seed as u8 }).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
         let _ = raw_exchange(&conn.conn, &bytes, true).await;
     }
-    rpc::call::<Ping>(&conn, &PingRequest { nonce: 4 }, &limits()).await.unwrap();
-    rpc::call::<Ping>(&bystander, &PingRequest { nonce: 5 }, &limits()).await.unwrap();
+    rpc::call::<Ping>(&conn, &PingRequest { nonce: 4 }, &limits())
+        .await
+        .unwrap();
+    rpc::call::<Ping>(&bystander, &PingRequest { nonce: 5 }, &limits())
+        .await
+        .unwrap();
     assert!(server.metrics.bad_frames(TEST) >= 7);
 }

@@ -28,6 +28,7 @@ mod cluster;
 mod cmd;
 mod faults;
 mod http_uds;
+mod mesh;
 mod net;
 mod node;
 mod slot;
@@ -37,6 +38,7 @@ pub use cluster::{Cluster, ClusterBuilder, KEEP_STATE_ENV, MAX_NODES, PANIC_LOG_
 pub use cmd::{exec_in_netns, ip, output, output_timeout, run, tc, CmdOutput};
 pub use faults::Tbf;
 pub use http_uds::{uds_get, uds_get_timeout, HttpResponse, DEFAULT_TIMEOUT};
+pub use mesh::{enrol_offline, init_mesh};
 pub use net::SUBNET_OCTET;
 pub use node::{Node, CLI_TIMEOUT, DEFAULT_PORT};
 pub use slot::{MAX_SLOT, RUN_DIR};

@@ -92,13 +92,15 @@ impl EnrolmentBundle {
             ));
         }
         let node_der = CertificateDer::from(
-            pem_decode(&self.node_cert, "CERTIFICATE").map_err(|e| PkiError::invalid(&origin, e))?,
+            pem_decode(&self.node_cert, "CERTIFICATE")
+                .map_err(|e| PkiError::invalid(&origin, e))?,
         );
         let ca_der = CertificateDer::from(
             pem_decode(&self.ca_cert, "CERTIFICATE").map_err(|e| PkiError::invalid(&origin, e))?,
         );
-        crate::transport::verify_member_cert(&node_der, &ca_der, None)
-            .map_err(|e| PkiError::invalid(&origin, format!("node certificate does not verify: {e}")))?;
+        crate::transport::verify_member_cert(&node_der, &ca_der, None).map_err(|e| {
+            PkiError::invalid(&origin, format!("node certificate does not verify: {e}"))
+        })?;
         let certified = crate::transport::node_id_of_cert(&node_der)
             .map_err(|e| PkiError::invalid(&origin, e))?;
         if certified != key.node_id() {

@@ -87,11 +87,16 @@ impl RpcChannel {
     /// timeout for it.
     pub async fn recv_item<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RpcError> {
         let wait = self.limits.frame_timeout;
-        let frame = tokio::time::timeout(wait, read_frame(&mut self.recv, self.limits.max_frame_bytes))
-            .await
-            .map_err(|_| RpcError::Timeout(wait))??;
+        let frame = tokio::time::timeout(
+            wait,
+            read_frame(&mut self.recv, self.limits.max_frame_bytes),
+        )
+        .await
+        .map_err(|_| RpcError::Timeout(wait))??;
         match frame {
-            None => Err(RpcError::Protocol("stream ended without an End frame".into())),
+            None => Err(RpcError::Protocol(
+                "stream ended without an End frame".into(),
+            )),
             Some(f) => match f.kind {
                 FrameKind::Item => decode_body(&f.body).map(Some),
                 FrameKind::End => Ok(None),

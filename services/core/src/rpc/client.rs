@@ -15,7 +15,12 @@ pub async fn call<M: Method>(
     let body = encode_body(request)?;
     let exchange = async {
         let (mut send, mut recv) = conn.conn.open_bi().await?;
-        write_frame(&mut send, &Frame::request(M::NAME, body), limits.max_frame_bytes).await?;
+        write_frame(
+            &mut send,
+            &Frame::request(M::NAME, body),
+            limits.max_frame_bytes,
+        )
+        .await?;
         send.finish()?;
         let frame = read_frame(&mut recv, limits.max_frame_bytes)
             .await?
@@ -40,6 +45,11 @@ pub async fn open<M: Method>(
 ) -> Result<RpcChannel, RpcError> {
     let body = encode_body(request)?;
     let (mut send, recv) = conn.conn.open_bi().await?;
-    write_frame(&mut send, &Frame::request(M::NAME, body), limits.max_frame_bytes).await?;
+    write_frame(
+        &mut send,
+        &Frame::request(M::NAME, body),
+        limits.max_frame_bytes,
+    )
+    .await?;
     Ok(RpcChannel::new(send, recv, *limits))
 }

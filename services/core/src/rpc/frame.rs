@@ -252,14 +252,21 @@ mod tests {
         d.push(&(2048u32).to_be_bytes());
         assert_eq!(
             d.next_frame(),
-            Err(FrameError::TooLarge { len: 2048, max: 1024 })
+            Err(FrameError::TooLarge {
+                len: 2048,
+                max: 1024
+            })
         );
-        assert!(Frame::new(FrameKind::Item, vec![0; 2000]).encode(1024).is_err());
+        assert!(Frame::new(FrameKind::Item, vec![0; 2000])
+            .encode(1024)
+            .is_err());
     }
 
     #[test]
     fn truncated_is_reported_at_end() {
-        let bytes = Frame::new(FrameKind::Item, vec![9; 10]).encode(MAX).unwrap();
+        let bytes = Frame::new(FrameKind::Item, vec![9; 10])
+            .encode(MAX)
+            .unwrap();
         let mut d = FrameDecoder::new(MAX);
         d.push(&bytes[..bytes.len() - 1]);
         assert_eq!(d.next_frame().unwrap(), None);
@@ -270,14 +277,17 @@ mod tests {
     fn garbage_is_refused() {
         for payload in [
             vec![],
-            vec![2, 1, 0],         // wrong version
-            vec![1, 9, 0],         // unknown kind
-            vec![1, 1, 5, b'a'],   // method runs past the end
-            vec![1, 1, 0],         // request without a method
-            vec![1, 4, 1, b'x'],   // item with a method
+            vec![2, 1, 0],             // wrong version
+            vec![1, 9, 0],             // unknown kind
+            vec![1, 1, 5, b'a'],       // method runs past the end
+            vec![1, 1, 0],             // request without a method
+            vec![1, 4, 1, b'x'],       // item with a method
             vec![1, 1, 2, 0xff, 0xfe], // method not utf-8
         ] {
-            assert!(Frame::decode_payload(Bytes::from(payload.clone())).is_err(), "{payload:?}");
+            assert!(
+                Frame::decode_payload(Bytes::from(payload.clone())).is_err(),
+                "{payload:?}"
+            );
         }
     }
 

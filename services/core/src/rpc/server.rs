@@ -17,7 +17,10 @@ use tracing::Instrument;
 use super::channel::{read_frame, write_frame};
 use super::frame::{Frame, FrameKind};
 use super::method::{Ping, PingRequest, Pong};
-use super::{decode_body, encode_body, stream_code, ErrorCode, Limits, Method, RpcChannel, RpcError, RpcFault};
+use super::{
+    decode_body, encode_body, stream_code, ErrorCode, Limits, Method, RpcChannel, RpcError,
+    RpcFault,
+};
 use crate::identity::NodeId;
 use crate::metrics::MetricsRegistry;
 use crate::transport::{MeshEndpoint, PeerConnection, ServiceSpec};
@@ -31,7 +34,8 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
-type UnaryFn = Arc<dyn Fn(Peer, Bytes) -> BoxFuture<'static, Result<Vec<u8>, RpcFault>> + Send + Sync>;
+type UnaryFn =
+    Arc<dyn Fn(Peer, Bytes) -> BoxFuture<'static, Result<Vec<u8>, RpcFault>> + Send + Sync>;
 type StreamFn = Arc<
     dyn for<'a> Fn(Peer, Bytes, &'a mut RpcChannel) -> BoxFuture<'a, Result<(), RpcFault>>
         + Send
@@ -188,7 +192,9 @@ impl RpcMetrics {
 
     /// Handshakes refused so far by this service (for `/status`).
     pub fn refused(&self, service: ServiceSpec) -> u64 {
-        self.handshakes_refused.get_or_create(&Self::label(service)).get()
+        self.handshakes_refused
+            .get_or_create(&Self::label(service))
+            .get()
     }
 
     /// Streams closed for bad frames so far by this service (for `/status`).
@@ -259,7 +265,10 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let service = router.service();
-    let gauge = metrics.connections.get_or_create(&RpcMetrics::label(service)).clone();
+    let gauge = metrics
+        .connections
+        .get_or_create(&RpcMetrics::label(service))
+        .clone();
     gauge.inc();
     tracing::debug!(peer = %peer.peer, "member connected");
     let who = Peer {
@@ -299,7 +308,11 @@ async fn serve_stream(
     metrics: RpcMetrics,
 ) {
     let service = router.service();
-    let first = tokio::time::timeout(limits.frame_timeout, read_frame(&mut recv, limits.max_frame_bytes)).await;
+    let first = tokio::time::timeout(
+        limits.frame_timeout,
+        read_frame(&mut recv, limits.max_frame_bytes),
+    )
+    .await;
     let frame = match first {
         Ok(Ok(Some(frame))) if frame.kind == FrameKind::Request => frame,
         Ok(Ok(None)) => return, // opened and closed without a request: nothing to do
@@ -310,7 +323,10 @@ async fn serve_stream(
                 Ok(Ok(Some(f))) => format!("expected a Request frame, got {:?}", f.kind),
                 Ok(Ok(None)) => unreachable!("handled above"),
             };
-            metrics.bad_frames.get_or_create(&RpcMetrics::label(service)).inc();
+            metrics
+                .bad_frames
+                .get_or_create(&RpcMetrics::label(service))
+                .inc();
             tracing::warn!(peer = %peer.node, %reason, "closing stream: bad frame");
             let fault = RpcFault::new(ErrorCode::BadFrame, reason);
             reject(&mut send, &mut recv, &fault, limits).await;
@@ -336,7 +352,8 @@ async fn serve_stream(
                         "ok"
                     }
                     Err(RpcError::Frame(e)) => {
-                        let fault = RpcFault::new(ErrorCode::Internal, format!("response too large: {e}"));
+                        let fault =
+                            RpcFault::new(ErrorCode::Internal, format!("response too large: {e}"));
                         reject(&mut send, &mut recv, &fault, limits).await;
                         "error"
                     }
@@ -363,16 +380,30 @@ async fn serve_stream(
         .requests
         .get_or_create(&MethodLabels {
             service: service.name.to_string(),
-            method: if outcome == "unknown" { "(unknown)".into() } else { method },
+            method: if outcome == "unknown" {
+                "(unknown)".into()
+            } else {
+                method
+            },
             outcome: outcome.to_string(),
         })
         .inc();
 }
 
 /// Answers with an `Error` frame and closes this stream (only this one).
-async fn reject(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, fault: &RpcFault, limits: Limits) {
+async fn reject(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    fault: &RpcFault,
+    limits: Limits,
+) {
     if let Ok(body) = encode_body(fault) {
-        let _ = write_frame(send, &Frame::new(FrameKind::Error, body), limits.max_frame_bytes).await;
+        let _ = write_frame(
+            send,
+            &Frame::new(FrameKind::Error, body),
+            limits.max_frame_bytes,
+        )
+        .await;
     }
     let _ = send.finish();
     let _ = recv.stop(quinn::VarInt::from_u32(stream_code::BAD_FRAME));

@@ -172,7 +172,8 @@ impl MeshEndpoint {
 
     /// Closes every connection and stops accepting.
     pub fn close(&self) {
-        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"shutting down");
     }
 
     /// Waits until every connection has been closed cleanly (bounded by the idle timeout).

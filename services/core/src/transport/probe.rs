@@ -61,7 +61,8 @@ pub fn anonymous_client(alpn: &[u8]) -> Result<quinn::Endpoint, TransportError> 
         .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let quic = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Config(e.to_string()))?;
+    let quic =
+        QuicClientConfig::try_from(tls).map_err(|e| TransportError::Config(e.to_string()))?;
     let any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
     let mut endpoint = bind_with_fallback(any, quinn::Endpoint::client)?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));

@@ -70,8 +70,11 @@ fn member_id(
     cert: &ParsedCertificate<'_>,
     revocations: Option<&Revocations>,
 ) -> Result<NodeId, TlsError> {
-    let id = node_id_of_parsed(cert)
-        .map_err(|e| TlsError::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(std::io::Error::other(e))))))?;
+    let id = node_id_of_parsed(cert).map_err(|e| {
+        TlsError::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+            std::io::Error::other(e),
+        ))))
+    })?;
     if revocations.is_some_and(|r| r.is_revoked(&id)) {
         tracing::warn!(node = %id, "refused a revoked node's certificate");
         return Err(TlsError::InvalidCertificate(CertificateError::Revoked));
@@ -224,7 +227,8 @@ pub struct MeshTls {
 impl MeshTls {
     /// From a node's membership.
     pub fn new(membership: &Membership) -> Result<MeshTls, TransportError> {
-        let roots = roots_of(&membership.ca_cert).map_err(|e| TransportError::Config(e.to_string()))?;
+        let roots =
+            roots_of(&membership.ca_cert).map_err(|e| TransportError::Config(e.to_string()))?;
         Ok(MeshTls {
             node_cert: membership.node_cert.clone(),
             node_key: PrivatePkcs8KeyDer::from(membership.key.pkcs8_der().to_vec()),
@@ -241,9 +245,10 @@ impl MeshTls {
     /// The server side of a service: requires and verifies client certificates.
     pub fn server_config(&self, alpn: &[u8]) -> Result<rustls::ServerConfig, TransportError> {
         let provider = provider();
-        let inner = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| TransportError::Config(e.to_string()))?;
+        let inner =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| TransportError::Config(e.to_string()))?;
         let verifier = Arc::new(MeshClientVerifier {
             inner,
             revocations: self.revocations.clone(),
