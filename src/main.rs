@@ -43,6 +43,8 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Run every service of this node in one process (development, `make run`, tests).
     Node,
+    /// Run only the node agent (ping endpoint on udp/7440, node.sock): the systemd unit's verb.
+    Agent,
     /// Show this node's status (from its running services).
     Status(commands::status::StatusArgs),
     /// Check that another member answers over mutual-TLS QUIC.
@@ -109,7 +111,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     hyphae_core::telemetry::init(&log);
     match cli.command {
         Command::Init(args) => commands::init::run(&paths, &config, &args),
-        Command::Node => commands::node::run(paths, config),
+        Command::Node => commands::node::run(paths, config, commands::node::Services::All),
+        Command::Agent => commands::node::run(paths, config, commands::node::Services::Agent),
         Command::Status(args) => commands::status::run(&paths, &args),
         Command::Ping(args) => commands::ping::run(&paths, &config, &args),
         Command::Cert(cmd) => commands::cert::run(&paths, cmd),

@@ -1,4 +1,8 @@
-//! `hyphae node`: every service of one node in one process.
+//! `hyphae node`: every service of one node in one process; `hyphae <service>`: one of them.
+//!
+//! Each service is a library with one entry point `run(ctx, shutdown)`. Under systemd every
+//! service is its own unit running `hyphae <service>`; `hyphae node` runs them all as tasks of
+//! one process for development, `make run` and the cluster tests. Same code either way.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +13,17 @@ use hyphae_core::paths::NodePaths;
 use hyphae_core::{agent, notify, NodeContext};
 use tokio_util::sync::CancellationToken;
 
-/// Runs the node until SIGINT or SIGTERM.
-pub fn run(paths: NodePaths, config: Config) -> anyhow::Result<ExitCode> {
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Services {
+    /// Every service that exists (`hyphae node`).
+    All,
+    /// Only the node agent (`hyphae agent`).
+    Agent,
+}
+
+/// Runs the chosen services until SIGINT or SIGTERM.
+pub fn run(paths: NodePaths, config: Config, services: Services) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hyphae")
@@ -22,6 +35,8 @@ pub fn run(paths: NodePaths, config: Config) -> anyhow::Result<ExitCode> {
         spawn_signal_handler(shutdown.clone())?;
         notify::spawn_watchdog(shutdown.clone());
         // Each service is one task; the first to fail stops the node (systemd restarts units).
+        // The agent runs in every process layout: today it is also the only service.
+        let _ = services;
         let agent = tokio::spawn(agent::run(ctx.clone(), shutdown.clone()));
         let result = agent.await.context("node agent panicked")?;
         shutdown.cancel();
