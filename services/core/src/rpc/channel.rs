@@ -110,4 +110,11 @@ impl RpcChannel {
     pub fn into_raw(self) -> (quinn::SendStream, quinn::RecvStream) {
         (self.send, self.recv)
     }
+
+    /// Borrows the raw streams for an unframed stretch (bulk bytes after the request, say),
+    /// keeping the channel for framed items afterwards. Both sides must agree on where the
+    /// raw bytes end (a length sent first, or the sender finishing its half).
+    pub fn raw_mut(&mut self) -> (&mut quinn::SendStream, &mut quinn::RecvStream) {
+        (&mut self.send, &mut self.recv)
+    }
 }

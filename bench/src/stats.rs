@@ -1,0 +1,47 @@
+//! Summaries of latency samples.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Percentiles of a set of round trips, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+impl Latency {
+    /// Summarises samples (sorted in place).
+    pub fn of(samples: &mut [Duration]) -> Latency {
+        samples.sort();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples.get(i).copied().map(us).unwrap_or(0.0)
+        };
+        let mean = if samples.is_empty() {
+            0.0
+        } else {
+            samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64
+        };
+        Latency {
+            samples: samples.len(),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+            mean_us: mean,
+        }
+    }
+}
+
+/// The median of a few throughput runs.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
