@@ -21,7 +21,7 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	cargo build --workspace --bins
+	cargo build -p hyphae
 
 run: build
 	@scripts/run-node.sh "$(HYPHAE)" "$(RUN_DIR)"

@@ -7,8 +7,7 @@ bin=$1
 dir=$2
 mkdir -p "$dir"
 if [ ! -f "$dir/identity/mesh.toml" ]; then
-  mesh=$("$bin" --state-dir "$dir" init)
-  echo "created mesh $mesh in $dir"
+  "$bin" --state-dir "$dir" init >/dev/null
 fi
 cat <<TXT
 
