@@ -74,8 +74,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
-    // Verbs that need no configuration.
-    match &cli.command {
+    // Verbs that serve a node log at the configured level; admin verbs stay quiet unless -v.
+    let serves = matches!(cli.command, Command::Node | Command::Agent);
+    let verbose = cli.verbose;
+    // Loads and validates the configuration, and starts logging; only verbs that need it call it.
+    let configure = || -> anyhow::Result<Config> {
+        let config = Config::load(&paths.config, paths.config_explicit)?;
+        let level = match (serves, verbose) {
+            (true, 0) => config.log.level.clone(),
+            (false, 0) => "warn".to_string(),
+            (false, 1) => "info".to_string(),
+            _ => "debug".to_string(),
+        };
+        hyphae_core::telemetry::init(&LogSection {
+            level,
+            ..config.log.clone()
+        });
+        Ok(config)
+    };
+    match cli.command {
         Command::Version => {
             println!(
                 "hyphae {} ({} {})",
@@ -83,40 +100,28 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 std::env::consts::ARCH,
                 std::env::consts::OS
             );
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor(args) => return commands::doctor::run(&paths, args),
-        _ => {}
-    }
-    let config = Config::load(&paths.config, paths.config_explicit)?;
-    let log = match (&cli.command, cli.verbose) {
-        (Command::Node, 0) => config.log.clone(),
-        (Command::Node, 1) => LogSection {
-            level: "debug".into(),
-            ..config.log.clone()
-        },
-        (_, 0) => LogSection {
-            level: "warn".into(),
-            ..config.log.clone()
-        },
-        (_, 1) => LogSection {
-            level: "info".into(),
-            ..config.log.clone()
-        },
-        (_, _) => LogSection {
-            level: "debug".into(),
-            ..config.log.clone()
-        },
-    };
-    hyphae_core::telemetry::init(&log);
-    match cli.command {
-        Command::Init(args) => commands::init::run(&paths, &config, &args),
-        Command::Node => commands::node::run(paths, config, commands::node::Services::All),
-        Command::Agent => commands::node::run(paths, config, commands::node::Services::Agent),
-        Command::Status(args) => commands::status::run(&paths, &args),
-        Command::Ping(args) => commands::ping::run(&paths, &config, &args),
-        Command::Cert(cmd) => commands::cert::run(&paths, cmd),
-        Command::Ca(cmd) => commands::cert::run_ca(&paths, cmd),
-        Command::Version | Command::Doctor(_) => unreachable!("handled above"),
+        Command::Doctor(args) => commands::doctor::run(&paths, &args),
+        Command::Init(args) => commands::init::run(&paths, &configure()?, &args),
+        Command::Node => {
+            commands::node::run(paths.clone(), configure()?, commands::node::Services::All)
+        }
+        Command::Agent => {
+            commands::node::run(paths.clone(), configure()?, commands::node::Services::Agent)
+        }
+        Command::Status(args) => {
+            configure()?;
+            commands::status::run(&paths, &args)
+        }
+        Command::Ping(args) => commands::ping::run(&paths, &configure()?, &args),
+        Command::Cert(cmd) => {
+            configure()?;
+            commands::cert::run(&paths, cmd)
+        }
+        Command::Ca(cmd) => {
+            configure()?;
+            commands::cert::run_ca(&paths, cmd)
+        }
     }
 }

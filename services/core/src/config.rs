@@ -213,10 +213,16 @@ impl Config {
                 "must be at least 1024 bytes",
             ));
         }
-        if self.transport.request_timeout.is_zero() || self.transport.frame_timeout.is_zero() {
+        if self.transport.request_timeout.is_zero() {
             return Err(invalid(
                 "transport.request_timeout",
-                "timeouts must be longer than zero",
+                "must be longer than zero",
+            ));
+        }
+        if self.transport.frame_timeout.is_zero() {
+            return Err(invalid(
+                "transport.frame_timeout",
+                "must be longer than zero",
             ));
         }
         if self.transport.keep_alive >= self.transport.idle_timeout {

@@ -19,10 +19,14 @@ use crate::secret_file::{self, Visibility};
 const NODE_ID_BYTES: usize = 10;
 
 /// Lower-case RFC 4648 base32 without padding: DNS-safe and unambiguous to type.
-fn base32() -> data_encoding::Encoding {
-    let mut spec = data_encoding::Specification::new();
-    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
-    spec.encoding().expect("a valid base32 alphabet")
+fn base32() -> &'static data_encoding::Encoding {
+    static BASE32: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+        // A constant alphabet of 32 distinct ASCII symbols: this cannot fail.
+        spec.encoding().expect("a valid base32 alphabet")
+    });
+    &BASE32
 }
 
 /// A node's stable name in the mesh: base32 of the first 10 bytes of BLAKE3(public key).

@@ -314,15 +314,15 @@ async fn serve_stream(
     )
     .await;
     let frame = match first {
-        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Request => frame,
         Ok(Ok(None)) => return, // opened and closed without a request: nothing to do
-        outcome => {
-            let reason = match outcome {
-                Err(_) => format!("no request within {:?}", limits.frame_timeout),
-                Ok(Err(e)) => e.to_string(),
-                Ok(Ok(Some(f))) => format!("expected a Request frame, got {:?}", f.kind),
-                Ok(Ok(None)) => unreachable!("handled above"),
-            };
+        Ok(Ok(Some(f))) if f.kind == FrameKind::Request => Ok(f),
+        Ok(Ok(Some(f))) => Err(format!("expected a Request frame, got {:?}", f.kind)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no request within {:?}", limits.frame_timeout)),
+    };
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(reason) => {
             metrics
                 .bad_frames
                 .get_or_create(&RpcMetrics::label(service))

@@ -71,7 +71,45 @@ fn transport_config(cfg: &TransportSection) -> Result<Arc<quinn::TransportConfig
     t.stream_receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(64 * 1024 * 1024));
     t.send_window(64 * 1024 * 1024);
+    // Ask peers to acknowledge every 8th packet instead of every 2nd (the ACK frequency
+    // extension): on a LAN, ACK processing is a large share of a bulk stream's CPU.
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(8));
+    t.ack_frequency_config(Some(ack));
     Ok(Arc::new(t))
+}
+
+/// Socket buffers asked for (the kernel caps them at `net.core.{r,w}mem_max`): the default
+/// ~208 KiB drops packets at LAN bulk rates, which QUIC's congestion control reads as loss.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// A dual-stack (for `::`) UDP socket with large buffers, bound to `addr`.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    // Best effort: a smaller buffer still works, only slower.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Binds a quinn endpoint on our own socket.
+fn endpoint_on(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for quinn"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        udp_socket(addr)?,
+        runtime,
+    )
 }
 
 impl MeshEndpoint {
@@ -88,7 +126,7 @@ impl MeshEndpoint {
             .map_err(|e| TransportError::Config(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
         server.transport_config(transport.clone());
-        let endpoint = bind_with_fallback(addr, |a| quinn::Endpoint::server(server.clone(), a))?;
+        let endpoint = bind_with_fallback(addr, |a| endpoint_on(a, Some(server.clone())))?;
         MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
     }
 
@@ -100,7 +138,7 @@ impl MeshEndpoint {
     ) -> Result<MeshEndpoint, TransportError> {
         let transport = transport_config(cfg)?;
         let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
-        let endpoint = bind_with_fallback(any, quinn::Endpoint::client)?;
+        let endpoint = bind_with_fallback(any, |a| endpoint_on(a, None))?;
         MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
     }
 
