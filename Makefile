@@ -10,7 +10,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Build caches live outside the clone so that a warm CI run reuses them (DEVELOPERS.md).
 export CARGO_TARGET_DIR ?= /var/cache/hyphae/target
-export CARGO_TERM_COLOR ?= always
+export CARGO_TERM_COLOR ?= auto
 FUZZ_SECONDS ?= 20
 RUN_DIR ?= /var/tmp/hyphae-dev
 HYPHAE := $(CARGO_TARGET_DIR)/debug/hyphae
