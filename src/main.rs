@@ -42,9 +42,25 @@ enum Command {
     /// Create a new mesh with this node as its first member; prints the mesh id.
     Init(commands::init::InitArgs),
     /// Run every service of this node in one process (development, `make run`, tests).
-    Node,
+    Node(commands::node::NodeArgs),
     /// Run only the node agent (ping endpoint on udp/7440, node.sock): the systemd unit's verb.
     Agent,
+    /// Run only the coordinator (Raft on udp/7441, admission on udp/7442, coordinator.sock).
+    Coordinator(commands::node::NodeArgs),
+    /// List the mesh's nodes with their roles (queen, prince, bee) and status.
+    Nodes(commands::nodes::NodesArgs),
+    /// Admit a node that asked to join without a token.
+    Admit(commands::admit::AdmitArgs),
+    /// Revoke a node: every member refuses it from then on.
+    Revoke(commands::revoke::RevokeArgs),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Leave the mesh cleanly.
+    Leave,
+    /// The coordinator's key space (operators, tests).
+    #[command(subcommand)]
+    Kv(commands::kv::KvCommand),
     /// Show this node's status (from its running services).
     Status(commands::status::StatusArgs),
     /// Check that another member answers over mutual-TLS QUIC.
@@ -90,8 +106,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(&paths.config, paths.config_explicit)?;
     let log = match (&cli.command, cli.verbose) {
-        (Command::Node, 0) => config.log.clone(),
-        (Command::Node, 1) => LogSection {
+        (Command::Node(_) | Command::Coordinator(_), 0) => config.log.clone(),
+        (Command::Node(_) | Command::Coordinator(_), 1) => LogSection {
             level: "debug".into(),
             ..config.log.clone()
         },
@@ -111,8 +127,24 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     hyphae_core::telemetry::init(&log);
     match cli.command {
         Command::Init(args) => commands::init::run(&paths, &config, &args),
-        Command::Node => commands::node::run(paths, config, commands::node::Services::All),
-        Command::Agent => commands::node::run(paths, config, commands::node::Services::Agent),
+        Command::Node(args) => {
+            commands::node::run(paths, config, &args, commands::node::Services::All)
+        }
+        Command::Agent => commands::node::run(
+            paths,
+            config,
+            &commands::node::NodeArgs::default(),
+            commands::node::Services::Agent,
+        ),
+        Command::Coordinator(args) => {
+            commands::node::run(paths, config, &args, commands::node::Services::Coordinator)
+        }
+        Command::Nodes(args) => commands::nodes::run(&paths, &args),
+        Command::Admit(args) => commands::admit::run(&paths, &args),
+        Command::Revoke(args) => commands::revoke::run(&paths, &args),
+        Command::Token(cmd) => commands::token::run(&paths, &cmd),
+        Command::Leave => commands::leave::run(&paths),
+        Command::Kv(cmd) => commands::kv::run(&paths, &cmd),
         Command::Status(args) => commands::status::run(&paths, &args),
         Command::Ping(args) => commands::ping::run(&paths, &config, &args),
         Command::Cert(cmd) => commands::cert::run(&paths, cmd),
