@@ -24,6 +24,12 @@ fn refuse(reason: impl Into<String>) -> JoinOutcome {
     JoinOutcome::Refused { reason }
 }
 
+fn unavailable(reason: impl Into<String>) -> JoinOutcome {
+    let reason = reason.into();
+    tracing::info!(%reason, "admission postponed");
+    JoinOutcome::Unavailable { reason }
+}
+
 fn pem_cert(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
 }
@@ -68,7 +74,7 @@ impl Coordinator {
             return self.join_as_queen(request).await;
         }
         let Some((queen, addr)) = self.queen() else {
-            return refuse("no queen right now; try again shortly");
+            return unavailable("no queen right now; try again shortly");
         };
         match self
             .peers
@@ -76,7 +82,7 @@ impl Coordinator {
             .await
         {
             Ok(outcome) => outcome,
-            Err(e) => refuse(format!("cannot reach the queen: {e}")),
+            Err(e) => unavailable(format!("cannot reach the queen: {e}")),
         }
     }
 
@@ -139,7 +145,7 @@ impl Coordinator {
                     JoinOutcome::Pending { node }
                 }
                 Ok(CommandResult::Refused { reason }) => refuse(reason),
-                Err(e) => refuse(e.to_string()),
+                Err(e) => unavailable(e.to_string()),
             };
         };
         let token = match JoinToken::parse(token_text) {
@@ -151,7 +157,7 @@ impl Coordinator {
         }
         let ca = match self.certificate_authority() {
             Ok(ca) => ca,
-            Err(e) => return refuse(format!("the queen cannot sign certificates: {e}")),
+            Err(e) => return unavailable(format!("the queen cannot sign certificates: {e}")),
         };
         let bundle = match EnrolmentBundle::issue(&ca, &self.membership.secrets, &request.csr_pem)
         {
@@ -174,7 +180,7 @@ impl Coordinator {
                 Err(e) => refuse(e.to_string()),
             },
             Ok(CommandResult::Refused { reason }) => refuse(reason),
-            Err(e) => refuse(e.to_string()),
+            Err(e) => unavailable(e.to_string()),
         }
     }
 

@@ -99,6 +99,10 @@ pub async fn acquire_membership(
                     }
                     break;
                 }
+                JoinOutcome::Unavailable { reason } => {
+                    tracing::info!(%peer, %reason, "admission not possible right now; retrying");
+                    continue;
+                }
                 JoinOutcome::Refused { reason } => {
                     tracing::error!(%peer, %reason, "admission refused");
                     return Err(CoordinatorError::Join(format!("refused by {peer}: {reason}")));

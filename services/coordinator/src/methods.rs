@@ -108,8 +108,10 @@ pub enum JoinOutcome {
     Admitted { bundle_toml: String },
     /// Recorded as pending: poll again later.
     Pending { node: NodeId },
-    /// Refused, with the reason.
+    /// Refused, with the reason: final (bad, spent or expired token, revoked node…).
     Refused { reason: String },
+    /// Cannot be decided right now (no queen, queen unreachable, no quorum): try again.
+    Unavailable { reason: String },
 }
 
 /// Admission: join with a token, or ask to be admitted (pending).
