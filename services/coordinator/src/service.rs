@@ -154,11 +154,21 @@ impl Coordinator {
                 Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
-                        match self
-                            .peers
-                            .call::<Write>(id, &node.addr, &command, Some(Duration::from_secs(5)))
-                            .await
-                        {
+                        // If that queen dies meanwhile, stop waiting for her as soon as the
+                        // princes have moved on, and try again with the next one.
+                        let forwarded = tokio::select! {
+                            r = self.peers.call::<Write>(
+                                id,
+                                &node.addr,
+                                &command,
+                                Some(Duration::from_secs(5)),
+                            ) => r,
+                            _ = self.queen_changes_from(id) => {
+                                last_error = format!("queen {id} was replaced");
+                                continue;
+                            }
+                        };
+                        match forwarded {
                             Ok(Ok(result)) => return Ok(result),
                             Ok(Err(e)) => last_error = e,
                             Err(PeerError::Call {
@@ -176,6 +186,19 @@ impl Coordinator {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(CoordinatorError::NoQueen(last_error))
+    }
+
+    /// Returns once `queen` is no longer the queen this node knows of.
+    async fn queen_changes_from(&self, queen: NodeId) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader != Some(queen) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Proposes and turns a refusal into an error.
