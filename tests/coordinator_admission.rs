@@ -38,7 +38,11 @@ fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
     c[2].write_config(&join_config(Some(&short), &[&c[0]]))?;
     c[2].start()?;
     assert!(!c[2].wait_exit(Duration::from_secs(30))?.success());
-    assert!(c[2].log()?.contains("join token expired"), "{}", c[2].log_tail(20));
+    assert!(
+        c[2].log()?.contains("join token expired"),
+        "{}",
+        c[2].log_tail(20)
+    );
 
     // Forged: a valid token with another secret.
     let good = token(&c[0], 5, "1h")?;
@@ -48,13 +52,21 @@ fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
     c[3].write_config(&join_config(Some(&forged), &[&c[0]]))?;
     c[3].start()?;
     assert!(!c[3].wait_exit(Duration::from_secs(30))?.success());
-    assert!(c[3].log()?.contains("invalid join token"), "{}", c[3].log_tail(20));
+    assert!(
+        c[3].log()?.contains("invalid join token"),
+        "{}",
+        c[3].log_tail(20)
+    );
 
     // Garbage that is not a token at all never leaves the node.
     c[3].write_config(&join_config(Some("hyphae1.garbage"), &[&c[0]]))?;
     c[3].start()?;
     assert!(!c[3].wait_exit(Duration::from_secs(30))?.success());
-    assert!(c[3].log()?.contains("malformed join token"), "{}", c[3].log_tail(20));
+    assert!(
+        c[3].log()?.contains("malformed join token"),
+        "{}",
+        c[3].log_tail(20)
+    );
 
     // Nothing changed: two nodes, and the refusals were logged by the queen.
     let list = nodes(&c[0])?.unwrap_or_default();
@@ -101,17 +113,24 @@ fn a_pending_node_is_admitted_then_revoked() -> Result<()> {
     // Revoke n2 from n1: within 5 s every member refuses it.
     let t0 = Instant::now();
     c[1].cli_ok(&["revoke", &id2, "--reason", "test"])?;
-    wait_for(Duration::from_secs(5), "n2's writes refused", || {
-        match put(&c[2], "after", "1", Duration::from_secs(3))? {
-            Ok(_) => Ok(None),
-            Err(e) => Ok(Some(e)),
-        }
+    wait_for(Duration::from_secs(5), "n2's writes refused", || match put(
+        &c[2],
+        "after",
+        "1",
+        Duration::from_secs(3),
+    )? {
+        Ok(_) => Ok(None),
+        Err(e) => Ok(Some(e)),
     })?;
     println!("revocation effective after {} ms", t0.elapsed().as_millis());
     for i in 0..2 {
         let list = nodes(&c[i])?.unwrap_or_default();
         let rec = list.iter().find(|n| n["id"] == id2.as_str()).cloned();
-        assert_eq!(rec.map(|r| r["status"].clone()), Some("revoked".into()), "n{i}");
+        assert_eq!(
+            rec.map(|r| r["status"].clone()),
+            Some("revoked".into()),
+            "n{i}"
+        );
     }
     // A revoked node cannot come back with a token either.
     let t2 = token(&c[0], 1, "1h")?;

@@ -19,14 +19,18 @@ fn mesh(n: usize) -> Result<Cluster> {
 /// Every acknowledged key is readable with its value on every listed node.
 fn assert_all_present(c: &Cluster, among: &[usize], acked: &[(String, String)]) -> Result<()> {
     for &i in among {
-        wait_until(Duration::from_secs(30), "acknowledged writes everywhere", || {
-            for (k, v) in acked {
-                if get(&c[i], k)?.as_deref() != Some(v.as_str()) {
-                    return Ok(false);
+        wait_until(
+            Duration::from_secs(30),
+            "acknowledged writes everywhere",
+            || {
+                for (k, v) in acked {
+                    if get(&c[i], k)?.as_deref() != Some(v.as_str()) {
+                        return Ok(false);
+                    }
                 }
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            },
+        )?;
     }
     Ok(())
 }
@@ -49,9 +53,11 @@ fn killing_the_queen_elects_a_new_one_that_accepts_writes() -> Result<()> {
     let t0 = Instant::now();
     c[q].kill()?;
     // The first write through a survivor that commits marks the end of the failover.
-    let version = wait_for(Duration::from_secs(30), "a write after the queen died", || {
-        Ok(put(&c[writer], "after", "1", Duration::from_secs(5))?.ok())
-    })?;
+    let version = wait_for(
+        Duration::from_secs(30),
+        "a write after the queen died",
+        || Ok(put(&c[writer], "after", "1", Duration::from_secs(5))?.ok()),
+    )?;
     let write_ms = ms_since(t0);
     let new_q = queen_index(&c, &survivors, Duration::from_secs(10))?;
     ensure!(new_q != q, "the dead queen is still queen");

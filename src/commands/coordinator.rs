@@ -24,9 +24,8 @@ pub fn request(
     let method: hyphae_core::ipc::Method = method.parse().context("HTTP method")?;
     let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
     let (status, bytes) =
-        super::block_on(hyphae_core::ipc::request(&socket, method, uri, body))?.with_context(
-            || format!("is the node running? (no answer on {})", socket.display()),
-        )?;
+        super::block_on(hyphae_core::ipc::request(&socket, method, uri, body))?
+            .with_context(|| format!("is the node running? (no answer on {})", socket.display()))?;
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         let message = value["error"]

@@ -51,7 +51,12 @@ pub fn run(paths: &NodePaths, cmd: &KvCommand) -> anyhow::Result<ExitCode> {
             expect_version,
         } => {
             let body = json!({ "value": value, "expect_version": expect_version });
-            let v = super::coordinator::request(paths, "PUT", &format!("/kv/{table}/{key}"), Some(body))?;
+            let v = super::coordinator::request(
+                paths,
+                "PUT",
+                &format!("/kv/{table}/{key}"),
+                Some(body),
+            )?;
             println!("{}", v["version"]);
         }
     }

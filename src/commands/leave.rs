@@ -7,6 +7,9 @@ use hyphae_core::paths::NodePaths;
 /// Commits this node's departure.
 pub fn run(paths: &NodePaths) -> anyhow::Result<ExitCode> {
     let value = super::coordinator::request(paths, "POST", "/leave", None)?;
-    println!("left the mesh (node {})", value["left"].as_str().unwrap_or("-"));
+    println!(
+        "left the mesh (node {})",
+        value["left"].as_str().unwrap_or("-")
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -63,11 +63,7 @@ pub fn run(
         let mut tasks = tokio::task::JoinSet::new();
         if services != Services::Coordinator {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                agent::run(ctx, shutdown)
-                    .await
-                    .context("node agent")
-            });
+            tasks.spawn(async move { agent::run(ctx, shutdown).await.context("node agent") });
         }
         if services != Services::Agent {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());

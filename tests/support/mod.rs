@@ -35,10 +35,17 @@ pub fn roles(list: &[Value]) -> (usize, usize, usize) {
 }
 
 /// Waits until `node` sees `total` nodes, all up, with one queen and `princes` princes.
-pub fn wait_directory(node: &Node, total: usize, princes: usize, timeout: Duration) -> Result<Vec<Value>> {
+pub fn wait_directory(
+    node: &Node,
+    total: usize,
+    princes: usize,
+    timeout: Duration,
+) -> Result<Vec<Value>> {
     let mut last = None;
     let found = wait_for(timeout, "the expected directory", || {
-        let Some(list) = nodes(node)? else { return Ok(None) };
+        let Some(list) = nodes(node)? else {
+            return Ok(None);
+        };
         let up = list.iter().filter(|n| n["status"] == "up").count();
         let (q, p, _) = roles(&list);
         let good = list.len() == total && up == total && q == 1 && p == princes;
@@ -99,8 +106,12 @@ pub fn queen_index(c: &Cluster, among: &[usize], timeout: Duration) -> Result<us
     wait_for(timeout, "agreement on one queen", || {
         let mut queen = None;
         for &i in among {
-            let Some(s) = coord_status(&c[i])? else { return Ok(None) };
-            let Some(q) = s["queen"].as_str().map(str::to_string) else { return Ok(None) };
+            let Some(s) = coord_status(&c[i])? else {
+                return Ok(None);
+            };
+            let Some(q) = s["queen"].as_str().map(str::to_string) else {
+                return Ok(None);
+            };
             if queen.get_or_insert(q.clone()) != &q {
                 return Ok(None);
             }
@@ -116,7 +127,12 @@ pub fn queen_index(c: &Cluster, among: &[usize], timeout: Duration) -> Result<us
 }
 
 /// Writes `table/key = value` through `node`; Ok(version) or the CLI's error.
-pub fn put(node: &Node, key: &str, value: &str, timeout: Duration) -> Result<std::result::Result<u64, String>> {
+pub fn put(
+    node: &Node,
+    key: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<std::result::Result<u64, String>> {
     let out = node.cli_timeout(&["kv", "put", "test", key, value], timeout)?;
     if out.success() {
         Ok(Ok(out.stdout_trimmed().parse().unwrap_or(0)))

@@ -47,7 +47,9 @@ impl Coordinator {
         uses: u32,
     ) -> Result<JoinToken, CoordinatorError> {
         if uses == 0 {
-            return Err(CoordinatorError::BadRequest("uses must be at least 1".into()));
+            return Err(CoordinatorError::BadRequest(
+                "uses must be at least 1".into(),
+            ));
         }
         let token = JoinToken::generate(
             &self.membership.secrets.mesh_id.to_string(),
@@ -92,9 +94,7 @@ impl Coordinator {
             Ok(id) => id,
             Err(e) => return refuse(e.to_string()),
         };
-        if self
-            .view_has(table::REVOCATIONS, &node.to_string())
-        {
+        if self.view_has(table::REVOCATIONS, &node.to_string()) {
             return refuse(format!("node {node} is revoked"));
         }
         let ip = request.observed_ip.clone().unwrap_or_default();
@@ -112,7 +112,9 @@ impl Coordinator {
                 }
                 NodeStatus::Revoked => return refuse(format!("node {node} is revoked")),
                 NodeStatus::Left => {
-                    return refuse(format!("node {node} left this mesh; wipe its state to rejoin"))
+                    return refuse(format!(
+                        "node {node} left this mesh; wipe its state to rejoin"
+                    ))
                 }
                 NodeStatus::Pending if request.token.is_none() => {
                     return JoinOutcome::Pending { node };
@@ -153,14 +155,16 @@ impl Coordinator {
             Err(e) => return refuse(e.to_string()),
         };
         if token.mesh_id != self.membership.secrets.mesh_id.to_string() {
-            return refuse(format!("the token is for mesh {}, not this one", token.mesh_id));
+            return refuse(format!(
+                "the token is for mesh {}, not this one",
+                token.mesh_id
+            ));
         }
         let ca = match self.certificate_authority() {
             Ok(ca) => ca,
             Err(e) => return unavailable(format!("the queen cannot sign certificates: {e}")),
         };
-        let bundle = match EnrolmentBundle::issue(&ca, &self.membership.secrets, &request.csr_pem)
-        {
+        let bundle = match EnrolmentBundle::issue(&ca, &self.membership.secrets, &request.csr_pem) {
             Ok(b) => b,
             Err(e) => return refuse(e.to_string()),
         };

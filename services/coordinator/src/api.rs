@@ -203,11 +203,15 @@ async fn revoke(State(coord): Shared, Json(body): Json<NodeBody>) -> Response {
     }
     let command = Command::Revoke {
         node,
-        reason: body.reason.unwrap_or_else(|| "revoked by an administrator".into()),
+        reason: body
+            .reason
+            .unwrap_or_else(|| "revoked by an administrator".into()),
         now_unix: crate::service::now_unix(),
     };
     match coord.propose_ok(command).await {
-        Ok(version) => Json(json!({ "revoked": node.to_string(), "version": version })).into_response(),
+        Ok(version) => {
+            Json(json!({ "revoked": node.to_string(), "version": version })).into_response()
+        }
         Err(e) => error_response(e),
     }
 }
@@ -218,7 +222,9 @@ async fn leave(State(coord): Shared) -> Response {
         now_unix: crate::service::now_unix(),
     };
     match coord.propose_ok(command).await {
-        Ok(version) => Json(json!({ "left": coord.id.to_string(), "version": version })).into_response(),
+        Ok(version) => {
+            Json(json!({ "left": coord.id.to_string(), "version": version })).into_response()
+        }
         Err(e) => error_response(e),
     }
 }
@@ -254,7 +260,11 @@ async fn kv_get(
             "version": v.version,
         }))
         .into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such key" }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such key" })),
+        )
+            .into_response(),
     }
 }
 

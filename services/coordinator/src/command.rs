@@ -371,7 +371,14 @@ mod tests {
             expires_unix: expires,
             uses_left: uses,
         };
-        let r = apply(kv, 1, &Command::CreateToken { id: "t".into(), token: t });
+        let r = apply(
+            kv,
+            1,
+            &Command::CreateToken {
+                id: "t".into(),
+                token: t,
+            },
+        );
         assert_eq!(r, CommandResult::Ok { version: 1 });
     }
 
@@ -392,10 +399,18 @@ mod tests {
     fn token_admits_until_used_up() {
         let mut kv = MemKv::new();
         token(&mut kv, 2, 100);
-        assert_eq!(admit(&mut kv, 2, b"s", 10), CommandResult::Ok { version: 2 });
-        assert_eq!(admit(&mut kv, 3, b"s", 10), CommandResult::Ok { version: 3 });
+        assert_eq!(
+            admit(&mut kv, 2, b"s", 10),
+            CommandResult::Ok { version: 2 }
+        );
+        assert_eq!(
+            admit(&mut kv, 3, b"s", 10),
+            CommandResult::Ok { version: 3 }
+        );
         let third = admit(&mut kv, 4, b"s", 10);
-        assert!(matches!(third, CommandResult::Refused { ref reason } if reason.contains("used up")));
+        assert!(
+            matches!(third, CommandResult::Refused { ref reason } if reason.contains("used up"))
+        );
         assert_eq!(read_all::<NodeRecord>(&kv, table::NODES).len(), 2);
     }
 
@@ -404,9 +419,13 @@ mod tests {
         let mut kv = MemKv::new();
         token(&mut kv, 5, 100);
         let forged = admit(&mut kv, 2, b"wrong", 10);
-        assert!(matches!(forged, CommandResult::Refused { ref reason } if reason.contains("invalid")));
+        assert!(
+            matches!(forged, CommandResult::Refused { ref reason } if reason.contains("invalid"))
+        );
         let expired = admit(&mut kv, 3, b"s", 100);
-        assert!(matches!(expired, CommandResult::Refused { ref reason } if reason.contains("expired")));
+        assert!(
+            matches!(expired, CommandResult::Refused { ref reason } if reason.contains("expired"))
+        );
         assert!(read_all::<NodeRecord>(&kv, table::NODES).is_empty());
         // Refusals spend nothing.
         let t: TokenRecord = read(&kv, table::TOKENS, "t").unwrap();
@@ -466,9 +485,18 @@ mod tests {
             value: b"x".to_vec(),
             expect_version: v,
         };
-        assert_eq!(apply(&mut kv, 7, &put(Some(0))), CommandResult::Ok { version: 7 });
-        assert!(matches!(apply(&mut kv, 8, &put(Some(0))), CommandResult::Refused { .. }));
-        assert_eq!(apply(&mut kv, 9, &put(Some(7))), CommandResult::Ok { version: 9 });
+        assert_eq!(
+            apply(&mut kv, 7, &put(Some(0))),
+            CommandResult::Ok { version: 7 }
+        );
+        assert!(matches!(
+            apply(&mut kv, 8, &put(Some(0))),
+            CommandResult::Refused { .. }
+        ));
+        assert_eq!(
+            apply(&mut kv, 9, &put(Some(7))),
+            CommandResult::Ok { version: 9 }
+        );
         assert_eq!(Kv::get(&kv, "files", "a").unwrap().version, 9);
     }
 

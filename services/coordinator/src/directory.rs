@@ -41,7 +41,10 @@ pub enum NodeStatus {
 impl NodeStatus {
     /// Whether the node belongs in the Raft membership (as voter or learner).
     pub fn is_member(self) -> bool {
-        matches!(self, NodeStatus::Up | NodeStatus::Suspect | NodeStatus::Down)
+        matches!(
+            self,
+            NodeStatus::Up | NodeStatus::Suspect | NodeStatus::Down
+        )
     }
 }
 

@@ -30,7 +30,9 @@ pub async fn heartbeat_loop(coord: Arc<Coordinator>, shutdown: CancellationToken
             _ = tokio::time::sleep(interval) => {}
         }
         let uptime_s = coord.started.elapsed().as_secs();
-        let Some((queen, addr)) = coord.queen() else { continue };
+        let Some((queen, addr)) = coord.queen() else {
+            continue;
+        };
         if queen == coord.id {
             if let Ok(mut l) = coord.liveness.lock() {
                 l.heartbeat(coord.id, Instant::now(), uptime_s);
@@ -78,7 +80,7 @@ pub async fn queen_loop(coord: Arc<Coordinator>, shutdown: CancellationToken) {
             tracing::warn!(error = %e, "cannot register the queen in the directory");
             continue;
         }
-        commit_liveness(&coord, tick % 40 == 0).await;
+        commit_liveness(&coord, tick.is_multiple_of(40)).await;
         reconcile_membership(&coord).await;
         give_ca_to_princes(&coord, &mut ca_given).await;
     }
@@ -136,8 +138,10 @@ async fn commit_liveness(coord: &Coordinator, refresh_figures: bool) {
         (transitions, figures)
     };
     let unix = now_unix();
-    let mut changed: BTreeMap<NodeId, NodeStatus> =
-        transitions.into_iter().map(|t| (t.node, t.status)).collect();
+    let mut changed: BTreeMap<NodeId, NodeStatus> = transitions
+        .into_iter()
+        .map(|t| (t.node, t.status))
+        .collect();
     if refresh_figures {
         for (id, status) in &statuses {
             if status.is_member() {

@@ -48,14 +48,13 @@ pub async fn acquire_membership(
         .peers
         .iter()
         .map(|p| {
-            parse_peer(p, ctx.config.ports.admission)
-                .ok_or_else(|| CoordinatorError::Join(format!("peer address {p:?} is not IP[:PORT]")))
+            parse_peer(p, ctx.config.ports.admission).ok_or_else(|| {
+                CoordinatorError::Join(format!("peer address {p:?} is not IP[:PORT]"))
+            })
         })
         .collect::<Result<_, _>>()?;
-    let endpoint = MeshEndpoint::admission_client(
-        token.as_ref().map(|t| t.ca_pin),
-        &ctx.config.transport,
-    )?;
+    let endpoint =
+        MeshEndpoint::admission_client(token.as_ref().map(|t| t.ca_pin), &ctx.config.transport)?;
     let request = JoinRequest {
         token: mesh.join_token.clone(),
         csr_pem: request_certificate(&ctx.key)?,
@@ -94,7 +93,9 @@ pub async fn acquire_membership(
                 }
                 JoinOutcome::Pending { node } => {
                     if !said_pending {
-                        tracing::info!("waiting to be admitted: run `hyphae admit {node}` on a member");
+                        tracing::info!(
+                            "waiting to be admitted: run `hyphae admit {node}` on a member"
+                        );
                         said_pending = true;
                     }
                     break;
@@ -105,7 +106,9 @@ pub async fn acquire_membership(
                 }
                 JoinOutcome::Refused { reason } => {
                     tracing::error!(%peer, %reason, "admission refused");
-                    return Err(CoordinatorError::Join(format!("refused by {peer}: {reason}")));
+                    return Err(CoordinatorError::Join(format!(
+                        "refused by {peer}: {reason}"
+                    )));
                 }
             }
         }

@@ -67,7 +67,10 @@ fn raft_config(
 
 /// Runs the coordinator until `shutdown` fires. A node that is not a member yet first joins
 /// the mesh named by `[mesh]` (or waits, serving only its status, when none is configured).
-pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(), CoordinatorError> {
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
     let state_dir = ctx.paths.service_state("coordinator");
     let membership = match &ctx.membership {
         Some(m) => m.clone(),
@@ -143,13 +146,19 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
 
     // The founder (the node that ran `hyphae init`: it holds the CA and never joined) starts
     // the Raft cluster with itself as its only voter.
-    let founder = identity_dir.join("ca.key").exists() && !state_dir.join(join::JOINED_MARKER).exists();
+    let founder =
+        identity_dir.join("ca.key").exists() && !state_dir.join(join::JOINED_MARKER).exists();
     let initialized = raft
         .is_initialized()
         .await
         .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
     if founder && !initialized {
-        let members = BTreeMap::from([(id, RaftPeer { addr: my_addr.clone() })]);
+        let members = BTreeMap::from([(
+            id,
+            RaftPeer {
+                addr: my_addr.clone(),
+            },
+        )]);
         raft.initialize(members)
             .await
             .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
@@ -167,7 +176,10 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         shutdown.clone(),
     )
     .await?;
-    let line = format!("coordinator of node {id} on udp/{}", ctx.config.ports.coordinator);
+    let line = format!(
+        "coordinator of node {id} on udp/{}",
+        ctx.config.ports.coordinator
+    );
     tracing::info!(addr = %my_addr, "{line}");
     notify::status(&line);
 
@@ -198,7 +210,11 @@ async fn revocation_watch(coord: Arc<Coordinator>, shutdown: CancellationToken) 
             for node in list.revoked.keys() {
                 coord.peers.drop_connection(*node);
             }
-            tracing::info!(revoked = list.revoked.len(), version = list.version, "applied the revocation list");
+            tracing::info!(
+                revoked = list.revoked.len(),
+                version = list.version,
+                "applied the revocation list"
+            );
         }
     }
 }

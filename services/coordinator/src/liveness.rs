@@ -122,8 +122,7 @@ impl Liveness {
             // Down stays down until a heartbeat arrives (a fresh queen must not resurrect it
             // just because it has not been silent *to her* for long).
             let heard = self.tracks.contains_key(node);
-            let stays_down =
-                *status == NodeStatus::Down && (wanted != NodeStatus::Up || !heard);
+            let stays_down = *status == NodeStatus::Down && (wanted != NodeStatus::Up || !heard);
             let wanted = if stays_down { NodeStatus::Down } else { wanted };
             if wanted != *status {
                 out.push(Transition {
@@ -151,16 +150,36 @@ mod tests {
         let mut l = Liveness::new(t0);
         l.heartbeat(n, t0, 1);
         let up = BTreeMap::from([(n, NodeStatus::Up)]);
-        assert!(l.evaluate(t0 + Duration::from_secs(1), &up, S, H).is_empty());
+        assert!(l
+            .evaluate(t0 + Duration::from_secs(1), &up, S, H)
+            .is_empty());
         let t = l.evaluate(t0 + Duration::from_secs(6), &up, S, H);
-        assert_eq!(t, vec![Transition { node: n, status: NodeStatus::Suspect }]);
+        assert_eq!(
+            t,
+            vec![Transition {
+                node: n,
+                status: NodeStatus::Suspect
+            }]
+        );
         let suspect = BTreeMap::from([(n, NodeStatus::Suspect)]);
         let t = l.evaluate(t0 + Duration::from_secs(61), &suspect, S, H);
-        assert_eq!(t, vec![Transition { node: n, status: NodeStatus::Down }]);
+        assert_eq!(
+            t,
+            vec![Transition {
+                node: n,
+                status: NodeStatus::Down
+            }]
+        );
         let down = BTreeMap::from([(n, NodeStatus::Down)]);
         l.heartbeat(n, t0 + Duration::from_secs(70), 2);
         let t = l.evaluate(t0 + Duration::from_secs(70), &down, S, H);
-        assert_eq!(t, vec![Transition { node: n, status: NodeStatus::Up }]);
+        assert_eq!(
+            t,
+            vec![Transition {
+                node: n,
+                status: NodeStatus::Up
+            }]
+        );
     }
 
     #[test]
@@ -170,7 +189,9 @@ mod tests {
         let b = NodeKey::generate().unwrap().node_id();
         let l = Liveness::new(t0);
         let committed = BTreeMap::from([(a, NodeStatus::Up), (b, NodeStatus::Down)]);
-        assert!(l.evaluate(t0 + Duration::from_secs(2), &committed, S, H).is_empty());
+        assert!(l
+            .evaluate(t0 + Duration::from_secs(2), &committed, S, H)
+            .is_empty());
     }
 
     #[test]

@@ -116,9 +116,7 @@ impl Peers {
         if let Some(t) = timeout {
             limits.request_timeout = t;
         }
-        let conn = self
-            .connection(node, addr, limits.request_timeout)
-            .await?;
+        let conn = self.connection(node, addr, limits.request_timeout).await?;
         match rpc::call::<M>(&conn, request, &limits).await {
             Ok(r) => Ok(r),
             Err(source) => {
@@ -181,7 +179,9 @@ impl PeerClient {
         {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(e @ PeerError::Unreachable { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e @ PeerError::Unreachable { .. }) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }

@@ -85,8 +85,7 @@ pub fn desired_voters(
     }
     // An unhealthy voter we could not replace stays: removing it would not help quorum.
     for id in current {
-        if voters.len() < target && !voters.contains(id) && members.iter().any(|c| c.id == *id)
-        {
+        if voters.len() < target && !voters.contains(id) && members.iter().any(|c| c.id == *id) {
             voters.insert(*id);
         }
     }
@@ -139,7 +138,11 @@ mod tests {
     #[test]
     fn grows_to_three_then_five_by_uptime() {
         let n = ids(7);
-        let members: Vec<_> = n.iter().enumerate().map(|(i, id)| cand(*id, i as u64)).collect();
+        let members: Vec<_> = n
+            .iter()
+            .enumerate()
+            .map(|(i, id)| cand(*id, i as u64))
+            .collect();
         let three = desired_voters(n[0], &BTreeSet::from([n[0]]), &members[..4]);
         assert_eq!(three, BTreeSet::from([n[0], n[3], n[2]]));
         let five = desired_voters(n[0], &three, &members);

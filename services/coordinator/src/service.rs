@@ -18,9 +18,9 @@ use crate::error::CoordinatorError;
 use crate::liveness::Liveness;
 use crate::methods::Write;
 use crate::network::{PeerError, Peers};
-use hyphae_core::rpc::{ErrorCode, RpcError};
 use crate::store::StateView;
 use crate::types::{Raft, RaftPeer};
+use hyphae_core::rpc::{ErrorCode, RpcError};
 
 /// Seconds since the Unix epoch (the queen's clock, carried inside commands).
 pub fn now_unix() -> u64 {

@@ -122,7 +122,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for bad in ["", "hyphae1", "hyphae2.a.b.c.d", "hyphae1.m.!!.x.y", "a.b.c.d.e.f"] {
+        for bad in [
+            "",
+            "hyphae1",
+            "hyphae2.a.b.c.d",
+            "hyphae1.m.!!.x.y",
+            "a.b.c.d.e.f",
+        ] {
             assert!(JoinToken::parse(bad).is_err(), "{bad}");
         }
         let t = JoinToken::generate("m", [1; CA_PIN_BYTES]).to_string();

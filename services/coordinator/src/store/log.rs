@@ -151,7 +151,9 @@ impl<C: StoreTypes> RaftLogStorage<C> for LogStore<C> {
     async fn read_committed(
         &mut self,
     ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
-        Ok(self.meta::<Option<LogId<C::NodeId>>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .meta::<Option<LogId<C::NodeId>>>(KEY_COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(

@@ -11,6 +11,9 @@
 //! Both stores are generic over the Raft type configuration so that openraft's storage test
 //! suite (which needs integer node ids) runs against exactly this code.
 
+// openraft's traits fix the error type (`StorageError`, ~185 bytes); our helpers return it too.
+#![allow(clippy::result_large_err)]
+
 #[cfg(system_rocksdb)]
 mod compat;
 mod log;

@@ -9,15 +9,13 @@ use std::sync::Arc;
 use hyphae_core::pki::{Revocation, RevocationList, Revocations};
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageError, StoredMembership,
+    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use tokio::sync::watch;
 
-use super::{
-    cf, decode, encode, read_err, synced, write_err, StoreTypes, CF_SM_META, CF_STATE,
-};
+use super::{cf, decode, encode, read_err, synced, write_err, StoreTypes, CF_SM_META, CF_STATE};
 use crate::command::{self, Command, CommandResult, Kv, Versioned};
 use crate::directory::{table, RevocationRecord};
 
@@ -67,10 +65,9 @@ impl StateView {
         };
         let prefix = state_key(table, "");
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            cf,
-            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-        );
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&prefix, rocksdb::Direction::Forward));
         for item in iter {
             let Ok((k, v)) = item else { break };
             if !k.starts_with(&prefix) {
@@ -113,7 +110,8 @@ impl Kv for Overlay<'_> {
             .insert((table.to_string(), key.to_string()), Some(value));
     }
     fn delete(&mut self, table: &str, key: &str) {
-        self.pending.insert((table.to_string(), key.to_string()), None);
+        self.pending
+            .insert((table.to_string(), key.to_string()), None);
     }
     fn scan(&self, table: &str) -> Vec<(String, Versioned)> {
         let mut merged: BTreeMap<String, Option<Versioned>> = self
@@ -368,13 +366,11 @@ impl<C: StoreTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
                 let (k, v) = item.map_err(read_err)?;
                 pairs.push((k.to_vec(), v.to_vec()));
             }
-            let applied: Option<LogId<C::NodeId>> = match snap
-                .get_cf(sm_meta, KEY_APPLIED)
-                .map_err(read_err)?
-            {
-                Some(b) => decode::<Option<LogId<C::NodeId>>, _>(&b)?,
-                None => None,
-            };
+            let applied: Option<LogId<C::NodeId>> =
+                match snap.get_cf(sm_meta, KEY_APPLIED).map_err(read_err)? {
+                    Some(b) => decode::<Option<LogId<C::NodeId>>, _>(&b)?,
+                    None => None,
+                };
             let membership: StoredMembership<C::NodeId, C::Node> =
                 match snap.get_cf(sm_meta, KEY_MEMBERSHIP).map_err(read_err)? {
                     Some(b) => decode(&b)?,

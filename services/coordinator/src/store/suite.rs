@@ -21,8 +21,13 @@ openraft::declare_raft_types!(
 
 struct Builder;
 
-impl StoreBuilder<SuiteConfig, LogStore<SuiteConfig>, StateMachineStore<SuiteConfig>, tempfile::TempDir>
-    for Builder
+impl
+    StoreBuilder<
+        SuiteConfig,
+        LogStore<SuiteConfig>,
+        StateMachineStore<SuiteConfig>,
+        tempfile::TempDir,
+    > for Builder
 {
     async fn build(
         &self,
@@ -48,7 +53,11 @@ impl StoreBuilder<SuiteConfig, LogStore<SuiteConfig>, StateMachineStore<SuiteCon
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        Ok((dir, LogStore::new(db.clone()), StateMachineStore::new(db, None)))
+        Ok((
+            dir,
+            LogStore::new(db.clone()),
+            StateMachineStore::new(db, None),
+        ))
     }
 }
 

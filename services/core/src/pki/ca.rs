@@ -222,7 +222,9 @@ pub fn node_id_of_request(csr_pem: &str) -> Result<NodeId, PkiError> {
     let csr = CertificateSigningRequestParams::from_pem(csr_pem)
         .map_err(|e| PkiError::BadRequest(e.to_string()))?;
     if csr.public_key.algorithm() != &PKCS_ED25519 {
-        return Err(PkiError::BadRequest("node keys must be Ed25519".to_string()));
+        return Err(PkiError::BadRequest(
+            "node keys must be Ed25519".to_string(),
+        ));
     }
     Ok(NodeId::from_public_key(rcgen::PublicKeyData::der_bytes(
         &csr.public_key,
