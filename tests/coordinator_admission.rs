@@ -68,10 +68,34 @@ fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
         c[3].log_tail(20)
     );
 
-    // Nothing changed: two nodes, and the refusals were logged by the queen.
+    // Garbage on the Raft and admission ports, and a client without a certificate on the
+    // Raft port: refused, and nothing changes.
+    for port in [7441, 7442] {
+        let target = format!("/dev/udp/{}/{port}", c[0].ip());
+        c[3].exec(
+            "bash",
+            &["-c", &format!("head -c 1200 /dev/urandom > {target}")],
+        )?;
+    }
+    let raft = format!("{}:7441", c[0].ip());
+    let out = c[3].cli(&["ping", "--anonymous", &raft])?;
+    assert!(
+        !out.success(),
+        "anonymous client accepted on the Raft port: {out}"
+    );
+    let member = c[1].cli(&["ping", "--timeout", "2s", &raft])?;
+    assert!(
+        !member.success(),
+        "the node ALPN was accepted on the Raft port: {member}"
+    );
+
+    // Nothing changed: two nodes, the mesh still commits, and the refusals were logged.
     let list = nodes(&c[0])?.unwrap_or_default();
     assert_eq!(list.len(), 2, "{list:#?}");
-    assert!(c[0].log()?.contains("admission refused"));
+    assert!(support::put(&c[1], "still", "ok", Duration::from_secs(20))?.is_ok());
+    let log = c[0].log()?;
+    assert!(log.contains("admission refused"), "{log}");
+    assert!(log.contains("refused connection"), "{log}");
     Ok(())
 }
 

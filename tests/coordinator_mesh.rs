@@ -39,3 +39,80 @@ fn three_nodes_form_a_mesh_from_tokens() -> Result<()> {
     assert_eq!(ids(0)?, ids(2)?);
     Ok(())
 }
+
+/// Fast liveness for the tests: suspect after 1 s, down after 3 s.
+const FAST_LIVENESS: &str =
+    "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\nheal_after = \"3s\"\n";
+
+#[test]
+fn five_nodes_keep_three_voters_and_replace_a_dead_prince() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(5)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    support::form_mesh_with(&c, 2, FAST_LIVENESS)?;
+    // Every node sees all five: one queen, two princes (three voters), two bees.
+    for n in c.nodes() {
+        let list = wait_directory(n, 5, 2, Duration::from_secs(30))?;
+        assert_eq!(roles(&list), (1, 2, 2), "n{}: {list:#?}", n.index());
+    }
+    let all: Vec<usize> = (0..5).collect();
+    let q = support::queen_index(&c, &all, Duration::from_secs(10))?;
+    let list = nodes(&c[q])?.unwrap_or_default();
+    let prince_id = list
+        .iter()
+        .find(|n| n["role"] == "prince")
+        .and_then(|n| n["id"].as_str())
+        .map(str::to_string)
+        .expect("a prince");
+    let mut prince = None;
+    for i in 0..5 {
+        if node_id(&c[i])? == prince_id {
+            prince = Some(i);
+        }
+    }
+    let p = prince.expect("the prince's index");
+
+    // Kill the prince: the queen marks it suspect, replaces it with a bee, then marks it down.
+    c[p].kill()?;
+    let list = hyphae_harness::wait_for(Duration::from_secs(30), "a replaced prince", || {
+        let Some(list) = nodes(&c[q])? else {
+            return Ok(None);
+        };
+        let dead = list.iter().find(|n| n["id"] == prince_id.as_str());
+        let down = dead.is_some_and(|d| d["status"] == "down");
+        let voters = list
+            .iter()
+            .filter(|n| n["role"] == "queen" || n["role"] == "prince")
+            .filter(|n| n["status"] == "up")
+            .count();
+        Ok((down && voters == 3).then_some(list))
+    })?;
+    assert_eq!(roles(&list).0, 1, "{list:#?}");
+    let kinds: Vec<String> = support::events(&c[q])?
+        .into_iter()
+        .filter(|(node, _)| *node == prince_id)
+        .map(|(_, kind)| kind)
+        .collect();
+    assert!(
+        kinds.ends_with(&["suspect".to_string(), "down".to_string()]),
+        "{kinds:?}"
+    );
+
+    // It comes back: up again (as a bee now: the princes it left are healthy).
+    c[p].restart()?;
+    c[p].wait_ready(c.ready_timeout())?;
+    hyphae_harness::wait_until(Duration::from_secs(30), "the old prince up again", || {
+        let list = nodes(&c[q])?.unwrap_or_default();
+        Ok(list
+            .iter()
+            .any(|n| n["id"] == prince_id.as_str() && n["status"] == "up"))
+    })?;
+    let kinds: Vec<String> = support::events(&c[q])?
+        .into_iter()
+        .filter(|(node, _)| *node == prince_id)
+        .map(|(_, kind)| kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("up"), "{kinds:?}");
+    Ok(())
+}

@@ -85,13 +85,21 @@ pub fn token(node: &Node, uses: u32, ttl: &str) -> Result<String> {
 /// Forms a mesh of every node of `c`: n0 runs `init` and starts, the others join with one
 /// token. Waits until n0 sees them all up with the expected number of princes.
 pub fn form_mesh(c: &Cluster, princes: usize) -> Result<String> {
+    form_mesh_with(c, princes, "")
+}
+
+/// [`form_mesh`] with extra configuration (TOML sections other than `[mesh]`) on every node.
+pub fn form_mesh_with(c: &Cluster, princes: usize, extra: &str) -> Result<String> {
     let mesh = init_mesh(&c[0])?;
+    if !extra.is_empty() {
+        c[0].write_config(extra)?;
+    }
     c[0].start()?;
     c[0].wait_ready(c.ready_timeout())?;
     wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
     let token = token(&c[0], (c.len() - 1).max(1) as u32, "1h")?;
     for n in c.nodes().iter().skip(1) {
-        n.write_config(&join_config(Some(&token), &[&c[0]]))?;
+        n.write_config(&format!("{}{extra}", join_config(Some(&token), &[&c[0]])))?;
         n.start()?;
     }
     for n in c.nodes().iter().skip(1) {
@@ -151,6 +159,23 @@ pub fn get(node: &Node, key: &str) -> Result<Option<String>> {
         .stdout_trimmed()
         .split_once('\t')
         .map(|(_, v)| v.to_string()))
+}
+
+/// The committed events (`GET /events` on `coordinator.sock`) as `(node id, kind)`.
+pub fn events(node: &Node) -> Result<Vec<(String, String)>> {
+    let sock = node.state_dir().join("run/coordinator.sock");
+    let v = hyphae_harness::uds_get(&sock, "/events")?.json()?;
+    Ok(v["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap_or_default().to_string(),
+                e["kind"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
 }
 
 /// Milliseconds since `t`.
