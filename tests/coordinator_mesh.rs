@@ -37,6 +37,21 @@ fn three_nodes_form_a_mesh_from_tokens() -> Result<()> {
     };
     assert_eq!(ids(0)?, ids(1)?);
     assert_eq!(ids(0)?, ids(2)?);
+
+    // n2 leaves cleanly: it is listed as left, without a role, and two members keep one voter.
+    let id2 = node_id(&c[2])?;
+    c[2].cli_ok(&["leave"])?;
+    hyphae_harness::wait_until(Duration::from_secs(30), "n2 left", || {
+        let list = nodes(&c[0])?.unwrap_or_default();
+        let gone = list
+            .iter()
+            .any(|n| n["id"] == id2.as_str() && n["status"] == "left" && n["role"] == "none");
+        let status = coord_status(&c[0])?.unwrap_or_default();
+        let voters = status["voters"].as_array().map(Vec::len);
+        let in_raft = status.to_string().contains(&id2);
+        Ok(gone && voters == Some(1) && !in_raft)
+    })?;
+    assert!(support::put(&c[1], "after-leave", "1", Duration::from_secs(20))?.is_ok());
     Ok(())
 }
 
