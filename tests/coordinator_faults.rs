@@ -63,6 +63,9 @@ fn killing_the_queen_elects_a_new_one_that_accepts_writes() -> Result<()> {
     ensure!(new_q != q, "the dead queen is still queen");
     println!("failover: first write committed {write_ms} ms after kill -9 of the queen (version {version})");
     acked.push(("after".into(), "1".into()));
+    // A linearizable read through the other survivor (a follower) sees it at once.
+    let read = c[survivors[1]].cli_ok(&["kv", "get", "--linearizable", "test", "after"])?;
+    assert!(read.stdout.ends_with("\t1\n"), "{read}");
 
     // The old queen comes back as a follower and catches up.
     c[q].restart()?;

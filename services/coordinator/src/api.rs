@@ -37,6 +37,7 @@ fn error_response(e: CoordinatorError) -> Response {
         CoordinatorError::Refused(_) => StatusCode::CONFLICT,
         CoordinatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
         CoordinatorError::NoQueen(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CoordinatorError::Unknown(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (code, Json(json!({ "error": e.to_string() }))).into_response()
@@ -249,12 +250,15 @@ async fn kv_get(
     Path((table, key)): Path<(String, String)>,
     Query(q): Query<ReadQuery>,
 ) -> Response {
-    if q.linearizable {
-        if let Err(e) = coord.read_barrier().await {
-            return error_response(e);
+    let value = if q.linearizable {
+        match coord.linearizable_get(&table, &key).await {
+            Ok(v) => v,
+            Err(e) => return error_response(e),
         }
-    }
-    match coord.view.get(&table, &key) {
+    } else {
+        coord.view.get(&table, &key)
+    };
+    match value {
         Some(v) => Json(json!({
             "value": String::from_utf8_lossy(&v.value),
             "version": v.version,

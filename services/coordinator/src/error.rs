@@ -25,6 +25,10 @@ pub enum CoordinatorError {
     /// No queen is known right now (election in progress, or no quorum).
     #[error("no queen reachable: {0}")]
     NoQueen(String),
+    /// A write may or may not have been applied (its queen fell silent while it was in
+    /// flight, or no quorum answered in time). Read before retrying.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
     /// The request was refused by the state machine or by policy.
     #[error("refused: {0}")]
     Refused(String),

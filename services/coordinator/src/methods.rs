@@ -140,3 +140,14 @@ impl Method for Admit {
     type Request = NodeId;
     type Response = Result<(), String>;
 }
+
+/// Member → queen: a linearizable read of one key (the queen confirms her leadership with a
+/// quorum — openraft's read index — waits until it is applied, then reads).
+#[derive(Debug)]
+pub struct LinearizableRead;
+impl Method for LinearizableRead {
+    const NAME: &'static str = "coordinator.read";
+    /// Table and key.
+    type Request = (String, String);
+    type Response = Result<Option<crate::command::Versioned>, String>;
+}

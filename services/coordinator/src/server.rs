@@ -9,8 +9,8 @@ use hyphae_core::rpc::{ErrorCode, Peer, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
 
 use crate::methods::{
-    Admit, ForwardJoin, Heartbeat, HeartbeatAck, InstallCa, Join, RaftAppend, RaftSnapshot,
-    RaftVote, Write,
+    Admit, ForwardJoin, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead, RaftAppend,
+    RaftSnapshot, RaftVote, Write,
 };
 use crate::service::Coordinator;
 
@@ -34,6 +34,7 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
     let c6 = coord.clone();
     let c7 = coord.clone();
     let c8 = coord.clone();
+    let c9 = coord.clone();
     Router::new(ServiceSpec::COORDINATOR, coord.id)
         .unary::<RaftAppend, _, _>(move |peer, req| {
             let c = c1.clone();
@@ -106,6 +107,19 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
             async move {
                 member(&c, &peer)?;
                 Ok(c.admit_as_queen(node).await)
+            }
+        })
+        .unary::<LinearizableRead, _, _>(move |peer, (table, key)| {
+            let c = c9.clone();
+            async move {
+                member(&c, &peer)?;
+                if !c.is_queen() {
+                    return Ok(Err("not the queen".to_string()));
+                }
+                Ok(c.read_barrier()
+                    .await
+                    .map(|_| crate::command::Kv::get(&c.view, &table, &key))
+                    .map_err(|e| e.to_string()))
             }
         })
 }

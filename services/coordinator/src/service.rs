@@ -136,7 +136,10 @@ impl Coordinator {
     }
 
     /// Proposes a command: locally when queen, else forwarded to the queen. Retries while an
-    /// election is in progress, up to `request_timeout`.
+    /// election is in progress (up to 10 s), but only while the command has certainly not been
+    /// applied: once a request may have reached a queen that then fell silent, the outcome is
+    /// unknown and the caller is told so ([`CoordinatorError::Unknown`]) rather than risk
+    /// applying it twice.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn propose(&self, command: Command) -> Result<CommandResult, CoordinatorError> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -147,37 +150,48 @@ impl Coordinator {
             // than wait for a quorum that may never come back.
             let attempt = tokio::time::timeout(remaining, self.raft.client_write(command.clone()));
             let Ok(outcome) = attempt.await else {
-                last_error = "no quorum: the write was not committed in time".into();
-                break;
+                return Err(CoordinatorError::Unknown(
+                    "no quorum: not committed within 10 s (it may still be, or never)".into(),
+                ));
             };
             match outcome {
                 Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
                         // If that queen dies meanwhile, stop waiting for her as soon as the
-                        // princes have moved on, and try again with the next one.
+                        // princes have moved on.
                         let forwarded = tokio::select! {
                             r = self.peers.call::<Write>(
                                 id,
                                 &node.addr,
                                 &command,
-                                Some(Duration::from_secs(5)),
+                                Some(remaining.min(Duration::from_secs(5))),
                             ) => r,
                             _ = self.queen_changes_from(id) => {
-                                last_error = format!("queen {id} was replaced");
-                                continue;
+                                return Err(CoordinatorError::Unknown(format!(
+                                    "queen {id} was replaced while the write was in flight"
+                                )));
                             }
                         };
                         match forwarded {
                             Ok(Ok(result)) => return Ok(result),
+                            // The queen's own refusal to take it (not queen any more): safe.
                             Ok(Err(e)) => last_error = e,
+                            // Never sent: safe to try again.
+                            Err(e @ PeerError::Unreachable { .. }) => last_error = e.to_string(),
                             Err(PeerError::Call {
                                 source: RpcError::Remote(fault),
                                 ..
                             }) if fault.code == ErrorCode::Forbidden => {
                                 return Err(CoordinatorError::Refused(fault.message));
                             }
-                            Err(e) => last_error = e.to_string(),
+                            Err(
+                                e @ PeerError::Call {
+                                    source: RpcError::Remote(_),
+                                    ..
+                                },
+                            ) => last_error = e.to_string(),
+                            Err(e) => return Err(CoordinatorError::Unknown(e.to_string())),
                         }
                     }
                 }
@@ -225,6 +239,31 @@ impl Coordinator {
             .await
             .map(|_| ())
             .map_err(|e| CoordinatorError::NoQueen(e.to_string()))
+    }
+
+    /// A linearizable read of one key: at the queen after her read index, from any node.
+    pub async fn linearizable_get(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<crate::command::Versioned>, CoordinatorError> {
+        if self.is_queen() {
+            self.read_barrier().await?;
+            return Ok(crate::command::Kv::get(&self.view, table, key));
+        }
+        let Some((queen, addr)) = self.queen() else {
+            return Err(CoordinatorError::NoQueen("no queen right now".into()));
+        };
+        let request = (table.to_string(), key.to_string());
+        match self
+            .peers
+            .call::<crate::methods::LinearizableRead>(queen, &addr, &request, None)
+            .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(CoordinatorError::NoQueen(e)),
+            Err(e) => Err(CoordinatorError::NoQueen(e.to_string())),
+        }
     }
 
     /// This node's Raft peer description.
