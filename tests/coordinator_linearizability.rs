@@ -67,7 +67,10 @@ fn client(c: &Cluster, id: u64, t0: Instant, stop: &AtomicBool, history: &Histor
             )?;
             let complete = Some(nanos(t0));
             if out.success() {
-                let value = out.stdout_trimmed().split_once('\t').map(|(_, v)| v.to_string());
+                let value = out
+                    .stdout_trimmed()
+                    .split_once('\t')
+                    .map(|(_, v)| v.to_string());
                 Some(Op {
                     invoke,
                     complete,
@@ -147,7 +150,8 @@ fn the_key_space_stays_linearizable_under_kills_pauses_and_partitions() -> Resul
         let injected = faults(&c, &stop);
         stop.store(true, Ordering::Relaxed);
         for cl in clients {
-            cl.join().map_err(|_| anyhow::anyhow!("a client panicked"))??;
+            cl.join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))??;
         }
         injected
     })?;
@@ -159,14 +163,19 @@ fn the_key_space_stays_linearizable_under_kills_pauses_and_partitions() -> Resul
         return Err(e);
     }
 
-    let history = history.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let history = history
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut total = 0;
     let mut unknown = 0;
     let mut reads = 0;
     for (key, ops) in &history {
         total += ops.len();
         unknown += ops.iter().filter(|o| o.complete.is_none()).count();
-        reads += ops.iter().filter(|o| matches!(o.kind, OpKind::Read(_))).count();
+        reads += ops
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::Read(_)))
+            .count();
         let started = Instant::now();
         let ok = is_linearizable(ops);
         println!(

@@ -128,7 +128,11 @@ mod tests {
     #[test]
     fn sequential_histories() {
         assert!(is_linearizable(&[]));
-        assert!(is_linearizable(&[r(0, 1, None), w(2, Some(3), "a"), r(4, 5, Some("a"))]));
+        assert!(is_linearizable(&[
+            r(0, 1, None),
+            w(2, Some(3), "a"),
+            r(4, 5, Some("a"))
+        ]));
         // A read of a value after it was overwritten.
         assert!(!is_linearizable(&[
             w(0, Some(1), "a"),
@@ -172,10 +176,7 @@ mod tests {
             r(5, 6, Some("a")),
         ]));
         // But it cannot happen before it was invoked.
-        assert!(!is_linearizable(&[
-            r(0, 1, Some("b")),
-            w(2, None, "b"),
-        ]));
+        assert!(!is_linearizable(&[r(0, 1, Some("b")), w(2, None, "b"),]));
         // Nor un-happen: seen, then the older value again.
         assert!(!is_linearizable(&[
             w(0, Some(1), "a"),
