@@ -52,8 +52,11 @@ fn raft_config(
     let config = openraft::Config {
         cluster_name: format!("hyphae-{mesh}"),
         heartbeat_interval: c.raft_heartbeat.as_millis() as u64,
+        // A narrow range: openraft's followers refuse votes for `election_timeout_max` after
+        // the last heartbeat (the leader lease), so the max bounds how fast a dead queen is
+        // replaced; with a handful of voters split votes stay rare.
         election_timeout_min: min,
-        election_timeout_max: min * 2,
+        election_timeout_max: min * 3 / 2,
         install_snapshot_timeout: 10_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
         max_in_snapshot_log_to_keep: 1_000,

@@ -69,11 +69,13 @@ pub struct MeshSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoordinatorSection {
-    /// How often the queen sends Raft heartbeats. Default 50 ms.
+    /// How often the queen sends Raft heartbeats. Default 30 ms.
     #[serde(with = "humantime_serde")]
     pub raft_heartbeat: Duration,
-    /// The shortest election timeout; each node picks one at random up to twice this.
-    /// Default 150 ms: a dead queen is replaced within about half a second.
+    /// The shortest election timeout; each node picks one at random up to 1.5 times this.
+    /// openraft's followers also honour the dead queen's lease (the longest timeout) first, so
+    /// a dead queen is replaced 2.5–3 timeouts after her last heartbeat. Default 100 ms:
+    /// replaced within about 300 ms.
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,
     /// How often every node sends its liveness heartbeat to the queen. Default 1 s.
@@ -90,8 +92,8 @@ pub struct CoordinatorSection {
 impl Default for CoordinatorSection {
     fn default() -> Self {
         CoordinatorSection {
-            raft_heartbeat: Duration::from_millis(50),
-            election_timeout: Duration::from_millis(150),
+            raft_heartbeat: Duration::from_millis(30),
+            election_timeout: Duration::from_millis(100),
             heartbeat_interval: Duration::from_secs(1),
             suspect_after: Duration::from_secs(5),
             heal_after: Duration::from_secs(60),
