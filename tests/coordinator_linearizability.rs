@@ -53,18 +53,22 @@ fn client(c: &Cluster, id: u64, t0: Instant, stop: &AtomicBool, history: &Histor
         let op = if rng.below(2) == 0 {
             n += 1;
             let value = format!("c{id}-{n}");
-            let out = node.cli_timeout(&["kv", "put", "lin", &key_name, &value], OP_TIMEOUT)?;
-            // A failed write may still have been applied: its outcome is unknown.
+            // A failed write (error, or killed at the timeout) may still have been applied:
+            // its outcome is unknown.
+            let out = node.cli_timeout(&["kv", "put", "lin", &key_name, &value], OP_TIMEOUT);
+            let ok = matches!(&out, Ok(o) if o.success());
             Some(Op {
                 invoke,
-                complete: out.success().then(|| nanos(t0)),
+                complete: ok.then(|| nanos(t0)),
                 kind: OpKind::Write(value),
             })
         } else {
-            let out = node.cli_timeout(
+            let Ok(out) = node.cli_timeout(
                 &["kv", "get", "--linearizable", "lin", &key_name],
                 OP_TIMEOUT,
-            )?;
+            ) else {
+                continue; // timed out: a failed read tells nothing
+            };
             let complete = Some(nanos(t0));
             if out.success() {
                 let value = out

@@ -141,7 +141,11 @@ pub fn put(
     value: &str,
     timeout: Duration,
 ) -> Result<std::result::Result<u64, String>> {
-    let out = node.cli_timeout(&["kv", "put", "test", key, value], timeout)?;
+    // A CLI killed at the timeout is a failed write (of unknown outcome), not a test error.
+    let out = match node.cli_timeout(&["kv", "put", "test", key, value], timeout) {
+        Ok(out) => out,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
     if out.success() {
         Ok(Ok(out.stdout_trimmed().parse().unwrap_or(0)))
     } else {
