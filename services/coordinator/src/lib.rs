@@ -199,7 +199,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Closes connections to nodes as soon as their revocation is applied here.
+/// Closes connections to nodes as soon as their revocation is applied here, and saves the
+/// list for the services that load it at start.
 async fn revocation_watch(coord: Arc<Coordinator>, shutdown: CancellationToken) {
     let mut seen = 0u64;
     loop {
@@ -212,6 +213,11 @@ async fn revocation_watch(coord: Arc<Coordinator>, shutdown: CancellationToken) 
             seen = list.version;
             for node in list.revoked.keys() {
                 coord.peers.drop_connection(*node);
+            }
+            // Keep the file the other services load at start up to date as well.
+            let path = coord.identity_dir.join("revocations.json");
+            if let Err(e) = coord.membership.revocations.store(&path) {
+                tracing::warn!(error = %e, "cannot save the revocation list");
             }
             tracing::info!(
                 revoked = list.revoked.len(),
