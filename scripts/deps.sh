@@ -22,8 +22,10 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # iproute2: ip netns/veth/bridge and tc for the cluster harness; iputils-ping: harness checks;
 # python3: harness self-test stand-in; curl: `make run` hints and operators' --unix-socket use;
-# build-essential + pkg-config: crates that build C (ring).
-packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config)
+# build-essential + pkg-config: crates that build C (ring); clang + libclang-dev: bindgen in
+# librocksdb-sys; librocksdb-dev: the RocksDB library the coordinator links (.cargo/config.toml
+# points ROCKSDB_LIB_DIR at it, so RocksDB's C++ is not compiled from source).
+packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -42,9 +42,25 @@ enum Command {
     /// Create a new mesh with this node as its first member; prints the mesh id.
     Init(commands::init::InitArgs),
     /// Run every service of this node in one process (development, `make run`, tests).
-    Node,
+    Node(commands::node::NodeArgs),
     /// Run only the node agent (ping endpoint on udp/7440, node.sock): the systemd unit's verb.
     Agent,
+    /// Run only the coordinator (Raft on udp/7441, admission on udp/7442, coordinator.sock).
+    Coordinator(commands::node::NodeArgs),
+    /// List the mesh's nodes with their roles (queen, prince, bee) and status.
+    Nodes(commands::nodes::NodesArgs),
+    /// Admit a node that asked to join without a token.
+    Admit(commands::admit::AdmitArgs),
+    /// Revoke a node: every member refuses it from then on.
+    Revoke(commands::revoke::RevokeArgs),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Leave the mesh cleanly.
+    Leave,
+    /// The coordinator's key space (operators, tests).
+    #[command(subcommand)]
+    Kv(commands::kv::KvCommand),
     /// Show this node's status (from its running services).
     Status(commands::status::StatusArgs),
     /// Check that another member answers over mutual-TLS QUIC.
@@ -74,8 +90,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
-    // Verbs that serve a node log at the configured level; admin verbs stay quiet unless -v.
-    let serves = matches!(cli.command, Command::Node | Command::Agent);
+    // Verbs that serve log at the configured level; admin verbs stay quiet unless -v.
+    let serves = matches!(
+        cli.command,
+        Command::Node(_) | Command::Agent | Command::Coordinator(_)
+    );
     let verbose = cli.verbose;
     // Loads and validates the configuration, and starts logging; only verbs that need it call it.
     let configure = || -> anyhow::Result<Config> {
@@ -92,6 +111,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         });
         Ok(config)
     };
+    use commands::node::{NodeArgs, Services};
     match cli.command {
         Command::Version => {
             println!(
@@ -104,24 +124,35 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor(args) => commands::doctor::run(&paths, &args),
         Command::Init(args) => commands::init::run(&paths, &configure()?, &args),
-        Command::Node => {
-            commands::node::run(paths.clone(), configure()?, commands::node::Services::All)
+        Command::Node(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::All)
         }
-        Command::Agent => {
-            commands::node::run(paths.clone(), configure()?, commands::node::Services::Agent)
-        }
-        Command::Status(args) => {
-            configure()?;
-            commands::status::run(&paths, &args)
+        Command::Agent => commands::node::run(
+            paths.clone(),
+            configure()?,
+            &NodeArgs::default(),
+            Services::Agent,
+        ),
+        Command::Coordinator(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::Coordinator)
         }
         Command::Ping(args) => commands::ping::run(&paths, &configure()?, &args),
-        Command::Cert(cmd) => {
+        verb => {
+            // The remaining verbs talk to the running node or to files; they still refuse a
+            // broken configuration, so a typo is caught before the node restarts on it.
             configure()?;
-            commands::cert::run(&paths, cmd)
-        }
-        Command::Ca(cmd) => {
-            configure()?;
-            commands::cert::run_ca(&paths, cmd)
+            match verb {
+                Command::Nodes(args) => commands::nodes::run(&paths, &args),
+                Command::Admit(args) => commands::admit::run(&paths, &args),
+                Command::Revoke(args) => commands::revoke::run(&paths, &args),
+                Command::Token(cmd) => commands::token::run(&paths, &cmd),
+                Command::Leave => commands::leave::run(&paths),
+                Command::Kv(cmd) => commands::kv::run(&paths, &cmd),
+                Command::Status(args) => commands::status::run(&paths, &args),
+                Command::Cert(cmd) => commands::cert::run(&paths, cmd),
+                Command::Ca(cmd) => commands::cert::run_ca(&paths, cmd),
+                other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
+            }
         }
     }
 }

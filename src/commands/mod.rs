@@ -1,11 +1,18 @@
 //! One file per CLI verb. Each exposes `run(...) -> anyhow::Result<ExitCode>`.
 
+pub mod admit;
 pub mod cert;
+pub mod coordinator;
 pub mod doctor;
 pub mod init;
+pub mod kv;
+pub mod leave;
 pub mod node;
+pub mod nodes;
 pub mod ping;
+pub mod revoke;
 pub mod status;
+pub mod token;
 
 /// A current-thread runtime for short CLI verbs.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {

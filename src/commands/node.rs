@@ -20,10 +20,35 @@ pub enum Services {
     All,
     /// Only the node agent (`hyphae agent`).
     Agent,
+    /// Only the coordinator (`hyphae coordinator`).
+    Coordinator,
+}
+
+/// Options of `hyphae node` and `hyphae coordinator`: joining a mesh at start.
+#[derive(Debug, Default, clap::Args)]
+pub struct NodeArgs {
+    /// Join with this token (overrides `[mesh] join_token`).
+    #[arg(long, value_name = "TOKEN")]
+    join: Option<String>,
+    /// Address of a member's admission endpoint, `IP` or `IP:PORT` (repeatable; overrides
+    /// `[mesh] peers`).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<String>,
 }
 
 /// Runs the chosen services until SIGINT or SIGTERM.
-pub fn run(paths: NodePaths, config: Config, services: Services) -> anyhow::Result<ExitCode> {
+pub fn run(
+    paths: NodePaths,
+    mut config: Config,
+    args: &NodeArgs,
+    services: Services,
+) -> anyhow::Result<ExitCode> {
+    if let Some(token) = &args.join {
+        config.mesh.join_token = Some(token.clone());
+    }
+    if !args.peers.is_empty() {
+        config.mesh.peers = args.peers.clone();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hyphae")
@@ -35,12 +60,32 @@ pub fn run(paths: NodePaths, config: Config, services: Services) -> anyhow::Resu
         spawn_signal_handler(shutdown.clone())?;
         notify::spawn_watchdog(shutdown.clone());
         // Each service is one task; the first to fail stops the node (systemd restarts units).
-        // The agent runs in every process layout: today it is also the only service.
-        let _ = services;
-        let agent = tokio::spawn(agent::run(ctx.clone(), shutdown.clone()));
-        let result = agent.await.context("node agent panicked")?;
-        shutdown.cancel();
-        result.context("node agent")?;
+        let mut tasks = tokio::task::JoinSet::new();
+        if services != Services::Coordinator {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { agent::run(ctx, shutdown).await.context("node agent") });
+        }
+        if services != Services::Agent {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                hyphae_coordinator::run(ctx, shutdown)
+                    .await
+                    .context("coordinator")
+            });
+        }
+        let mut outcome = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            // The first service to stop (cleanly or not) stops the others.
+            shutdown.cancel();
+            let result = done.context("a service panicked").and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "service failed");
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            }
+        }
+        outcome?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -17,8 +17,17 @@ pub struct StatusArgs {
 /// Reads `/status` from the node's local socket.
 pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let socket = paths.socket(ServiceSpec::NODE.name);
-    let status = super::block_on(hyphae_core::ipc::get_json(&socket, "/status"))?
+    let mut status = super::block_on(hyphae_core::ipc::get_json(&socket, "/status"))?
         .with_context(|| format!("is the node running? (no answer on {})", socket.display()))?;
+    // The coordinator's view, when it runs (it may be a separate unit, or not started yet).
+    let coordinator = super::block_on(hyphae_core::ipc::get_json(
+        &super::coordinator::socket(paths),
+        "/status",
+    ))?
+    .ok();
+    if let (Some(c), Some(obj)) = (&coordinator, status.as_object_mut()) {
+        obj.insert("coordinator".into(), c.clone());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
@@ -33,6 +42,20 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("mesh      not a member yet (hyphae init, or enrol this node)");
     }
     println!("uptime    {} s", status["uptime_s"]);
+    if let Some(c) = &coordinator {
+        let cs = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+        if c.get("mesh_id").is_some() {
+            println!("mesh      {} (coordinator)", cs("mesh_id"));
+            println!("queen     {} at {}", cs("queen"), cs("queen_addr"));
+            println!("role      {}", cs("role"));
+            println!(
+                "raft      term {}, commit index {}, lag {}",
+                c["term"], c["commit_index"], c["lag"]
+            );
+        } else {
+            println!("coordinator {}", cs("note"));
+        }
+    }
     println!(
         "rpc       {} connections, {} handshakes refused, {} bad frames",
         status["rpc"]["connections"],

@@ -47,6 +47,58 @@ pub struct Config {
     pub transport: TransportSection,
     /// Logging.
     pub log: LogSection,
+    /// How this node joins a mesh (join token, members' addresses).
+    pub mesh: MeshSection,
+    /// The coordinator's timings (Raft, liveness).
+    pub coordinator: CoordinatorSection,
+}
+
+/// `[mesh]`: how a node that is not a member yet gets admitted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSection {
+    /// A join token from `hyphae token create`; with it the node is admitted at once, without
+    /// it the node waits as pending until an administrator admits it.
+    pub join_token: Option<String>,
+    /// Addresses of members' admission endpoints (`IP` or `IP:PORT`; the port defaults to
+    /// `[ports] admission`, 7442). Discovery without addresses is not built yet.
+    pub peers: Vec<String>,
+}
+
+/// `[coordinator]`: Raft and liveness timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorSection {
+    /// How often the queen sends Raft heartbeats. Default 30 ms.
+    #[serde(with = "humantime_serde")]
+    pub raft_heartbeat: Duration,
+    /// The shortest election timeout; each node picks one at random up to 1.5 times this.
+    /// openraft's followers also honour the dead queen's lease (the longest timeout) first, so
+    /// a dead queen is replaced 2.5–3 timeouts after her last heartbeat. Default 100 ms:
+    /// replaced within about 300 ms.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+    /// How often every node sends its liveness heartbeat to the queen. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node silent this long is marked suspect. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub suspect_after: Duration,
+    /// A node silent this long is marked down (the event healing reacts to). Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub heal_after: Duration,
+}
+
+impl Default for CoordinatorSection {
+    fn default() -> Self {
+        CoordinatorSection {
+            raft_heartbeat: Duration::from_millis(30),
+            election_timeout: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(1),
+            suspect_after: Duration::from_secs(5),
+            heal_after: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[node]`
@@ -75,11 +127,19 @@ impl Default for NodeSection {
 pub struct PortsSection {
     /// The node agent's QUIC endpoint (ping, node info); default 7440.
     pub node: u16,
+    /// The coordinator's QUIC endpoint (Raft, member RPCs; mutual TLS); default 7441.
+    pub coordinator: u16,
+    /// The admission endpoint (joiners without a certificate; server-only TLS); default 7442.
+    pub admission: u16,
 }
 
 impl Default for PortsSection {
     fn default() -> Self {
-        PortsSection { node: 7440 }
+        PortsSection {
+            node: 7440,
+            coordinator: 7441,
+            admission: 7442,
+        }
     }
 }
 
@@ -206,6 +266,28 @@ impl Config {
         }
         if self.ports.node == 0 {
             return Err(invalid("ports.node", "must be between 1 and 65535"));
+        }
+        if self.ports.coordinator == 0 {
+            return Err(invalid("ports.coordinator", "must be between 1 and 65535"));
+        }
+        if self.ports.admission == 0 {
+            return Err(invalid("ports.admission", "must be between 1 and 65535"));
+        }
+        let c = &self.coordinator;
+        if c.raft_heartbeat.is_zero() || c.election_timeout <= c.raft_heartbeat * 2 {
+            return Err(invalid(
+                "coordinator.election_timeout",
+                "must be longer than twice coordinator.raft_heartbeat (and both above zero)",
+            ));
+        }
+        if c.heartbeat_interval.is_zero()
+            || c.suspect_after <= c.heartbeat_interval
+            || c.heal_after < c.suspect_after
+        {
+            return Err(invalid(
+                "coordinator.heal_after",
+                "need heartbeat_interval < suspect_after <= heal_after",
+            ));
         }
         if self.transport.max_frame_bytes < 1024 {
             return Err(invalid(

@@ -30,10 +30,16 @@ fn base32() -> &'static data_encoding::Encoding {
 }
 
 /// A node's stable name in the mesh: base32 of the first 10 bytes of BLAKE3(public key).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// `Default` is the all-zero id, which no real key hashes to in practice; it exists because
+/// openraft's node id bound requires it (the coordinator uses `NodeId` as its Raft node id).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId([u8; NODE_ID_BYTES]);
 
 impl NodeId {
+    /// The all-zero id: callers without a certificate (admission), and openraft's `Default`.
+    pub const ANONYMOUS: NodeId = NodeId([0; NODE_ID_BYTES]);
+
     /// The id of whoever holds the private half of this Ed25519 public key.
     pub fn from_public_key(public_key: &[u8]) -> NodeId {
         let hash = blake3::hash(public_key);

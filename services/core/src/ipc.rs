@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::MetricsRegistry;
 
+/// HTTP methods for [`request`], re-exported so callers need not depend on axum.
+pub use axum::http::Method;
+
 /// Why the local API could not be served or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {

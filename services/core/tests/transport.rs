@@ -409,3 +409,49 @@ async fn bad_frames_close_one_stream_and_nothing_else() {
         .unwrap();
     assert!(server.metrics.bad_frames(TEST) >= 7);
 }
+
+/// The admission endpoint: a client without a certificate gets in when its pin matches the
+/// mesh CA (or it has no pin), and is refused when the pin is another CA's; a member endpoint
+/// still refuses such a client.
+#[tokio::test]
+async fn admission_endpoint_trusts_the_pinned_ca_only() {
+    let mesh = founder();
+    let other = founder();
+    let cfg = TransportSection::default();
+    let tls = MeshTls::new(&mesh.membership).unwrap();
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let endpoint = MeshEndpoint::admission_server(loopback, &tls, &cfg).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let router = Arc::new(Router::new(
+        ServiceSpec::ADMISSION,
+        mesh.membership.node_id(),
+    ));
+    let metrics = RpcMetrics::register(&MetricsRegistry::new());
+    let task = tokio::spawn(rpc::serve_anonymous(
+        endpoint,
+        router,
+        Limits::default(),
+        metrics,
+        shutdown.clone(),
+    ));
+    let ping = PingRequest { nonce: 7 };
+    let right = hyphae_core::transport::ca_pin(mesh.membership.ca_cert.as_ref());
+    let wrong = hyphae_core::transport::ca_pin(other.membership.ca_cert.as_ref());
+    for pin in [Some(right), None] {
+        let client = MeshEndpoint::admission_client(pin, &cfg).unwrap();
+        let conn = client.connect(addr, None).await.unwrap();
+        assert_eq!(conn.peer, mesh.membership.node_id());
+        let pong = rpc::call::<Ping>(&conn, &ping, &Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(pong.nonce, 7);
+    }
+    let client = MeshEndpoint::admission_client(Some(wrong), &cfg).unwrap();
+    assert!(
+        client.connect(addr, None).await.is_err(),
+        "a server of another CA was trusted"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}

@@ -28,6 +28,7 @@ mod cluster;
 mod cmd;
 mod faults;
 mod http_uds;
+pub mod linearizability;
 mod mesh;
 mod net;
 mod node;

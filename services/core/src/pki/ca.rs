@@ -120,6 +120,41 @@ impl CertificateAuthority {
         self.mesh_id
     }
 
+    /// The CA key as PEM, for handing the CA to another CA holder over mutual TLS (the
+    /// coordinator gives it to princes so that any future queen can admit nodes).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Installs a CA key received from another CA holder, after checking it belongs to the CA
+    /// certificate already in `dir`.
+    pub fn install_key(dir: &Path, mesh_id: MeshId, key_pem: &str) -> Result<(), PkiError> {
+        let key_path = ca_key_path(dir);
+        let key_der =
+            pem_decode(key_pem, "PRIVATE KEY").map_err(|e| PkiError::invalid(&key_path, e))?;
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(key_der),
+            &PKCS_ED25519,
+        )
+        .map_err(|e| PkiError::invalid(&key_path, e))?;
+        let cert_der = load_cert(&ca_cert_path(dir))?;
+        let parsed = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| PkiError::invalid(&key_path, e))?
+            .1;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::invalid(
+                &key_path,
+                "the key does not belong to this mesh's CA certificate",
+            ));
+        }
+        let ca = CertificateAuthority {
+            cert_der,
+            key,
+            mesh_id,
+        };
+        ca.store(dir)
+    }
+
     /// Signs a node certificate for the key in a PEM certificate signing request.
     ///
     /// Only the request's public key and its proof of possession (the CSR signature) are used:
@@ -178,6 +213,22 @@ impl CertificateAuthority {
         params.serial_number = Some(serial.to_vec().into());
         Ok(params)
     }
+}
+
+/// The node id of the key in a PEM certificate signing request, after checking the request's
+/// signature (proof that the sender holds that key). Used to match a waiting node's poll to its
+/// admission without signing anything.
+pub fn node_id_of_request(csr_pem: &str) -> Result<NodeId, PkiError> {
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+    if csr.public_key.algorithm() != &PKCS_ED25519 {
+        return Err(PkiError::BadRequest(
+            "node keys must be Ed25519".to_string(),
+        ));
+    }
+    Ok(NodeId::from_public_key(rcgen::PublicKeyData::der_bytes(
+        &csr.public_key,
+    )))
 }
 
 /// Reads one PEM certificate.

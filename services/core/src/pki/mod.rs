@@ -18,7 +18,7 @@ mod membership;
 mod mesh;
 mod revocation;
 
-pub use ca::{CertificateAuthority, NODE_CERT_VALIDITY_DAYS};
+pub use ca::{node_id_of_request, CertificateAuthority, NODE_CERT_VALIDITY_DAYS};
 pub use enrolment::{request_certificate, EnrolmentBundle};
 pub use membership::Membership;
 pub use mesh::{MeshId, MeshSecrets};

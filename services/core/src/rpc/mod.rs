@@ -18,7 +18,7 @@ pub use channel::RpcChannel;
 pub use client::{call, open};
 pub use frame::{Frame, FrameDecoder, FrameError, FrameKind, ENVELOPE_VERSION};
 pub use method::{Method, Ping, PingRequest, Pong};
-pub use server::{serve, Peer, Router, RpcMetrics};
+pub use server::{serve, serve_anonymous, Peer, Router, RpcMetrics};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -34,6 +34,14 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+impl Peer {
+    /// The caller on the admission endpoint, which has no certificate: the all-zero node id.
+    pub const ANONYMOUS: Peer = Peer {
+        node: NodeId::ANONYMOUS,
+        addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+    };
+}
+
 type UnaryFn =
     Arc<dyn Fn(Peer, Bytes) -> BoxFuture<'static, Result<Vec<u8>, RpcFault>> + Send + Sync>;
 type StreamFn = Arc<
@@ -216,6 +224,29 @@ pub async fn serve(
     metrics: RpcMetrics,
     shutdown: CancellationToken,
 ) {
+    serve_inner(endpoint, router, limits, metrics, shutdown, false).await
+}
+
+/// Like [`serve`], for the admission endpoint only: clients have no certificate, so every
+/// caller is [`Peer::ANONYMOUS`] and handlers must trust nothing but what they can check.
+pub async fn serve_anonymous(
+    endpoint: MeshEndpoint,
+    router: Arc<Router>,
+    limits: Limits,
+    metrics: RpcMetrics,
+    shutdown: CancellationToken,
+) {
+    serve_inner(endpoint, router, limits, metrics, shutdown, true).await
+}
+
+async fn serve_inner(
+    endpoint: MeshEndpoint,
+    router: Arc<Router>,
+    limits: Limits,
+    metrics: RpcMetrics,
+    shutdown: CancellationToken,
+    anonymous: bool,
+) {
     let service = router.service();
     loop {
         let incoming = tokio::select! {
@@ -242,7 +273,15 @@ pub async fn serve(
                         return;
                     }
                 };
-                let peer = match PeerConnection::from_connection(conn) {
+                let identified = if anonymous {
+                    Ok(PeerConnection {
+                        conn,
+                        peer: Peer::ANONYMOUS.node,
+                    })
+                } else {
+                    PeerConnection::from_connection(conn)
+                };
+                let peer = match identified {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(error = %e, "connection without a usable identity");

@@ -130,6 +130,47 @@ impl MeshEndpoint {
         MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
     }
 
+    /// Binds the admission endpoint: server-only TLS (see [`MeshTls::admission_server_config`]).
+    /// Serve it with [`crate::rpc::serve_anonymous`]; it must carry only admission methods.
+    pub fn admission_server(
+        addr: SocketAddr,
+        tls: &MeshTls,
+        cfg: &TransportSection,
+    ) -> Result<MeshEndpoint, TransportError> {
+        let service = ServiceSpec::ADMISSION;
+        let transport = transport_config(cfg)?;
+        let server_tls = QuicServerConfig::try_from(tls.admission_server_config(service.alpn)?)
+            .map_err(|e| TransportError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
+        server.transport_config(transport.clone());
+        let endpoint = bind_with_fallback(addr, |a| quinn::Endpoint::server(server.clone(), a))?;
+        MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
+    }
+
+    /// A dial-only endpoint for a node that is not a member yet: it presents no certificate and
+    /// trusts only admission servers whose CA matches `pin` (from the join token; see
+    /// [`super::admission_client_config`] for `None`).
+    pub fn admission_client(
+        pin: Option<[u8; super::CA_PIN_BYTES]>,
+        cfg: &TransportSection,
+    ) -> Result<MeshEndpoint, TransportError> {
+        let service = ServiceSpec::ADMISSION;
+        let transport = transport_config(cfg)?;
+        let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
+        let mut endpoint = bind_with_fallback(any, quinn::Endpoint::client)?;
+        let client_tls =
+            QuicClientConfig::try_from(super::admission_client_config(pin, service.alpn)?)
+                .map_err(|e| TransportError::Config(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
+        client.transport_config(transport);
+        endpoint.set_default_client_config(client);
+        Ok(MeshEndpoint {
+            endpoint,
+            service,
+            handshake_timeout: cfg.request_timeout.min(Duration::from_secs(10)),
+        })
+    }
+
     /// A dial-only endpoint on an ephemeral port (the CLI, tests).
     pub fn client(
         tls: &MeshTls,

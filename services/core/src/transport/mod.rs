@@ -7,11 +7,13 @@
 //! claimed, only proven. Each service has its own ALPN ([`ServiceSpec`]), so a client of one
 //! service can never end up talking to another.
 
+mod admission;
 mod endpoint;
 pub mod probe;
 mod service;
 mod tls;
 
+pub use admission::{admission_client_config, ca_pin, CA_PIN_BYTES};
 pub use endpoint::{MeshEndpoint, PeerConnection};
 pub use service::ServiceSpec;
 pub use tls::{node_id_of_cert, verify_member_cert, MeshTls, MESH_SERVER_NAME};

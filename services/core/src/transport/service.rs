@@ -19,4 +19,19 @@ impl ServiceSpec {
         alpn: b"hyphae-node/1",
         default_port: 7440,
     };
+
+    /// The coordinator: Raft between members and the coordinator's member RPCs (mutual TLS).
+    pub const COORDINATOR: ServiceSpec = ServiceSpec {
+        name: "coordinator",
+        alpn: b"hyphae-coordinator/1",
+        default_port: 7441,
+    };
+
+    /// Admission: the one endpoint that accepts nodes without a certificate (server-only TLS,
+    /// the joiner pins the CA from its join token). It serves nothing but admission methods.
+    pub const ADMISSION: ServiceSpec = ServiceSpec {
+        name: "admission",
+        alpn: b"hyphae-admission/1",
+        default_port: 7442,
+    };
 }

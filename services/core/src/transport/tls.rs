@@ -37,7 +37,7 @@ pub fn node_id_of_cert(cert: &CertificateDer<'_>) -> Result<NodeId, String> {
     node_id_of_parsed(&parsed)
 }
 
-fn node_id_of_parsed(cert: &ParsedCertificate<'_>) -> Result<NodeId, String> {
+pub(crate) fn node_id_of_parsed(cert: &ParsedCertificate<'_>) -> Result<NodeId, String> {
     let spki = cert.subject_public_key_info();
     let bytes: &[u8] = spki.as_ref();
     match bytes.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
@@ -82,7 +82,7 @@ fn member_id(
     Ok(id)
 }
 
-fn roots_of(ca: &CertificateDer<'_>) -> Result<RootCertStore, TlsError> {
+pub(crate) fn roots_of(ca: &CertificateDer<'_>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(ca.clone().into_owned())
@@ -219,6 +219,7 @@ impl ClientCertVerifier for MeshClientVerifier {
 #[derive(Debug)]
 pub struct MeshTls {
     node_cert: CertificateDer<'static>,
+    ca_cert: CertificateDer<'static>,
     node_key: PrivatePkcs8KeyDer<'static>,
     roots: Arc<RootCertStore>,
     revocations: Revocations,
@@ -231,6 +232,7 @@ impl MeshTls {
             roots_of(&membership.ca_cert).map_err(|e| TransportError::Config(e.to_string()))?;
         Ok(MeshTls {
             node_cert: membership.node_cert.clone(),
+            ca_cert: membership.ca_cert.clone(),
             node_key: PrivatePkcs8KeyDer::from(membership.key.pkcs8_der().to_vec()),
             roots: Arc::new(roots),
             revocations: membership.revocations.clone(),
@@ -259,6 +261,27 @@ impl MeshTls {
             .with_client_cert_verifier(verifier)
             .with_single_cert(
                 vec![self.node_cert.clone()],
+                PrivateKeyDer::Pkcs8(self.node_key.clone_key()),
+            )
+            .map_err(|e| TransportError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(config)
+    }
+
+    /// The server side of the admission endpoint, the only one that asks for no client
+    /// certificate: a joining node has none yet. It presents the node certificate *and* the CA
+    /// certificate, so a joiner that knows only the CA's pin (from its join token) can verify
+    /// the chain. Every other endpoint keeps the mutual-TLS [`MeshTls::server_config`].
+    pub fn admission_server_config(
+        &self,
+        alpn: &[u8],
+    ) -> Result<rustls::ServerConfig, TransportError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TransportError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.node_cert.clone(), self.ca_cert.clone()],
                 PrivateKeyDer::Pkcs8(self.node_key.clone_key()),
             )
             .map_err(|e| TransportError::Config(e.to_string()))?;

@@ -1,0 +1,12 @@
+//! Linking the rocksdb crate (written against RocksDB 10's C API) with Debian's librocksdb 7.8.
+//!
+//! Only one symbol the crate references is missing from 7.8:
+//! `rocksdb_write_buffer_manager_destroy`, called when an `Options` that holds a write buffer
+//! manager is dropped. This crate never sets one, so the function is never called; the stub
+//! only satisfies the linker. Every function the coordinator does call exists in 7.8 with the
+//! same signature (the storage suite exercises them). Absent when RocksDB is compiled from
+//! source (`ROCKSDB_COMPILE=1`), which has the real one.
+
+/// Never called (no write buffer manager is ever created); see the module documentation.
+#[no_mangle]
+pub extern "C" fn rocksdb_write_buffer_manager_destroy(_manager: *mut std::ffi::c_void) {}

@@ -1,0 +1,115 @@
+//! The joiner's side of admission: TLS that trusts a CA it knows only by its pin.
+//!
+//! A node that is not a member yet has no CA certificate to verify servers with. Its join token
+//! carries a pin (a truncated BLAKE3 of the CA certificate's DER, like kubeadm's
+//! discovery-token-ca-cert-hash); the admission server sends its chain (node certificate, then
+//! CA certificate), and the joiner accepts it only if the CA matches the pin and the node
+//! certificate chains to that CA. A server of another mesh, or a man in the middle, fails here.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
+
+use super::tls::{node_id_of_parsed, provider, roots_of};
+use super::TransportError;
+
+/// How many bytes of the CA certificate's BLAKE3 a pin keeps (128 bits).
+pub const CA_PIN_BYTES: usize = 16;
+
+/// The pin of a CA certificate: the first [`CA_PIN_BYTES`] of BLAKE3 over its DER.
+pub fn ca_pin(ca_der: &[u8]) -> [u8; CA_PIN_BYTES] {
+    let hash = blake3::hash(ca_der);
+    let mut pin = [0u8; CA_PIN_BYTES];
+    pin.copy_from_slice(&hash.as_bytes()[..CA_PIN_BYTES]);
+    pin
+}
+
+/// A client configuration for the admission endpoint: no client certificate, and a server
+/// verifier that trusts exactly the CA with this pin. Without a pin (a node asking to be
+/// admitted without a token) the server's chain need only be self-consistent: trust on first
+/// use, since such a node is authenticated by the administrator's `hyphae admit`, not by us.
+pub fn admission_client_config(
+    pin: Option<[u8; CA_PIN_BYTES]>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TransportError> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin,
+        algs: provider.signature_verification_algorithms,
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// Accepts a server whose chain contains the pinned CA and whose certificate that CA signed.
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pin: Option<[u8; CA_PIN_BYTES]>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+fn refuse(why: &str) -> TlsError {
+    tracing::warn!("admission server refused: {why}");
+    TlsError::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        std::io::Error::other(why.to_string()),
+    ))))
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let ca = intermediates
+            .iter()
+            .find(|c| self.pin.is_none_or(|pin| ca_pin(c.as_ref()) == pin))
+            .ok_or_else(|| refuse("no CA certificate matching the join token's pin"))?;
+        let roots = roots_of(ca)?;
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &roots,
+            &[],
+            now,
+            self.algs.all,
+        )?;
+        node_id_of_parsed(&parsed).map_err(|e| refuse(&e))?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
