@@ -22,8 +22,10 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # iproute2: ip netns/veth/bridge and tc for the cluster harness; iputils-ping: harness checks;
 # python3: harness self-test stand-in; curl: `make run` hints and operators' --unix-socket use;
-# build-essential + pkg-config: crates that build C (ring).
-packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config)
+# build-essential + pkg-config: crates that build C (ring); systemd: systemd-analyze for
+# scripts/check-units.sh (tests/kernel-config needs only apt-get and dpkg-deb, always present).
+# The image's tools (mmdebstrap, mtools, QEMU, OVMF, ...) are in scripts/image-deps.sh.
+packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config systemd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -57,6 +57,9 @@ enum Command {
     Ca(commands::cert::CaCommand),
     /// Check and explain what this host offers (io_uring, KVM, Vulkan, cgroup v2, IPv6, disk).
     Doctor(commands::doctor::DoctorArgs),
+    /// First boot of a flashed node: install boot-partition and kernel command-line settings,
+    /// create the node identity (run by hyphae-firstboot.service).
+    Firstboot(commands::firstboot::FirstbootArgs),
     /// Print the version.
     Version,
 }
@@ -86,6 +89,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Doctor(args) => return commands::doctor::run(&paths, args),
+        // First boot replaces the configuration, so a broken one must not stop it.
+        Command::Firstboot(args) => return commands::firstboot::run(&paths, args),
         _ => {}
     }
     let config = Config::load(&paths.config, paths.config_explicit)?;
@@ -117,6 +122,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Ping(args) => commands::ping::run(&paths, &config, &args),
         Command::Cert(cmd) => commands::cert::run(&paths, cmd),
         Command::Ca(cmd) => commands::cert::run_ca(&paths, cmd),
-        Command::Version | Command::Doctor(_) => unreachable!("handled above"),
+        Command::Version | Command::Doctor(_) | Command::Firstboot(_) => {
+            unreachable!("handled above")
+        }
     }
 }

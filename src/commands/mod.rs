@@ -2,6 +2,7 @@
 
 pub mod cert;
 pub mod doctor;
+pub mod firstboot;
 pub mod init;
 pub mod node;
 pub mod ping;
