@@ -17,8 +17,17 @@ fail() { echo "kernel-config test: FAIL: $*" >&2; exit 1; }
 
 # --- Debian 12's kernel config -----------------------------------------------------------------
 # linux-image-amd64 is a metapackage; its dependency is the versioned kernel package.
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -nE 's/^ *Depends: (linux-image-[0-9][^ ]*)$/\1/p' | head -n1)
-[ -n "$pkg" ] || fail "apt-cache knows no linux-image-amd64 (apt-get update?)"
+kernel_pkg() {
+  apt-cache depends linux-image-amd64 2>/dev/null |
+    sed -nE 's/^ *Depends: (linux-image-[0-9][^ ]*)$/\1/p' | head -n1
+}
+pkg=$(kernel_pkg)
+if [ -z "$pkg" ]; then
+  # A fresh machine may have no package lists yet.
+  apt-get update -qq >/dev/null 2>&1 || true
+  pkg=$(kernel_pkg)
+fi
+[ -n "$pkg" ] || fail "apt knows no linux-image-amd64 (is deb.debian.org reachable?)"
 deb=$(ls "$cache/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
 if [ -z "$deb" ]; then
   echo "kernel-config test: downloading $pkg into $cache" >&2
