@@ -1,11 +1,11 @@
 //! `hyphae firstboot`: what a freshly flashed node does once, before its services start
 //! (`hyphae-firstboot.service`).
 //!
-//! 1. The settings an operator left on the boot partition (`hyphae.toml`, the FAT partition every
+//! 1. The node identity (its Ed25519 key) is created, so the node id exists before any service.
+//! 2. The settings an operator left on the boot partition (`hyphae.toml`, the FAT partition every
 //!    computer can write) and on the kernel command line (`hyphae.<section>.<key>=<value>`) are
 //!    checked and installed as the node's configuration. The boot-partition file replaces the
 //!    configuration; command-line settings override single keys on top of it.
-//! 2. The node identity (its Ed25519 key) is created, so the node id exists before any service.
 //! 3. `<state>/firstboot.done` records that it ran; the unit does not run again while it exists.
 //!
 //! A file that is not valid is refused with a message naming the key, and nothing is installed.
@@ -215,6 +215,11 @@ fn read_optional(path: &Path) -> Result<Option<String>, FirstbootError> {
 
 /// Runs first boot.
 pub fn run(paths: &NodePaths, args: &FirstbootArgs) -> anyhow::Result<ExitCode> {
+    // The identity first: a node whose settings are refused still has its id.
+    let key = NodeKey::load_or_create(&paths.identity_dir())?;
+    let mut summary = vec![format!("node id {}", key.node_id())];
+    println!("hyphae firstboot: {}", summary[0]);
+
     let mut boot = None;
     for p in &args.boot_config {
         let p = PathBuf::from(p);
@@ -236,7 +241,6 @@ pub fn run(paths: &NodePaths, args: &FirstbootArgs) -> anyhow::Result<ExitCode> 
         &settings,
         &paths.config,
     )?;
-    let mut summary = Vec::new();
     match planned {
         Some(text) => {
             // Readable by the services' user; written whole or not at all.
@@ -278,11 +282,6 @@ pub fn run(paths: &NodePaths, args: &FirstbootArgs) -> anyhow::Result<ExitCode> 
             );
         }
     }
-
-    let key = NodeKey::load_or_create(&paths.identity_dir())?;
-    let line = format!("node id {}", key.node_id());
-    println!("hyphae firstboot: {line}");
-    summary.push(line);
 
     let done = paths.state.join("firstboot.done");
     secret_file::write_atomic(
@@ -395,6 +394,23 @@ mod tests {
             plan(None, None, &settings, boot),
             Err(FirstbootError::Cmdline { .. })
         ));
+    }
+
+    #[test]
+    fn refused_settings_keep_identity_and_do_not_mark_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = NodePaths::resolve(Some(&dir.path().join("state")), None);
+        let boot = dir.path().join("hyphae.toml");
+        fs::write(&boot, "[node]\nnmae = \"typo\"\n").unwrap();
+        let args = FirstbootArgs {
+            boot_config: vec![boot.display().to_string()],
+            cmdline: dir.path().join("no-cmdline"),
+        };
+        let err = run(&paths, &args).unwrap_err().to_string();
+        assert!(err.contains("node.nmae"), "{err}");
+        assert!(paths.identity_dir().join("node.key").exists());
+        assert!(!paths.config.exists());
+        assert!(!paths.state.join("firstboot.done").exists());
     }
 
     #[test]

@@ -52,7 +52,7 @@ sed -e '/^CONFIG_IO_URING=/d' \
 if out=$("$check" --quiet "$tmp/broken"); then
   fail "a config without io_uring passed"
 fi
-printf '%s\n' "$out"
+sed 's/^/  (expected) /' <<<"$out"
 for opt in CONFIG_IO_URING CONFIG_MEM_SOFT_DIRTY CONFIG_CFS_BANDWIDTH CONFIG_OVERLAY_FS; do
   grep -q "^FAIL  $opt " <<<"$out" || fail "$opt not reported"
 done
