@@ -17,14 +17,13 @@ for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/
   install -D -m 0644 "$u" "$root/usr/lib/systemd/system/$(basename "$u")"
 done
 install -D -m 0644 "$repo/systemd/hyphae.sysusers" "$root/usr/lib/sysusers.d/hyphae.conf"
-install -D -m 0755 "$repo/systemd/lib/grow-data" "$root/usr/lib/hyphae/grow-data"
 cp -a "$repo/image/files/." "$root/"
 # The user exists in the image already (systemd-sysusers.service would also create it at boot).
 in_root systemd-sysusers
 install -d -m 0755 "$root/var/lib/hyphae" "$root/etc/hyphae"
 
 in_root systemctl enable hyphae.target hyphae-agent.service hyphae-firstboot.service \
-  hyphae-grow-data.service hyphae-console-report.service \
+  hyphae-console-report.service \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 in_root systemctl set-default multi-user.target
 # networkd-wait-online would hold boot for 2 minutes on a node without a cable; nothing Hyphae
@@ -48,7 +47,7 @@ cat >"$root/etc/fstab" <<FSTAB
 # <device>                                   <mount point>    <type> <options>                    <dump> <fsck>
 PARTUUID=$ROOT_UUID  /                ext4   rw,noatime,errors=remount-ro 0      1
 PARTUUID=$ESP_UUID  /boot/efi        vfat   umask=0077,noatime           0      2
-PARTUUID=$DATA_UUID  /var/lib/hyphae  ext4   rw,noatime                   0      2
+PARTUUID=$DATA_UUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs  0      2
 FSTAB
 install -d "$root/boot/efi"
 
