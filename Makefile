@@ -4,6 +4,9 @@
 #   make test    the whole test suite (lint, fuzz smoke, unit + cluster tests)
 #   make bench   benchmarks against the anchors (results in bench/results, docs/benchmarks.md)
 #   make fuzz    run every fuzz target for FUZZ_SECONDS each
+#   make image   the x86_64 UEFI appliance image: out/hyphae-x86_64.img.xz + .sha256
+#   make vm      boot that image in QEMU (OVMF, KVM when present), serial console here
+#   make image-test   build the image and boot-test it (tests/image/boot-test.sh)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,8 +17,11 @@ export CARGO_TERM_COLOR ?= auto
 FUZZ_SECONDS ?= 20
 RUN_DIR ?= /var/tmp/hyphae-dev
 HYPHAE := $(CARGO_TARGET_DIR)/debug/hyphae
+IMAGE_OUT ?= out
+IMAGE := $(IMAGE_OUT)/hyphae-x86_64.img
 
-.PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state
+.PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state \
+	image-deps image vm image-test kernel-config-test
 
 deps:
 	@scripts/deps.sh
@@ -29,6 +35,11 @@ run: build
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@scripts/check-units.sh
+
+# Debian 12's kernel (and a broken config) against kernel-config/hyphae.config.
+kernel-config-test: deps
+	@tests/kernel-config/run.sh
 
 fuzz-smoke:
 	@scripts/deps.sh fuzz
@@ -36,12 +47,27 @@ fuzz-smoke:
 
 fuzz: fuzz-smoke
 
-test: lint fuzz-smoke
+test: lint kernel-config-test fuzz-smoke
 	cargo nextest run --workspace --profile ci --no-tests=fail
 
 bench: deps
 	cargo build --release -p hyphae-bench -p hyphae
 	@scripts/bench.sh
+
+image-deps: deps
+	@scripts/image-deps.sh
+
+image: image-deps
+	cargo build --release -p hyphae --bin hyphae
+	image/build-x86_64.sh "$(CARGO_TARGET_DIR)/release/hyphae" "$(IMAGE_OUT)"
+
+# Boots the last built image (building it first when there is none).
+vm: image-deps
+	@test -f "$(IMAGE)" || $(MAKE) image
+	image/vm.sh "$(IMAGE)"
+
+image-test: image
+	tests/image/boot-test.sh "$(IMAGE)"
 
 clean-state:
 	rm -rf "$(RUN_DIR)"

@@ -24,8 +24,11 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # python3: harness self-test stand-in; curl: `make run` hints and operators' --unix-socket use;
 # build-essential + pkg-config: crates that build C (ring); clang + libclang-dev: bindgen in
 # librocksdb-sys; librocksdb-dev: the RocksDB library the coordinator links (.cargo/config.toml
-# points ROCKSDB_LIB_DIR at it, so RocksDB's C++ is not compiled from source).
-packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev)
+# points ROCKSDB_LIB_DIR at it, so RocksDB's C++ is not compiled from source); systemd:
+# systemd-analyze for scripts/check-units.sh (tests/kernel-config needs only apt-get and
+# dpkg-deb, always present). The image's tools (mmdebstrap, mtools, QEMU, OVMF, ...) are in
+# scripts/image-deps.sh.
+packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev systemd)
 
 missing=()
 for p in "${packages[@]}"; do

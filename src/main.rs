@@ -73,6 +73,9 @@ enum Command {
     Ca(commands::cert::CaCommand),
     /// Check and explain what this host offers (io_uring, KVM, Vulkan, cgroup v2, IPv6, disk).
     Doctor(commands::doctor::DoctorArgs),
+    /// First boot of a flashed node: install boot-partition and kernel command-line settings,
+    /// create the node identity (run by hyphae-firstboot.service).
+    Firstboot(commands::firstboot::FirstbootArgs),
     /// Print the version.
     Version,
 }
@@ -123,6 +126,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => commands::doctor::run(&paths, &args),
+        // First boot replaces the configuration, so a broken one must not stop it.
+        Command::Firstboot(args) => commands::firstboot::run(&paths, &args),
         Command::Init(args) => commands::init::run(&paths, &configure()?, &args),
         Command::Node(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::All)

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Builds the x86_64 UEFI appliance image without loop devices or mounts:
+#
+#   image/build-x86_64.sh HYPHAE_BINARY OUT_DIR
+#
+# 1. mmdebstrap: a Debian 12 root file system (minbase + what a node needs) in a directory,
+#    with docs, man pages and kernel modules no node uses excluded at unpack time (dpkg
+#    path-exclude), customised by image/customize.sh (binary, units, network, fstab, ...).
+# 2. The disk, assembled in a plain file: sfdisk writes a GPT (ESP, root, data), mkfs.fat +
+#    mtools fill the ESP (systemd-boot, kernel, initrd), mke2fs -d fills the ext4 root and the
+#    (empty) data partition at their offsets.
+# 3. OUT_DIR/hyphae-x86_64.img (sparse; make vm and the boot test use it), its .img.xz and the
+#    .img.xz.sha256.
+#
+# Downloaded .debs are kept in $HYPHAE_APT_CACHE (default /var/cache/hyphae/apt), outside the
+# clone, so a warm build downloads nothing. Scratch space is $HYPHAE_IMAGE_WORK (default
+# /var/tmp/hyphae-image).
+#
+# The Raspberry Pi image reuses steps 1 and 2 with --architectures=arm64, linux-image-arm64 and
+# raspi-firmware instead of systemd-boot, and an MBR/GPT table whose FAT partition holds the Pi
+# firmware, config.txt, cmdline.txt and hyphae.toml (mounted at /boot/firmware). The PXE set
+# reuses step 1 and packs the root into a squashfs inside the initrd instead of step 2.
+set -euo pipefail
+
+bin=${1:?usage: build-x86_64.sh HYPHAE_BINARY OUT_DIR}
+out=${2:?usage: build-x86_64.sh HYPHAE_BINARY OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache=${HYPHAE_APT_CACHE:-/var/cache/hyphae/apt}
+work=${HYPHAE_IMAGE_WORK:-/var/tmp/hyphae-image}
+suite=${HYPHAE_DEBIAN_SUITE:-bookworm}
+mirror=${HYPHAE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security=${HYPHAE_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+
+say() { printf '\033[1mimage:\033[0m %s\n' "$*" >&2; }
+die() { echo "build-x86_64.sh: $*" >&2; exit 1; }
+
+[ -x "$bin" ] || die "no hyphae binary at $bin (make image builds it with cargo build --release)"
+[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap's root mode; no loop devices are used)"
+for tool in mmdebstrap sfdisk mkfs.fat mcopy mmd mke2fs xz; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/image-deps.sh installs it)"
+done
+
+start_s=$(date +%s)
+mkdir -p "$cache" "$out" "$work"
+rootfs=$work/rootfs
+export HYPHAE_STAGE=$work/stage
+
+# HYPHAE_IMAGE_REUSE_ROOTFS=1 skips step 1 and reuses the last root file system (for work on
+# the disk layout only; the binary and units in it are the old ones).
+reuse=${HYPHAE_IMAGE_REUSE_ROOTFS:-0}
+if [ "$reuse" = 1 ] && [ -s "$work/uuids" ] && [ -d "$rootfs/etc" ]; then
+  # shellcheck source=/dev/null
+  . "$work/uuids"
+else
+  reuse=0
+  # Partition UUIDs are fresh per build; fstab and the loader entry name partitions by them.
+  new_uuid() { cat /proc/sys/kernel/random/uuid; }
+  printf 'export ESP_UUID=%s ROOT_UUID=%s DATA_UUID=%s\n' "$(new_uuid)" "$(new_uuid)" "$(new_uuid)" \
+    >"$work/uuids"
+  # shellcheck source=/dev/null
+  . "$work/uuids"
+  rm -rf "$rootfs" "$HYPHAE_STAGE"
+fi
+
+# --- 1. root file system ---------------------------------------------------------------------
+# What a node runs on, beyond minbase (apt, dpkg, coreutils, util-linux, e2fsprogs, ...):
+#   systemd-sysv udev dbus    init, device manager, the bus systemctl/hostnamectl/loginctl use
+#   linux-image-amd64 initramfs-tools zstd   the kernel; an initrd compressed with zstd
+#   systemd-boot-efi          the UEFI boot loader (only its .efi file is used, on the ESP)
+#   systemd-resolved systemd-timesyncd   DNS for networkd's DHCP leases; a correct clock (mesh
+#                             certificates have validity periods)
+#   iproute2 iputils-ping ca-certificates procps fdisk   administration
+# Later services add theirs here (qemu-system-x86 for memrep, libvulkan1 + mesa-vulkan-drivers
+# for compute).
+packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
+  systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
+  e2fsprogs kmod)
+
+# Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
+# modules for hardware a mesh node does not have or cannot use without non-free firmware
+# (sound, media, Wi-Fi, Bluetooth, InfiniBand, staging drivers, ...). GPU drivers stay: the
+# compute service uses them.
+# (Quoted: these are dpkg patterns, not globs for this shell.)
+excludes=(
+  '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
+  '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
+)
+for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
+  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
+  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
+  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
+  drivers/gpu/drm/nouveau/nvkm/subdev/secboot; do
+  excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
+done
+dpkgopts=()
+for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
+dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-include=/usr/share/locale/locale.alias')
+
+export HYPHAE_BIN=$bin HYPHAE_REPO=$repo
+if [ "$reuse" = 1 ]; then
+  say "reusing the root file system in $rootfs"
+else
+  say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
+  # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop
+  # devices). HYPHAE_MMDEBSTRAP_MODE picks another mmdebstrap mode (unshare: untested here).
+  mmdebstrap --variant=minbase --mode="${HYPHAE_MMDEBSTRAP_MODE:-root}" --components=main \
+    --include="$(IFS=,; echo "${packages[*]}")" \
+    "${dpkgopts[@]}" \
+    --aptopt='APT::Install-Recommends "false"' \
+    --skip=essential/unlink \
+    --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
+    --setup-hook="sync-in $cache /var/cache/apt/archives" \
+    --essential-hook="$here/essential.sh \"\$1\"" \
+    --customize-hook="sync-out /var/cache/apt/archives $cache" \
+    --customize-hook="$here/customize.sh \"\$1\"" \
+    "$suite" "$rootfs" \
+    "deb $mirror $suite main" "deb $mirror $suite-updates main" \
+    "deb $security $suite-security main"
+fi
+rootfs_s=$(date +%s)
+
+# --- 2. the disk -----------------------------------------------------------------------------
+# Sizes in MiB. The root gets its content plus a quarter plus 256 MiB for logs and later
+# packages. The data partition is 1 GiB (sparse in the file, so it costs nothing in the .xz);
+# growing it to the whole disk at boot is not done yet (docs/operator-guide.md), but its file
+# system follows a grown partition on mount (x-systemd.growfs).
+esp_mib=128
+root_used=$(du -sm --apparent-size "$rootfs" | cut -f1)
+root_mib=$(((root_used * 5 / 4 + 256 + 3) / 4 * 4))
+data_mib=${HYPHAE_DATA_MIB:-1024}
+total_mib=$((1 + esp_mib + root_mib + data_mib + 1))
+
+img=$out/hyphae-x86_64.img
+rm -f "$img" "$img.xz" "$img.xz.sha256"
+truncate -s "${total_mib}M" "$img"
+
+say "disk: ESP ${esp_mib} MiB, root ${root_mib} MiB (${root_used} MiB used), data ${data_mib} MiB"
+# Types: EFI System; Linux root (x86-64) from the Discoverable Partitions Specification; Linux
+# filesystem data.
+sfdisk --quiet "$img" <<SFDISK
+label: gpt
+unit: sectors
+first-lba: 2048
+start=2048, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_UUID, name="ESP"
+size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_UUID, name="hyphae-root"
+size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$DATA_UUID, name="hyphae-data"
+SFDISK
+
+esp_off=$((1 * 1024 * 1024))
+root_off=$((esp_off + esp_mib * 1024 * 1024))
+data_off=$((root_off + root_mib * 1024 * 1024))
+
+# ESP: FAT32 written straight into the image at its offset; mtools copies files into it.
+# One sector per cluster keeps a 128 MiB FAT32 above its minimum cluster count.
+if ! log=$(mkfs.fat -F 32 -S 512 -s 1 -n HYPHAE-ESP --offset $((esp_off / 512)) "$img" \
+  $((esp_mib * 1024)) 2>&1); then
+  die "mkfs.fat failed: $log"
+fi
+export MTOOLS_SKIP_CHECK=1
+esp="$img@@$esp_off"
+(cd "$HYPHAE_STAGE/esp" && find . -mindepth 1 -type d | sort | sed 's|^\./||') |
+  while read -r d; do mmd -i "$esp" "::/$d"; done
+(cd "$HYPHAE_STAGE/esp" && find . -type f | sort | sed 's|^\./||') |
+  while read -r f; do mcopy -i "$esp" "$HYPHAE_STAGE/esp/$f" "::/$f"; done
+
+# Root and data: ext4 made from a directory at an offset inside the image (no mount).
+mke2fs -q -t ext4 -L hyphae-root -d "$rootfs" -E offset=$root_off,nodiscard \
+  "$img" "$((root_mib * 1024))k"
+empty=$work/empty
+rm -rf "$empty" && mkdir -p "$empty"
+mke2fs -q -t ext4 -L hyphae-data -m 0 -d "$empty" -E offset=$data_off,nodiscard "$img" "$((data_mib * 1024))k"
+disk_s=$(date +%s)
+
+# --- 3. compress -----------------------------------------------------------------------------
+# xz -1 by default: on a 2-core machine -6 takes ~5x as long for ~10 % less (116 vs 129 MB);
+# release builds can set HYPHAE_XZ_LEVEL=-6 or -9.
+say "compressing"
+xz -T0 "${HYPHAE_XZ_LEVEL:--1}" --keep --force "$img"
+(cd "$out" && sha256sum "$(basename "$img").xz" >"$(basename "$img").xz.sha256")
+end_s=$(date +%s)
+
+raw_used=$(du -m "$img" | cut -f1)
+say "$(printf 'done in %ss (rootfs %ss, disk %ss, xz %ss)' $((end_s - start_s)) \
+  $((rootfs_s - start_s)) $((disk_s - rootfs_s)) $((end_s - disk_s)))"
+say "$img: ${total_mib} MiB raw (${raw_used} MiB allocated), $(du -m "$img.xz" | cut -f1) MiB xz"

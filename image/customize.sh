@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# mmdebstrap --customize-hook: turns the Debian root file system into a Hyphae node.
+#   customize.sh ROOTFS      (env: HYPHAE_BIN, HYPHAE_REPO, HYPHAE_STAGE from build-x86_64.sh)
+# Leaves the ESP's files in $HYPHAE_STAGE/esp. Partitions are named by the UUIDs that
+# build-x86_64.sh chose and gives the partition table ($ESP_UUID, $ROOT_UUID, $DATA_UUID).
+set -euo pipefail
+root=${1:?usage: customize.sh ROOTFS}
+: "${HYPHAE_BIN:?} ${HYPHAE_REPO:?} ${HYPHAE_STAGE:?} ${ESP_UUID:?} ${ROOT_UUID:?} ${DATA_UUID:?}"
+repo=$HYPHAE_REPO
+in_root() { chroot "$root" "$@"; }
+
+# --- Hyphae: the binary, its units, its user ------------------------------------------------------
+# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions.
+install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
+if command -v strip >/dev/null; then strip --strip-debug "$root/usr/bin/hyphae"; fi
+for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
+  install -D -m 0644 "$u" "$root/usr/lib/systemd/system/$(basename "$u")"
+done
+install -D -m 0644 "$repo/systemd/hyphae.sysusers" "$root/usr/lib/sysusers.d/hyphae.conf"
+cp -a "$repo/image/files/." "$root/"
+# The user exists in the image already (systemd-sysusers.service would also create it at boot).
+in_root systemd-sysusers
+install -d -m 0755 "$root/var/lib/hyphae" "$root/etc/hyphae"
+
+in_root systemctl enable hyphae.target hyphae-agent.service hyphae-firstboot.service \
+  hyphae-console-report.service \
+  systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
+in_root systemctl set-default multi-user.target
+# networkd-wait-online would hold boot for 2 minutes on a node without a cable; nothing Hyphae
+# runs waits for network-online.target.
+in_root systemctl disable systemd-networkd-wait-online.service 2>/dev/null || true
+
+# --- System identity and login ---------------------------------------------------------------
+echo hyphae >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\thyphae\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+  >"$root/etc/hosts"
+# Empty machine-id: systemd makes a fresh one on first boot, so flashed nodes differ (DHCP client
+# ids are derived from it).
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+# Console login as root without a password (physical access only: no network login is
+# installed); docs/operator-guide.md tells the operator to set one.
+in_root passwd --delete root >/dev/null
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+
+cat >"$root/etc/fstab" <<FSTAB
+# <device>                                   <mount point>    <type> <options>                    <dump> <fsck>
+PARTUUID=$ROOT_UUID  /                ext4   rw,noatime,errors=remount-ro 0      1
+PARTUUID=$ESP_UUID  /boot/efi        vfat   umask=0077,noatime           0      2
+PARTUUID=$DATA_UUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs  0      2
+FSTAB
+install -d "$root/boot/efi"
+
+# --- ESP: systemd-boot, kernel, initrd -------------------------------------------------------
+esp=$HYPHAE_STAGE/esp
+install -d "$esp/EFI/BOOT" "$esp/EFI/systemd" "$esp/loader/entries" "$esp/hyphae"
+# The removable-media path: firmware boots it without an NVRAM entry (a freshly flashed disk).
+install -m 0644 "$root/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$esp/EFI/BOOT/BOOTX64.EFI"
+install -m 0644 "$root/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$esp/EFI/systemd/"
+kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n1)")
+# The packaged kernel must offer what the mesh needs (kernel-config/hyphae.config).
+"$repo/scripts/check-kernel-config.sh" --quiet "$root/boot/config-$kver"
+# The ESP holds the only copy of kernel and initrd (saves ~40 MB in the image).
+mv "$root/boot/vmlinuz-$kver" "$esp/hyphae/vmlinuz"
+mv "$root/boot/initrd.img-$kver" "$esp/hyphae/initrd.img"
+rm -f "$root"/vmlinuz* "$root"/initrd.img* "$root"/boot/vmlinuz* "$root"/boot/initrd.img*
+printf 'timeout 0\ndefault hyphae.conf\neditor yes\n' >"$esp/loader/loader.conf"
+# Kernel command line: root by partition UUID; console on screen and on the first serial port
+# (the last console= is /dev/console); no systemd-firstboot prompts (Hyphae's first boot is
+# hyphae-firstboot.service); no GPT auto-mounts (fstab names every partition).
+cat >"$esp/loader/entries/hyphae.conf" <<ENTRY
+title   Hyphae ($kver)
+linux   /hyphae/vmlinuz
+initrd  /hyphae/initrd.img
+options root=PARTUUID=$ROOT_UUID rw console=tty0 console=ttyS0,115200 quiet systemd.firstboot=off systemd.gpt_auto=0
+ENTRY
+install -m 0644 "$repo/image/hyphae.toml.example" "$esp/hyphae.toml.example"
+
+# --- Prune -----------------------------------------------------------------------------------
+# dpkg's path-exclude kept most of this out; essential packages unpacked before it took effect
+# leave some behind.
+find "$root/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null || true
+find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/cache/apt/archives/*.deb \
+  "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/log/*.log \
+  "$root"/var/cache/debconf/*-old
+find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +

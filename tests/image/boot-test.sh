@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The image boot test: boots a built x86_64 image headless in QEMU with OVMF (KVM when usable)
+# and reads its serial console, where hyphae-console-report.service prints the node's state
+# once boot has settled (image/files/usr/lib/hyphae/console-report). It asserts:
+#   - every Hyphae unit is active, `systemctl --failed` is empty, no ordering cycle was logged;
+#   - the agent answers `hyphae status` inside the guest;
+#   - first boot applied hyphae.toml from the ESP and a hyphae.* kernel command-line setting;
+#   - the data partition is mounted on /var/lib/hyphae, and its file system grew with the
+#     partition (grown offline here, as the operator guide says).
+# Then it boots the same disk a second time: first boot must not run again and the node must
+# come up with the same identity.
+#
+#   tests/image/boot-test.sh IMAGE.img        (TIMEOUT_S per boot, default 600)
+#
+# The image file is not modified: the test boots a sparse copy.
+set -euo pipefail
+
+img=${1:?usage: boot-test.sh IMAGE.img}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=image/qemu-common.sh
+. "$repo/image/qemu-common.sh"
+timeout_s=${TIMEOUT_S:-600}
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/hyphae-boot-test.XXXXXX")
+qemu_pid=""
+cleanup() {
+  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid" 2>/dev/null || true; fi
+  if [ "${KEEP:-0}" = 1 ]; then echo "boot-test: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() {
+  echo "boot-test: FAIL: $*" >&2
+  if [ -n "${console:-}" ] && [ -f "$console" ]; then
+    echo "--- last 60 lines of the serial console ($console) ---" >&2
+    tail -n 60 "$console" | tr -d '\r' >&2
+  fi
+  exit 1
+}
+
+[ -r "$img" ] || fail "no image at $img (make image)"
+disk=$work/disk.img
+cp --sparse=always "$img" "$disk"
+orig_mib=$(( $(stat -c %s "$disk") / 1048576 ))
+# The operator's way to give the data partition a bigger disk (docs/operator-guide.md): grow
+# partition 3 offline; the node grows its file system on mount (x-systemd.growfs).
+truncate -s +1G "$disk"
+sfdisk --quiet --relocate gpt-bak-std "$disk"
+echo ', +' | sfdisk --quiet -N 3 "$disk" >/dev/null
+
+# First-boot settings, the way an operator leaves them: hyphae.toml on the ESP and a hyphae.*
+# argument in the loader entry (both on the FAT partition, at 1 MiB; mtools, no mount).
+export MTOOLS_SKIP_CHECK=1
+esp="$disk@@1M"
+printf '[node]\nname = "boot-test"\n' >"$work/hyphae.toml"
+mcopy -i "$esp" "$work/hyphae.toml" ::/hyphae.toml
+mcopy -i "$esp" ::/loader/entries/hyphae.conf "$work/entry.conf"
+sed -i 's/^options .*/& hyphae.log.level=debug/' "$work/entry.conf"
+mcopy -o -i "$esp" "$work/entry.conf" ::/loader/entries/hyphae.conf
+ovmf_vars "$work/OVMF_VARS.fd"
+
+# Boots the disk until HYPHAE-READY appears on the console; sets $console and $boot_s.
+boot() {
+  local n=$1
+  console=$work/console-$n.log
+  : >"$console"
+  qemu_args "$disk" "$work/OVMF_VARS.fd" raw
+  local start
+  start=$(date +%s%N)
+  qemu-system-x86_64 "${QEMU_ARGS[@]}" -display none -monitor none \
+    -serial "file:$console" -netdev user,id=n0 -device virtio-net-pci,netdev=n0 &
+  qemu_pid=$!
+  local deadline=$((SECONDS + timeout_s))
+  until grep -q 'HYPHAE-READY' "$console"; do
+    kill -0 "$qemu_pid" 2>/dev/null || fail "boot $n: QEMU exited before the node was ready"
+    ((SECONDS < deadline)) || fail "boot $n: no HYPHAE-READY within ${timeout_s}s"
+    sleep 1
+  done
+  local ms=$((($(date +%s%N) - start) / 1000000))
+  boot_s=$(printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)))
+  kill "$qemu_pid" 2>/dev/null || true
+  wait "$qemu_pid" 2>/dev/null || true
+  qemu_pid=""
+  # journal+console lines carry a "[ uptime] console-report[pid]: " prefix.
+  tr -d '\r' <"$console" | sed -nE 's/^.*(HYPHAE-[A-Z]+ )/\1/p' >"$work/report-$n"
+  echo "--- boot $n ($QEMU_ACCEL): ready after ${boot_s}s on the host clock"
+  cat "$work/report-$n"
+}
+
+field() { sed -nE "s/^HYPHAE-READY .*$1=([^ ]*).*/\1/p" "$2"; }
+unit_state() { awk -v u="$1" '$1 == "HYPHAE-UNIT" && $2 == u { print $3 }' "$2"; }
+
+# --- first boot --------------------------------------------------------------------------------
+boot 1
+r=$work/report-1
+grep -q '^HYPHAE-READY ok ' "$r" || fail "boot 1: the node did not report ready"
+for u in hyphae.target hyphae-agent.service hyphae-firstboot.service; do
+  [ "$(unit_state "$u" "$r")" = active ] || fail "boot 1: $u is not active"
+done
+[ "$(field failed "$r")" = - ] || fail "boot 1: failed units: $(field failed "$r")"
+[ "$(field cycles "$r")" = 0 ] || fail "boot 1: ordering cycles in the journal"
+[ "$(field system "$r")" = running ] || fail "boot 1: system state $(field system "$r")"
+grep -q '^HYPHAE-STATUS .*"ready": *true' "$r" || fail "boot 1: hyphae status did not answer ready"
+grep -q '^HYPHAE-STATUS .*"name": *"boot-test"' "$r" || fail "boot 1: hyphae.toml from the ESP not applied"
+grep -q '^HYPHAE-CONFIG .*level = "debug"' "$r" || fail "boot 1: hyphae.log.level from the command line not applied"
+node1=$(field node "$r")
+data_mib=$(sed -nE 's/^HYPHAE-DATA size_mib=([0-9]+).*/\1/p' "$r")
+[ -n "$data_mib" ] || fail "boot 1: the data partition is not mounted on /var/lib/hyphae"
+((data_mib > 1536)) || fail "boot 1: data file system is ${data_mib} MiB; it did not follow its grown partition"
+boot1_s=$boot_s
+uptime1=$(field uptime "$r")
+
+boot1_line=$(sed -n 's/^HYPHAE-BOOT //p' "$r")
+
+# --- second boot -------------------------------------------------------------------------------
+boot 2
+r=$work/report-2
+grep -q '^HYPHAE-READY ok ' "$r" || fail "boot 2: the node did not report ready"
+[ "$(unit_state hyphae-agent.service "$r")" = active ] || fail "boot 2: hyphae-agent.service is not active"
+[ "$(unit_state hyphae-firstboot.service "$r")" = skipped ] || fail "boot 2: first boot ran again"
+[ "$(field node "$r")" = "$node1" ] || fail "boot 2: node id changed ($node1 -> $(field node "$r"))"
+
+echo "boot-test: first boot: $boot1_line"
+echo "boot-test: second boot: $(sed -n 's/^HYPHAE-BOOT //p' "$r")"
+echo "boot-test: ok ($QEMU_ACCEL; image ${orig_mib} MiB; first boot ready in ${boot1_s}s host /" \
+  "${uptime1}s guest uptime; second boot ${boot_s}s / $(field uptime "$r")s; data ${data_mib} MiB)"
