@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
+use rustls::{CertificateError, Error as TlsError};
 
-use super::tls::{node_id_of_parsed, provider, roots_of};
+use super::server_check::{client_config, ServerCheck};
+use super::tls::{node_id_of_parsed, roots_of};
 use super::TransportError;
 
 /// How many bytes of the CA certificate's BLAKE3 a pin keeps (128 bits).
@@ -36,26 +36,13 @@ pub fn admission_client_config(
     pin: Option<[u8; CA_PIN_BYTES]>,
     alpn: &[u8],
 ) -> Result<rustls::ClientConfig, TransportError> {
-    let provider = provider();
-    let verifier = Arc::new(PinnedCaVerifier {
-        pin,
-        algs: provider.signature_verification_algorithms,
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TransportError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Ok(config)
+    client_config(PinnedCa { pin }, None, alpn)
 }
 
 /// Accepts a server whose chain contains the pinned CA and whose certificate that CA signed.
 #[derive(Debug)]
-struct PinnedCaVerifier {
+struct PinnedCa {
     pin: Option<[u8; CA_PIN_BYTES]>,
-    algs: WebPkiSupportedAlgorithms,
 }
 
 fn refuse(why: &str) -> TlsError {
@@ -65,15 +52,15 @@ fn refuse(why: &str) -> TlsError {
     ))))
 }
 
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
+impl ServerCheck for PinnedCa {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
+        algs: &WebPkiSupportedAlgorithms,
+    ) -> Result<(), TlsError> {
         let ca = intermediates
             .iter()
             .find(|c| self.pin.is_none_or(|pin| ca_pin(c.as_ref()) == pin))
@@ -85,31 +72,9 @@ impl ServerCertVerifier for PinnedCaVerifier {
             &roots,
             &[],
             now,
-            self.algs.all,
+            algs.all,
         )?;
         node_id_of_parsed(&parsed).map_err(|e| refuse(&e))?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@
 mod admission;
 mod endpoint;
 pub mod probe;
+mod server_check;
 mod service;
 mod tls;
 

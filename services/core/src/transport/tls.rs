@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -12,6 +12,7 @@ use rustls::{
     SignatureScheme,
 };
 
+use super::server_check::{client_config, ServerCheck};
 use crate::identity::NodeId;
 use crate::pki::{Membership, Revocations, NODE_NAME_SUFFIX};
 
@@ -90,31 +91,30 @@ pub(crate) fn roots_of(ca: &CertificateDer<'_>) -> Result<RootCertStore, TlsErro
     Ok(roots)
 }
 
-/// Verifies servers: chain to the mesh CA, Ed25519 key, not revoked, and — when the client asked
-/// for a particular node by name — that node and no other.
+/// Judges servers for members: chain to the mesh CA, Ed25519 key, not revoked, and — when the
+/// client asked for a particular node by name — that node and no other.
 #[derive(Debug)]
-struct MeshServerVerifier {
+struct MemberServer {
     roots: Arc<RootCertStore>,
     revocations: Revocations,
-    algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for MeshServerVerifier {
-    fn verify_server_cert(
+impl ServerCheck for MemberServer {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
+        algs: &WebPkiSupportedAlgorithms,
+    ) -> Result<(), TlsError> {
         let parsed = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
             &self.roots,
             intermediates,
             now,
-            self.algs.all,
+            algs.all,
         )?;
         let id = member_id(&parsed, Some(&self.revocations))?;
         if let ServerName::DnsName(name) = server_name {
@@ -131,29 +131,7 @@ impl ServerCertVerifier for MeshServerVerifier {
                 }
             }
         }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        Ok(())
     }
 }
 
@@ -291,24 +269,15 @@ impl MeshTls {
 
     /// The client side of a service: presents this node's certificate, verifies the server's.
     pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, TransportError> {
-        let provider = provider();
-        let verifier = Arc::new(MeshServerVerifier {
+        let check = MemberServer {
             roots: self.roots.clone(),
             revocations: self.revocations.clone(),
-            algs: provider.signature_verification_algorithms,
-        });
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TransportError::Config(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(
-                vec![self.node_cert.clone()],
-                PrivateKeyDer::Pkcs8(self.node_key.clone_key()),
-            )
-            .map_err(|e| TransportError::Config(e.to_string()))?;
-        config.alpn_protocols = vec![alpn.to_vec()];
-        Ok(config)
+        };
+        let auth = (
+            self.node_cert.clone(),
+            PrivateKeyDer::Pkcs8(self.node_key.clone_key()),
+        );
+        client_config(check, Some(auth), alpn)
     }
 }
 
