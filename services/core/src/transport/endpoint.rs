@@ -127,7 +127,13 @@ impl MeshEndpoint {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
         server.transport_config(transport.clone());
         let endpoint = bind_with_fallback(addr, |a| endpoint_on(a, Some(server.clone())))?;
-        MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
+        MeshEndpoint::finish(
+            endpoint,
+            tls.client_config(service.alpn)?,
+            service,
+            cfg,
+            transport,
+        )
     }
 
     /// Binds the admission endpoint: server-only TLS (see [`MeshTls::admission_server_config`]).
@@ -144,7 +150,13 @@ impl MeshEndpoint {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
         server.transport_config(transport.clone());
         let endpoint = bind_with_fallback(addr, |a| quinn::Endpoint::server(server.clone(), a))?;
-        MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
+        MeshEndpoint::finish(
+            endpoint,
+            tls.client_config(service.alpn)?,
+            service,
+            cfg,
+            transport,
+        )
     }
 
     /// A dial-only endpoint for a node that is not a member yet: it presents no certificate and
@@ -157,18 +169,9 @@ impl MeshEndpoint {
         let service = ServiceSpec::ADMISSION;
         let transport = transport_config(cfg)?;
         let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
-        let mut endpoint = bind_with_fallback(any, quinn::Endpoint::client)?;
-        let client_tls =
-            QuicClientConfig::try_from(super::admission_client_config(pin, service.alpn)?)
-                .map_err(|e| TransportError::Config(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
-        client.transport_config(transport);
-        endpoint.set_default_client_config(client);
-        Ok(MeshEndpoint {
-            endpoint,
-            service,
-            handshake_timeout: cfg.request_timeout.min(Duration::from_secs(10)),
-        })
+        let endpoint = bind_with_fallback(any, |a| endpoint_on(a, None))?;
+        let client_tls = super::admission_client_config(pin, service.alpn)?;
+        MeshEndpoint::finish(endpoint, client_tls, service, cfg, transport)
     }
 
     /// A dial-only endpoint on an ephemeral port (the CLI, tests).
@@ -180,17 +183,24 @@ impl MeshEndpoint {
         let transport = transport_config(cfg)?;
         let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
         let endpoint = bind_with_fallback(any, |a| endpoint_on(a, None))?;
-        MeshEndpoint::finish(endpoint, tls, service, cfg, transport)
+        MeshEndpoint::finish(
+            endpoint,
+            tls.client_config(service.alpn)?,
+            service,
+            cfg,
+            transport,
+        )
     }
 
+    /// Installs the client side (how this endpoint dials) and wraps the endpoint.
     fn finish(
         mut endpoint: quinn::Endpoint,
-        tls: &MeshTls,
+        client_tls: rustls::ClientConfig,
         service: ServiceSpec,
         cfg: &TransportSection,
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<MeshEndpoint, TransportError> {
-        let client_tls = QuicClientConfig::try_from(tls.client_config(service.alpn)?)
+        let client_tls = QuicClientConfig::try_from(client_tls)
             .map_err(|e| TransportError::Config(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
         client.transport_config(transport);
