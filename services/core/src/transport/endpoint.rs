@@ -121,19 +121,7 @@ impl MeshEndpoint {
         service: ServiceSpec,
         cfg: &TransportSection,
     ) -> Result<MeshEndpoint, TransportError> {
-        let transport = transport_config(cfg)?;
-        let server_tls = QuicServerConfig::try_from(tls.server_config(service.alpn)?)
-            .map_err(|e| TransportError::Config(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
-        server.transport_config(transport.clone());
-        let endpoint = bind_with_fallback(addr, |a| endpoint_on(a, Some(server.clone())))?;
-        MeshEndpoint::finish(
-            endpoint,
-            tls.client_config(service.alpn)?,
-            service,
-            cfg,
-            transport,
-        )
+        MeshEndpoint::bind_server(addr, tls.server_config(service.alpn)?, tls, service, cfg)
     }
 
     /// Binds the admission endpoint: server-only TLS (see [`MeshTls::admission_server_config`]).
@@ -144,19 +132,27 @@ impl MeshEndpoint {
         cfg: &TransportSection,
     ) -> Result<MeshEndpoint, TransportError> {
         let service = ServiceSpec::ADMISSION;
+        let server_tls = tls.admission_server_config(service.alpn)?;
+        MeshEndpoint::bind_server(addr, server_tls, tls, service, cfg)
+    }
+
+    /// Binds a listening endpoint with this server-side TLS on the tuned socket; it dials
+    /// members with the mesh's client TLS.
+    fn bind_server(
+        addr: SocketAddr,
+        server_tls: rustls::ServerConfig,
+        tls: &MeshTls,
+        service: ServiceSpec,
+        cfg: &TransportSection,
+    ) -> Result<MeshEndpoint, TransportError> {
         let transport = transport_config(cfg)?;
-        let server_tls = QuicServerConfig::try_from(tls.admission_server_config(service.alpn)?)
+        let server_tls = QuicServerConfig::try_from(server_tls)
             .map_err(|e| TransportError::Config(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
         server.transport_config(transport.clone());
-        let endpoint = bind_with_fallback(addr, |a| quinn::Endpoint::server(server.clone(), a))?;
-        MeshEndpoint::finish(
-            endpoint,
-            tls.client_config(service.alpn)?,
-            service,
-            cfg,
-            transport,
-        )
+        let endpoint = bind_with_fallback(addr, |a| endpoint_on(a, Some(server.clone())))?;
+        let client_tls = tls.client_config(service.alpn)?;
+        MeshEndpoint::finish(endpoint, client_tls, service, cfg, transport)
     }
 
     /// A dial-only endpoint for a node that is not a member yet: it presents no certificate and
