@@ -30,20 +30,8 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # scripts/image-deps.sh.
 packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev systemd)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "deps.sh: missing packages ${missing[*]}; run as root (or install them)" >&2
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/lib/apt.sh"
+apt_ensure deps "${packages[@]}"
 
 # --- Rust toolchain pieces -------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"

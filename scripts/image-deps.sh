@@ -17,17 +17,5 @@ set -euo pipefail
 
 packages=(mmdebstrap e2fsprogs dosfstools mtools fdisk xz-utils qemu-system-x86 qemu-utils ovmf)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "image-deps.sh: missing packages ${missing[*]}; run as root (or install them)" >&2
-    exit 1
-  fi
-  printf '\033[1mimage-deps:\033[0m installing %s\n' "${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/lib/apt.sh"
+apt_ensure image-deps "${packages[@]}"
