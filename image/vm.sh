@@ -28,7 +28,7 @@ fi
 
 off=${VM_PORT_OFFSET:-0}
 fwd="hostfwd=tcp:127.0.0.1:$((8443 + off))-:443,hostfwd=udp:127.0.0.1:$((8443 + off))-:443"
-for p in 7440 7441 7442 7443 7444; do fwd+=",hostfwd=udp:127.0.0.1:$((p + off))-:$p"; done
+for p in 7440 7441 7442 7443 7444 7445; do fwd+=",hostfwd=udp:127.0.0.1:$((p + off))-:$p"; done
 
 qemu_args "$overlay" "$state/OVMF_VARS.fd" qcow2
 echo "vm.sh: booting $img ($QEMU_ACCEL); Ctrl-a x quits. Log in as root on the console." >&2

@@ -45,7 +45,7 @@ enum Command {
     Node(commands::node::NodeArgs),
     /// Run only the node agent (ping endpoint on udp/7440, node.sock): the systemd unit's verb.
     Agent,
-    /// Run only the coordinator (Raft on udp/7441, admission on udp/7442, coordinator.sock).
+    /// Run only the coordinator (Raft on udp/7441, admission on udp/7445, coordinator.sock).
     Coordinator(commands::node::NodeArgs),
     /// List the mesh's nodes with their roles (queen, prince, bee) and status.
     Nodes(commands::nodes::NodesArgs),

@@ -70,7 +70,7 @@ fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
 
     // Garbage on the Raft and admission ports, and a client without a certificate on the
     // Raft port: refused, and nothing changes.
-    for port in [7441, 7442] {
+    for port in [7441, 7445] {
         let target = format!("/dev/udp/{}/{port}", c[0].ip());
         c[3].exec(
             "bash",

@@ -148,10 +148,10 @@ mod tests {
 
     #[test]
     fn peers_parse() {
-        assert_eq!(parse_peer("10.0.0.1", 7442), "10.0.0.1:7442".parse().ok());
-        assert_eq!(parse_peer("10.0.0.1:9", 7442), "10.0.0.1:9".parse().ok());
-        assert_eq!(parse_peer("[::1]:9", 7442), "[::1]:9".parse().ok());
-        assert_eq!(parse_peer("::1", 7442), "[::1]:7442".parse().ok());
-        assert_eq!(parse_peer("host", 7442), None);
+        assert_eq!(parse_peer("10.0.0.1", 7445), "10.0.0.1:7445".parse().ok());
+        assert_eq!(parse_peer("10.0.0.1:9", 7445), "10.0.0.1:9".parse().ok());
+        assert_eq!(parse_peer("[::1]:9", 7445), "[::1]:9".parse().ok());
+        assert_eq!(parse_peer("::1", 7445), "[::1]:7445".parse().ok());
+        assert_eq!(parse_peer("host", 7445), None);
     }
 }

@@ -61,7 +61,7 @@ pub struct MeshSection {
     /// it the node waits as pending until an administrator admits it.
     pub join_token: Option<String>,
     /// Addresses of members' admission endpoints (`IP` or `IP:PORT`; the port defaults to
-    /// `[ports] admission`, 7442). Discovery without addresses is not built yet.
+    /// `[ports] admission`, 7445). Discovery without addresses is not built yet.
     pub peers: Vec<String>,
 }
 
@@ -129,7 +129,7 @@ pub struct PortsSection {
     pub node: u16,
     /// The coordinator's QUIC endpoint (Raft, member RPCs; mutual TLS); default 7441.
     pub coordinator: u16,
-    /// The admission endpoint (joiners without a certificate; server-only TLS); default 7442.
+    /// The admission endpoint (joiners without a certificate; server-only TLS); default 7445.
     pub admission: u16,
 }
 
@@ -138,7 +138,7 @@ impl Default for PortsSection {
         PortsSection {
             node: 7440,
             coordinator: 7441,
-            admission: 7442,
+            admission: 7445,
         }
     }
 }

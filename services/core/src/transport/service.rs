@@ -32,6 +32,6 @@ impl ServiceSpec {
     pub const ADMISSION: ServiceSpec = ServiceSpec {
         name: "admission",
         alpn: b"hyphae-admission/1",
-        default_port: 7442,
+        default_port: 7445,
     };
 }
