@@ -146,3 +146,46 @@ fn everything_committed_survives_a_restart_of_every_node() -> Result<()> {
     put(&c[1], "later", "1", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
     Ok(())
 }
+
+#[test]
+fn a_lagging_node_catches_up_from_a_snapshot_when_its_log_is_purged() -> Result<()> {
+    let c = mesh(3)?;
+    // Snapshots every 20 entries, 5 kept behind: the log the dead node misses is soon gone.
+    support::form_mesh_with(
+        &c,
+        2,
+        "[coordinator]\nsnapshot_every = 20\nsnapshot_keep_logs = 5\n",
+    )?;
+    let all = [0, 1, 2];
+    let q = queen_index(&c, &all, Duration::from_secs(10))?;
+    let f = all.iter().copied().find(|i| *i != q).unwrap_or(0);
+    let status = coord_status(&c[f])?.unwrap_or_default();
+    let lagging_at = status["last_log_index"].as_u64().unwrap_or(0);
+    c[f].kill()?;
+
+    let mut acked = vec![];
+    for i in 0..60 {
+        let (k, v) = (format!("s{i}"), format!("value {i}"));
+        put(&c[q], &k, &v, Duration::from_secs(10))?.map_err(anyhow::Error::msg)?;
+        acked.push((k, v));
+    }
+    // The queen has purged past everything the dead node has: only a snapshot can bring it back.
+    let purged = wait_for(Duration::from_secs(30), "the queen's log purged", || {
+        let s = coord_status(&c[q])?.unwrap_or_default();
+        Ok(s["purged_index"].as_u64().filter(|p| *p > lagging_at))
+    })?;
+    println!("n{f} stopped at log index {lagging_at}; the queen purged up to {purged}");
+
+    c[f].restart()?;
+    c[f].wait_ready(c.ready_timeout())?;
+    assert_all_present(&c, &[f], &acked)?;
+    let s = coord_status(&c[f])?.unwrap_or_default();
+    let snapshot = s["snapshot_index"].as_u64().unwrap_or(0);
+    ensure!(
+        snapshot >= purged,
+        "n{f} caught up without a snapshot covering the purged log: {s}"
+    );
+    // It is a full member again: a write through it commits.
+    put(&c[f], "after-snapshot", "1", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
+    Ok(())
+}

@@ -68,10 +68,14 @@ fn five_nodes_keep_three_voters_and_replace_a_dead_prince() -> Result<()> {
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
     support::form_mesh_with(&c, 2, FAST_LIVENESS)?;
-    // Every node sees all five: one queen, two princes (three voters), two bees.
+    // Every node sees all five: one queen among three princes (the three voters; the queen is
+    // the prince that leads), and two bees.
     for n in c.nodes() {
         let list = wait_directory(n, 5, 2, Duration::from_secs(30))?;
         assert_eq!(roles(&list), (1, 2, 2), "n{}: {list:#?}", n.index());
+        let voters: Vec<&serde_json::Value> = list.iter().filter(|n| n["voter"] == true).collect();
+        assert_eq!(voters.len(), 3, "n{}: {list:#?}", n.index());
+        assert!(voters.iter().any(|v| v["role"] == "queen"), "{list:#?}");
     }
     let all: Vec<usize> = (0..5).collect();
     let q = support::queen_index(&c, &all, Duration::from_secs(10))?;

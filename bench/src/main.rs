@@ -6,7 +6,15 @@
 //! - `rpc`: QUIC RPC (our mutual-TLS transport) between two nodes in two network namespaces,
 //!   beside TLS over TCP (tokio-rustls, same certificates) — small-request round trip p50/p99
 //!   and single-stream bulk throughput.
+//! - `coordinator`: our coordinator (3 princes) beside etcd 3.4 (3 members) in the same
+//!   namespaces — leader failover, write latency, write throughput at 64 clients.
 
+mod coord_etcd;
+mod coord_hyphae;
+mod coord_measure;
+mod coord_orchestrate;
+mod coord_system;
+mod http_conn;
 mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
@@ -27,6 +35,8 @@ struct Cli {
 enum Command {
     /// QUIC RPC vs TLS-over-TCP between two namespaced nodes (needs root).
     Rpc(rpc_orchestrate::RpcArgs),
+    /// Our coordinator vs etcd 3.4: failover, write latency, throughput (needs root, etcd).
+    Coordinator(coord_orchestrate::CoordArgs),
     /// (internal) the server side of `rpc`, run inside a namespace.
     RpcServer {
         #[arg(long)]
@@ -44,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Rpc(args) => rpc_orchestrate::run(args),
+        Command::Coordinator(args) => coord_orchestrate::run(args),
         Command::RpcServer {
             state_dir,
             quic_port,

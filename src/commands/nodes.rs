@@ -20,16 +20,17 @@ pub fn run(paths: &NodePaths, args: &NodesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<18} {:<16} {:<8} {:<9} {:<22} UPTIME",
-        "NODE", "NAME", "ROLE", "STATUS", "ADDRESS"
+        "{:<18} {:<16} {:<8} {:<5} {:<9} {:<22} UPTIME",
+        "NODE", "NAME", "ROLE", "VOTE", "STATUS", "ADDRESS"
     );
     for n in value["nodes"].as_array().into_iter().flatten() {
         let s = |k: &str| n[k].as_str().unwrap_or("-").to_string();
         println!(
-            "{:<18} {:<16} {:<8} {:<9} {:<22} {} s",
+            "{:<18} {:<16} {:<8} {:<5} {:<9} {:<22} {} s",
             s("id"),
             s("name"),
             s("role"),
+            if n["voter"] == true { "yes" } else { "no" },
             s("status"),
             s("coordinator_addr"),
             n["uptime_s"]

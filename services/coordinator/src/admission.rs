@@ -11,7 +11,7 @@ use hyphae_core::transport::ca_pin;
 use hyphae_core::NodeId;
 
 use crate::addr::join_host_port;
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, CommandResult, BATCH_FOR_ONE};
 use crate::directory::{table, NodeRecord, NodeStatus, TokenRecord};
 use crate::error::CoordinatorError;
 use crate::methods::{ForwardJoin, JoinOutcome, JoinRequest};
@@ -147,6 +147,7 @@ impl Coordinator {
                     JoinOutcome::Pending { node }
                 }
                 Ok(CommandResult::Refused { reason }) => refuse(reason),
+                Ok(CommandResult::Batch(_)) => unavailable(BATCH_FOR_ONE.to_string()),
                 Err(e) => unavailable(e.to_string()),
             };
         };
@@ -184,6 +185,7 @@ impl Coordinator {
                 Err(e) => refuse(e.to_string()),
             },
             Ok(CommandResult::Refused { reason }) => refuse(reason),
+            Ok(CommandResult::Batch(_)) => unavailable(BATCH_FOR_ONE.to_string()),
             Err(e) => unavailable(e.to_string()),
         }
     }

@@ -92,6 +92,8 @@ pub fn status_json(coord: &Coordinator) -> Value {
         "commit_index": applied,
         "last_log_index": last_log,
         "lag": lag,
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
         "voters": voters.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
         "learners": learners.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
         "addr": coord.addr,
@@ -100,6 +102,8 @@ pub fn status_json(coord: &Coordinator) -> Value {
 }
 
 async fn nodes(State(coord): Shared) -> Json<Value> {
+    // Princes are the voters; the queen is the prince that currently leads, so she counts too.
+    let (voters, _) = coord.raft_members();
     let list: Vec<Value> = coord
         .nodes()
         .into_iter()
@@ -115,6 +119,7 @@ async fn nodes(State(coord): Shared) -> Json<Value> {
                 "addresses": n.addresses,
                 "coordinator_addr": n.coordinator_addr,
                 "role": role,
+                "voter": voters.contains(&n.id),
                 "status": n.status,
                 "admitted_unix": n.admitted_unix,
                 "last_seen_unix": n.last_seen_unix,

@@ -103,6 +103,20 @@ pub enum Command {
         uptime_s: u64,
         jitter_ms: u32,
     },
+    /// Several writes committed as one log entry (group commit, see `batcher`), applied in
+    /// order at the entry's index; each gets its own result.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Whether applying this command revokes a node (the transport's list must be refreshed).
+    pub fn revokes(&self) -> bool {
+        match self {
+            Command::Revoke { .. } => true,
+            Command::Batch(commands) => commands.iter().any(Command::revokes),
+            _ => false,
+        }
+    }
 }
 
 /// What applying a command did.
@@ -112,7 +126,12 @@ pub enum CommandResult {
     Ok { version: u64 },
     /// Refused, with the reason in words (shown to the operator or joiner).
     Refused { reason: String },
+    /// The results of a [`Command::Batch`], in its order.
+    Batch(Vec<CommandResult>),
 }
+
+/// The (impossible) answer of a batch result to one write: the batcher splits batches.
+pub const BATCH_FOR_ONE: &str = "internal error: a batch result for a single write";
 
 impl Default for CommandResult {
     fn default() -> Self {
@@ -196,6 +215,15 @@ pub fn apply(kv: &mut dyn Kv, index: u64, command: &Command) -> CommandResult {
             kv.delete(table, key);
             ok
         }
+        Command::Batch(commands) => CommandResult::Batch(
+            commands
+                .iter()
+                .map(|c| match c {
+                    Command::Batch(_) => refused("a batch cannot hold another batch"),
+                    c => apply(kv, index, c),
+                })
+                .collect(),
+        ),
         Command::RegisterNode { node } => {
             write(kv, table::NODES, &node.id.to_string(), node, index);
             event(kv, index, node.admitted_unix, node.id, "admitted");
@@ -522,5 +550,53 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["admitted", "suspect", "down", "up"]);
+    }
+
+    fn put(key: &str, value: &str, expect_version: Option<u64>) -> Command {
+        Command::Put {
+            table: "t".into(),
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            expect_version,
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_with_one_result_per_write() {
+        let mut kv = MemKv::new();
+        let batch = Command::Batch(vec![
+            put("a", "1", Some(0)),
+            // Sees the write before it in the same entry: "a" now has version 7.
+            put("a", "2", Some(0)),
+            put("a", "3", Some(7)),
+            Command::Batch(vec![]),
+            put("b", "x", None),
+        ]);
+        let CommandResult::Batch(results) = apply(&mut kv, 7, &batch) else {
+            panic!("not a batch result");
+        };
+        assert_eq!(results.len(), 5);
+        assert_eq!(results[0], CommandResult::Ok { version: 7 });
+        assert!(matches!(results[1], CommandResult::Refused { .. }));
+        assert_eq!(results[2], CommandResult::Ok { version: 7 });
+        assert!(
+            matches!(results[3], CommandResult::Refused { .. }),
+            "nested batch"
+        );
+        assert_eq!(results[4], CommandResult::Ok { version: 7 });
+        assert_eq!(Kv::get(&kv, "t", "a").map(|v| v.value), Some(b"3".to_vec()));
+        assert_eq!(Kv::get(&kv, "t", "b").map(|v| v.value), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn a_revoke_inside_a_batch_is_seen() {
+        let revoke = Command::Revoke {
+            node: node(NodeStatus::Up).id,
+            reason: "r".into(),
+            now_unix: 1,
+        };
+        assert!(revoke.revokes());
+        assert!(Command::Batch(vec![put("a", "1", None), revoke]).revokes());
+        assert!(!Command::Batch(vec![put("a", "1", None)]).revokes());
     }
 }

@@ -8,6 +8,7 @@
 mod addr;
 pub mod admission;
 pub mod api;
+pub mod batcher;
 pub mod command;
 pub mod directory;
 pub mod duties;
@@ -58,8 +59,8 @@ fn raft_config(
         election_timeout_min: min,
         election_timeout_max: min * 3 / 2,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(c.snapshot_every.max(1)),
+        max_in_snapshot_log_to_keep: c.snapshot_keep_logs,
         ..Default::default()
     };
     config
@@ -90,7 +91,8 @@ pub async fn run(
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| CoordinatorError::Join(format!("{}: {e}", state_dir.display())))?;
     let db = open_db(&state_dir.join("raft"))?;
-    let log = LogStore::new(db.clone());
+    let log = LogStore::new(db.clone())
+        .map_err(|e| CoordinatorError::Raft(format!("starting the log's sync thread: {e}")))?;
     let sm = StateMachineStore::new(db, Some(membership.revocations.clone()));
     let view = sm.view();
 
@@ -116,6 +118,7 @@ pub async fn run(
         id,
         name: ctx.name.clone(),
         raft: raft.clone(),
+        writes: batcher::WriteBatcher::start(raft.clone()),
         view,
         peers,
         membership: membership.clone(),

@@ -12,7 +12,8 @@ use hyphae_core::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
-use crate::command::{read, read_all, Command, CommandResult};
+use crate::batcher::WriteBatcher;
+use crate::command::{read, read_all, Command, CommandResult, BATCH_FOR_ONE};
 use crate::directory::{table, NodeRecord, NodeStatus};
 use crate::error::CoordinatorError;
 use crate::liveness::Liveness;
@@ -52,6 +53,8 @@ pub struct Coordinator {
     pub name: String,
     /// The Raft instance.
     pub raft: Raft,
+    /// Writes go to Raft through here, grouped into entries under load.
+    pub writes: WriteBatcher,
     /// The applied state.
     pub view: StateView,
     /// Connections to other members.
@@ -148,14 +151,14 @@ impl Coordinator {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // A queen cut off from her princes cannot commit: give up at the deadline rather
             // than wait for a quorum that may never come back.
-            let attempt = tokio::time::timeout(remaining, self.raft.client_write(command.clone()));
+            let attempt = tokio::time::timeout(remaining, self.writes.write(command.clone()));
             let Ok(outcome) = attempt.await else {
                 return Err(CoordinatorError::Unknown(
                     "no quorum: not committed within 10 s (it may still be, or never)".into(),
                 ));
             };
             match outcome {
-                Ok(resp) => return Ok(resp.data),
+                Ok(result) => return Ok(result),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
                         // If that queen dies meanwhile, stop waiting for her as soon as the
@@ -220,15 +223,13 @@ impl Coordinator {
         match self.propose(command).await? {
             CommandResult::Ok { version } => Ok(version),
             CommandResult::Refused { reason } => Err(CoordinatorError::Refused(reason)),
+            CommandResult::Batch(_) => Err(CoordinatorError::Raft(BATCH_FOR_ONE.to_string())),
         }
     }
 
     /// Handles a write forwarded by another member (only the queen applies it).
     pub async fn write_as_queen(&self, command: Command) -> Result<CommandResult, String> {
-        match self.raft.client_write(command).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => Err(e.to_string()),
-        }
+        self.writes.write(command).await.map_err(|e| e.to_string())
     }
 
     /// Waits until this node's state machine has applied everything committed at the queen

@@ -87,6 +87,12 @@ pub struct CoordinatorSection {
     /// A node silent this long is marked down (the event healing reacts to). Default 60 s.
     #[serde(with = "humantime_serde")]
     pub heal_after: Duration,
+    /// A snapshot of the state is taken after this many log entries since the last one, and
+    /// the log before it is purged. Default 5000.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging node catches up from the log
+    /// rather than a whole snapshot. Default 1000.
+    pub snapshot_keep_logs: u64,
 }
 
 impl Default for CoordinatorSection {
@@ -97,6 +103,8 @@ impl Default for CoordinatorSection {
             heartbeat_interval: Duration::from_secs(1),
             suspect_after: Duration::from_secs(5),
             heal_after: Duration::from_secs(60),
+            snapshot_every: 5_000,
+            snapshot_keep_logs: 1_000,
         }
     }
 }

@@ -26,6 +26,7 @@
 
 mod cluster;
 mod cmd;
+pub mod coordinator;
 mod faults;
 mod http_uds;
 pub mod linearizability;

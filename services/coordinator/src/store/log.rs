@@ -1,4 +1,5 @@
-//! The Raft log and vote, fsync'd before openraft is told they are durable.
+//! The Raft log and vote, fsync'd before openraft is told they are durable (the log's fsyncs
+//! grouped by [`WalSyncer`]).
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -9,6 +10,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogId, LogState, OptionalSend, RaftLogReader, StorageError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
+use super::wal_sync::WalSyncer;
 use super::{cf, decode, encode, read_err, synced, write_err, StoreTypes, CF_LOG, CF_RAFT_META};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -16,28 +18,36 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
 /// The log store: entries keyed by big-endian index, so key order is log order.
-#[derive(Debug)]
-pub struct LogStore<C> {
+pub struct LogStore<C: StoreTypes> {
     db: Arc<DB>,
+    syncer: Arc<WalSyncer<C>>,
     _types: PhantomData<C>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: StoreTypes> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+impl<C: StoreTypes> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         LogStore {
             db: self.db.clone(),
+            syncer: self.syncer.clone(),
             _types: PhantomData,
         }
     }
 }
 
 impl<C: StoreTypes> LogStore<C> {
-    /// A log store over an open database.
-    pub fn new(db: Arc<DB>) -> Self {
-        LogStore {
+    /// A log store over an open database; starts its WAL-sync thread.
+    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
+        Ok(LogStore {
+            syncer: Arc::new(WalSyncer::start(db.clone())?),
             db,
             _types: PhantomData,
-        }
+        })
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
@@ -170,10 +180,10 @@ impl<C: StoreTypes> RaftLogStorage<C> for LogStore<C> {
         for entry in entries {
             batch.put_cf(cf, index_key(entry.log_id.index), encode(&entry)?);
         }
-        let result = self.db.write_opt(batch, &synced());
-        match result {
+        // Written now (readable at once), made durable by the syncer's next grouped fsync.
+        match self.db.write(batch) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                self.syncer.submit(callback);
                 Ok(())
             }
             Err(e) => {

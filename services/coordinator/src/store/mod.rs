@@ -4,8 +4,8 @@
 //! `log` (entries by index), `raft_meta` (vote, committed, purge point), `sm_meta` (last applied,
 //! membership, current snapshot) and `state` (the versioned key space of every table, keys
 //! `table \0 key`). Tables share the `state` family so a later service adds a table without a
-//! schema change. The log and the vote are written with `sync` (fsync) before openraft is told
-//! they are durable; state-machine writes go through RocksDB's WAL unsynced, because a lost
+//! schema change. The log and the vote are fsync'd before openraft is told they are durable
+//! (appends in groups: `wal_sync`); state-machine writes go through RocksDB's WAL unsynced, because a lost
 //! apply is re-applied from the synced log on restart (the committed index is saved too).
 //!
 //! Both stores are generic over the Raft type configuration so that openraft's storage test
@@ -18,6 +18,7 @@
 mod compat;
 mod log;
 mod state_machine;
+mod wal_sync;
 
 pub use log::LogStore;
 pub use state_machine::{StateMachineStore, StateView};

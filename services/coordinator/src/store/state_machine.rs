@@ -16,7 +16,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use tokio::sync::watch;
 
 use super::{cf, decode, encode, read_err, synced, write_err, StoreTypes, CF_SM_META, CF_STATE};
-use crate::command::{self, Command, CommandResult, Kv, Versioned};
+use crate::command::{self, CommandResult, Kv, Versioned};
 use crate::directory::{table, RevocationRecord};
 
 const KEY_APPLIED: &[u8] = b"last_applied";
@@ -252,7 +252,7 @@ impl<C: StoreTypes> RaftStateMachine<C> for StateMachineStore<C> {
             match &entry.payload {
                 EntryPayload::Blank => results.push(CommandResult::Ok { version: index }),
                 EntryPayload::Normal(cmd) => {
-                    revoked |= matches!(cmd, Command::Revoke { .. });
+                    revoked |= cmd.revokes();
                     results.push(command::apply(&mut overlay, index, cmd));
                 }
                 EntryPayload::Membership(m) => {

@@ -53,11 +53,14 @@ impl
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        Ok((
-            dir,
-            LogStore::new(db.clone()),
-            StateMachineStore::new(db, None),
-        ))
+        let log = LogStore::new(db.clone()).map_err(|e| {
+            StorageError::from_io_error(
+                openraft::ErrorSubject::Store,
+                openraft::ErrorVerb::Write,
+                e,
+            )
+        })?;
+        Ok((dir, log, StateMachineStore::new(db, None)))
     }
 }
 
