@@ -185,6 +185,12 @@ fn a_lagging_node_catches_up_from_a_snapshot_when_its_log_is_purged() -> Result<
         snapshot >= purged,
         "n{f} caught up without a snapshot covering the purged log: {s}"
     );
+    // The installed snapshot is kept as a RocksDB checkpoint beside the database, one at a time.
+    let kept: Vec<_> = std::fs::read_dir(c[f].state_dir().join("coordinator/raft.snapshots"))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(kept.len() == 1, "n{f} keeps {kept:?}");
     // It is a full member again: a write through it commits.
     put(&c[f], "after-snapshot", "1", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
     Ok(())

@@ -2,11 +2,13 @@
 //!
 //! One database per node under `<state>/coordinator/raft`, with a column family per concern:
 //! `log` (entries by index), `raft_meta` (vote, committed, purge point), `sm_meta` (last applied,
-//! membership, current snapshot) and `state` (the versioned key space of every table, keys
+//! membership, the current snapshot's metadata) and `state` (the versioned key space of every table, keys
 //! `table \0 key`). Tables share the `state` family so a later service adds a table without a
 //! schema change. The log and the vote are fsync'd before openraft is told they are durable
 //! (appends in groups: `wal_sync`); state-machine writes go through RocksDB's WAL unsynced, because a lost
 //! apply is re-applied from the synced log on restart (the committed index is saved too).
+//!
+//! Snapshots are RocksDB checkpoints kept beside the database (`checkpoint`).
 //!
 //! Both stores are generic over the Raft type configuration so that openraft's storage test
 //! suite (which needs integer node ids) runs against exactly this code.
@@ -14,6 +16,7 @@
 // openraft's traits fix the error type (`StorageError`, ~185 bytes); our helpers return it too.
 #![allow(clippy::result_large_err)]
 
+mod checkpoint;
 #[cfg(system_rocksdb)]
 mod compat;
 mod log;

@@ -1,5 +1,5 @@
 //! The state machine: applies committed commands to the `state` column family, builds and
-//! installs snapshots (a consistent RocksDB snapshot of the state and its metadata).
+//! installs snapshots (RocksDB checkpoints, see `checkpoint`).
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -15,13 +15,15 @@ use openraft::{
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use tokio::sync::watch;
 
+use super::checkpoint::{CheckpointError, Checkpoints, SnapshotPairs};
 use super::{cf, decode, encode, read_err, synced, write_err, StoreTypes, CF_SM_META, CF_STATE};
 use crate::command::{self, CommandResult, Kv, Versioned};
 use crate::directory::{table, RevocationRecord};
 
-const KEY_APPLIED: &[u8] = b"last_applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_APPLIED: &[u8] = b"last_applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+/// Where snapshots lived before they were checkpoints; removed when the next one is taken.
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 
 fn state_key(table: &str, key: &str) -> Vec<u8> {
@@ -131,9 +133,6 @@ impl Kv for Overlay<'_> {
             .collect()
     }
 }
-
-/// The snapshot wire format: every raw key/value of the `state` family.
-type SnapshotPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The RocksDB state machine.
 pub struct StateMachineStore<C: StoreTypes> {
@@ -320,8 +319,14 @@ impl<C: StoreTypes> RaftStateMachine<C> for StateMachineStore<C> {
         batch.put_cf(sm_meta, KEY_APPLIED, encode(&meta.last_log_id)?);
         batch.put_cf(sm_meta, KEY_MEMBERSHIP, encode(&meta.last_membership)?);
         batch.put_cf(sm_meta, KEY_SNAPSHOT_META, encode(meta)?);
-        batch.put_cf(sm_meta, KEY_SNAPSHOT_DATA, &data);
+        batch.delete_cf(sm_meta, KEY_SNAPSHOT_DATA);
         self.db().write_opt(batch, &synced()).map_err(write_err)?;
+        // Keep what was installed as this node's current snapshot, so it can serve it too.
+        let checkpoints = Checkpoints::of(self.db());
+        let taken = checkpoints.take(self.db()).map_err(checkpoint_err)?;
+        checkpoints
+            .keep(&taken, &meta.snapshot_id)
+            .map_err(checkpoint_err)?;
         let index = meta.last_log_id.as_ref().map(|l| l.index).unwrap_or(0);
         self.sync_revocations(index);
         self.applied.send_replace(index);
@@ -335,20 +340,24 @@ impl<C: StoreTypes> RaftStateMachine<C> for StateMachineStore<C> {
         else {
             return Ok(None);
         };
-        let cf = cf(self.db(), CF_SM_META)?;
-        let data = self
-            .db()
-            .get_cf(cf, KEY_SNAPSHOT_DATA)
-            .map_err(read_err)?
-            .unwrap_or_default();
+        let path = Checkpoints::of(self.db()).path(&meta.snapshot_id);
+        if !path.exists() {
+            // Recorded but never kept (a crash in between): openraft builds a new one.
+            return Ok(None);
+        }
+        let contents = Checkpoints::read(&path).map_err(checkpoint_err)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(encode(&contents.pairs)?)),
         }))
     }
 }
 
-/// Builds snapshots from a consistent RocksDB snapshot of the state and its metadata.
+fn checkpoint_err<NID: openraft::NodeId>(e: CheckpointError) -> StorageError<NID> {
+    openraft::StorageIOError::write_snapshot(None, openraft::AnyError::new(&e)).into()
+}
+
+/// Builds snapshots from a RocksDB checkpoint of the database.
 pub struct SnapshotBuilder<C> {
     db: Arc<DB>,
     _types: PhantomData<C>,
@@ -357,32 +366,27 @@ pub struct SnapshotBuilder<C> {
 impl<C: StoreTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let db = &self.db;
-        let state = cf(db, CF_STATE)?;
         let sm_meta = cf(db, CF_SM_META)?;
-        let (pairs, applied, membership) = {
-            let snap = db.snapshot();
-            let mut pairs: SnapshotPairs = Vec::new();
-            for item in snap.iterator_cf(state, IteratorMode::Start) {
-                let (k, v) = item.map_err(read_err)?;
-                pairs.push((k.to_vec(), v.to_vec()));
-            }
-            let applied: Option<LogId<C::NodeId>> =
-                match snap.get_cf(sm_meta, KEY_APPLIED).map_err(read_err)? {
-                    Some(b) => decode::<Option<LogId<C::NodeId>>, _>(&b)?,
-                    None => None,
-                };
-            let membership: StoredMembership<C::NodeId, C::Node> =
-                match snap.get_cf(sm_meta, KEY_MEMBERSHIP).map_err(read_err)? {
-                    Some(b) => decode(&b)?,
-                    None => StoredMembership::default(),
-                };
-            (pairs, applied, membership)
+        let checkpoints = Checkpoints::of(db);
+        // The checkpoint fixes one instant: its state, applied index and membership agree.
+        let taken = checkpoints.take(db).map_err(checkpoint_err)?;
+        let contents = Checkpoints::read(&taken).map_err(checkpoint_err)?;
+        let applied: Option<LogId<C::NodeId>> = match &contents.applied {
+            Some(b) => decode::<Option<LogId<C::NodeId>>, _>(b)?,
+            None => None,
         };
-        let data = encode(&pairs)?;
-        let snapshot_id = match &applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, rand::random::<u32>()),
-            None => format!("empty-{}", rand::random::<u32>()),
+        let membership: StoredMembership<C::NodeId, C::Node> = match &contents.membership {
+            Some(b) => decode(b)?,
+            None => StoredMembership::default(),
         };
+        let snapshot_id = format!(
+            "{:020}-{:08x}",
+            applied.as_ref().map(|l| l.index).unwrap_or(0),
+            rand::random::<u32>()
+        );
+        checkpoints
+            .keep(&taken, &snapshot_id)
+            .map_err(checkpoint_err)?;
         let meta = SnapshotMeta {
             last_log_id: applied,
             last_membership: membership,
@@ -390,11 +394,11 @@ impl<C: StoreTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
         };
         let mut batch = WriteBatch::default();
         batch.put_cf(sm_meta, KEY_SNAPSHOT_META, encode(&meta)?);
-        batch.put_cf(sm_meta, KEY_SNAPSHOT_DATA, &data);
+        batch.delete_cf(sm_meta, KEY_SNAPSHOT_DATA);
         db.write(batch).map_err(write_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(encode(&contents.pairs)?)),
         })
     }
 }
