@@ -1,0 +1,415 @@
+//! The beacon service: sockets, timers and the local API around the sans-IO [`Discovery`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use hyphae_core::ipc::{self, IpcError};
+use hyphae_core::pki::{MeshId, Membership};
+use hyphae_core::{notify, NodeContext};
+use hyphae_coordinator::token::JoinToken;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::candidates;
+use crate::discovery::{Discovery, Me, Standing, Verdict};
+use crate::interfaces::{self, Interfaces};
+use crate::metrics::BeaconMetrics;
+use crate::packet::{MacKey, Role, MAX_PACKET};
+use crate::sockets::{self, BeaconSockets};
+
+/// The service's name: its socket is `beacon.sock`, its state `state/beacon/`.
+pub const SERVICE: &str = "beacon";
+/// How many packets after a start (or admission) ask listeners to answer at once.
+const QUERY_BURST: u32 = 3;
+
+/// Why the beacon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BeaconError {
+    /// The UDP sockets could not be bound.
+    #[error("beacon socket: {0}")]
+    Socket(std::io::Error),
+    /// The epoch file could not be written.
+    #[error("beacon state {path}: {source}")]
+    State {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local socket could not be served.
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
+}
+
+/// Which step of the chain found the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundBy {
+    /// Step 1, the UDP beacon.
+    Beacon,
+    /// Step 2, mDNS.
+    Mdns,
+    /// Step 3, the candidate list.
+    Candidates,
+}
+
+struct State {
+    discovery: Discovery,
+    found_by: Option<FoundBy>,
+    found_after: Option<Duration>,
+    candidates: Vec<SocketAddr>,
+    init: bool,
+    role: Role,
+    interfaces: Interfaces,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    metrics: BeaconMetrics,
+    started: Instant,
+    config: hyphae_core::config::DiscoverySection,
+    node: String,
+    name: String,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn standing_of(ctx: &NodeContext, membership: Option<&Membership>) -> Standing {
+    if let Some(m) = membership {
+        return Standing::Member {
+            mesh: m.secrets.mesh_id,
+            key: MacKey::derive(&m.secrets.beacon_key),
+        };
+    }
+    let wanted = ctx
+        .config
+        .mesh
+        .join_token
+        .as_deref()
+        .and_then(|t| JoinToken::parse(t).ok())
+        .and_then(|t| t.mesh_id.parse::<MeshId>().ok());
+    Standing::Joining { wanted }
+}
+
+/// A DNS-label form of the node name for packets (the config already enforces this for
+/// configured names; a host name may need trimming).
+fn packet_name(name: &str, fallback: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(crate::packet::MAX_NAME)
+        .collect();
+    if clean.is_empty() || clean.starts_with('-') {
+        fallback.to_string()
+    } else {
+        clean
+    }
+}
+
+/// Runs the beacon until `shutdown` fires.
+pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(), BeaconError> {
+    let config = ctx.config.discovery.clone();
+    let epoch_file = ctx.paths.service_state(SERVICE).join("epoch");
+    let epoch = crate::epoch::next(&epoch_file).map_err(|source| BeaconError::State {
+        path: epoch_file.clone(),
+        source,
+    })?;
+    let node = ctx.key.node_id();
+    let now = Instant::now();
+    let me = Me {
+        node,
+        name: packet_name(&ctx.name, &node.to_string()),
+        epoch,
+        ports: (
+            ctx.config.ports.admission,
+            ctx.config.ports.coordinator,
+            ctx.config.ports.node,
+        ),
+    };
+    let ttl = (config.interval * 5).max(Duration::from_secs(5));
+    let discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (pinned, bad) = candidates::resolve(
+        &config.candidates,
+        &candidates::from_cmdline(&cmdline),
+        ctx.config.ports.admission,
+    );
+    for b in bad {
+        tracing::warn!(candidate = %b, "ignoring a discovery candidate that is not IP[:PORT]");
+    }
+    let metrics = BeaconMetrics::register(&ctx.metrics);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            discovery,
+            found_by: None,
+            found_after: None,
+            candidates: pinned,
+            init: false,
+            role: Role::None,
+            interfaces: Interfaces::default(),
+        }),
+        metrics,
+        started: now,
+        config: config.clone(),
+        node: node.to_string(),
+        name: ctx.name.clone(),
+    });
+
+    let mut sockets = if config.beacon {
+        Some(BeaconSockets::bind(ctx.config.ports.beacon).map_err(BeaconError::Socket)?)
+    } else {
+        None
+    };
+
+    let router = {
+        let s = shared.clone();
+        let status = move || status_json(&s);
+        let s = shared.clone();
+        ipc::base_router(status, ctx.metrics.clone()).merge(
+            axum::Router::new().route("/peers", get(move || {
+                let s = s.clone();
+                async move { axum::Json(peers_json(&s)) }
+            })),
+        )
+    };
+    let ipc_task = ipc::serve(&ctx.paths.socket(SERVICE), router, shutdown.clone()).await?;
+    let line = match &sockets {
+        Some(_) => format!("beacon of node {node} on udp/{}", ctx.config.ports.beacon),
+        None => format!("discovery of node {node} (UDP beacon off)"),
+    };
+    tracing::info!("{line}");
+    notify::ready(&line);
+
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut burst = QUERY_BURST;
+    let mut ticks: u64 = 0;
+    let (mut buf4, mut buf6) = ([0u8; 2048], [0u8; 2048]);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                ticks += 1;
+                if refresh_standing(&ctx, &shared) {
+                    burst = QUERY_BURST;
+                }
+                if ticks % 5 == 1 {
+                    refresh_role(&ctx, &shared).await;
+                }
+                evaluate(&shared);
+                if let Some(sockets) = sockets.as_mut() {
+                    announce(sockets, &shared, burst > 0).await;
+                }
+                burst = burst.saturating_sub(1);
+            }
+            got = sockets::recv(sockets.as_ref().and_then(|s| s.v4.as_ref()), &mut buf4) => {
+                if let (Ok((n, from)), Some(s)) = (got, sockets.as_ref()) {
+                    on_datagram(s, &shared, &buf4[..n], from).await;
+                }
+            }
+            got = sockets::recv(sockets.as_ref().and_then(|s| s.v6.as_ref()), &mut buf6) => {
+                if let (Ok((n, from)), Some(s)) = (got, sockets.as_ref()) {
+                    on_datagram(s, &shared, &buf6[..n], from).await;
+                }
+            }
+        }
+    }
+    notify::stopping();
+    let _ = ipc_task.await;
+    Ok(())
+}
+
+/// Picks up an admission (or a founding) that happened since the last tick.
+fn refresh_standing(ctx: &NodeContext, shared: &Shared) -> bool {
+    if matches!(shared.lock().discovery.standing(), Standing::Member { .. }) {
+        return false;
+    }
+    match Membership::load(&ctx.paths.identity_dir(), ctx.key.clone()) {
+        Ok(Some(m)) => {
+            let mut st = shared.lock();
+            st.discovery
+                .become_member(m.secrets.mesh_id, MacKey::derive(&m.secrets.beacon_key));
+            st.init = false;
+            tracing::info!(mesh = %m.secrets.mesh_id, "beacon now announces this node as a member");
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::debug!(error = %e, "membership not readable yet");
+            false
+        }
+    }
+}
+
+/// Asks the local coordinator for this node's role (shown in announces).
+async fn refresh_role(ctx: &NodeContext, shared: &Shared) {
+    let socket = ctx.paths.socket("coordinator");
+    let answer = tokio::time::timeout(
+        Duration::from_millis(500),
+        ipc::get_json(&socket, "/status"),
+    )
+    .await;
+    if let Ok(Ok(status)) = answer {
+        let role = Role::from_name(status["role"].as_str().unwrap_or(""));
+        shared.lock().role = role;
+    }
+}
+
+/// Updates which step found the mesh, and the auto-init verdict.
+fn evaluate(shared: &Shared) {
+    let now = Instant::now();
+    let config = &shared.config;
+    let mut st = shared.lock();
+    if st.found_by.is_none() {
+        if let Some(after) = st.discovery.found_after() {
+            st.found_by = Some(FoundBy::Beacon);
+            st.found_after = Some(after);
+            tracing::info!(after_ms = after.as_millis() as u64, "the beacon found the mesh");
+        } else if !st.candidates.is_empty() {
+            // The earlier steps had their chance (or are switched off): fall back to the list.
+            let waited = now.duration_since(shared.started);
+            let earlier_on = config.beacon || config.mdns;
+            if !earlier_on || waited >= config.interval * 3 {
+                st.found_by = Some(FoundBy::Candidates);
+                st.found_after = Some(waited);
+                tracing::info!("using the pinned candidate addresses");
+            }
+        }
+    }
+    if config.auto_init && !st.init && st.discovery.should_init(now, config.init_after) {
+        st.init = true;
+        tracing::info!("no mesh heard and lowest id among unadmitted nodes: founding a mesh");
+    }
+}
+
+async fn announce(sockets: &mut BeaconSockets, shared: &Shared, query: bool) {
+    let ifaces = interfaces::scan();
+    sockets.join_multicast(&ifaces.multicast_v6);
+    let packet = {
+        let mut st = shared.lock();
+        st.interfaces = ifaces.clone();
+        let role = st.role;
+        st.discovery.next_packet(query, role, &ifaces.advertised)
+    };
+    let packet = match packet {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build a beacon packet");
+            return;
+        }
+    };
+    let copies = sockets
+        .broadcast(&packet, &ifaces.broadcast, &ifaces.multicast_v6)
+        .await;
+    for _ in 0..copies {
+        shared.metrics.sent(packet.len());
+    }
+}
+
+async fn on_datagram(sockets: &BeaconSockets, shared: &Shared, bytes: &[u8], from: SocketAddr) {
+    let now = Instant::now();
+    let query = bytes.len() > 6 && bytes.len() <= MAX_PACKET && bytes[6] & 1 == 1;
+    let answer = {
+        let mut st = shared.lock();
+        let verdict = st.discovery.on_datagram(now, bytes, from);
+        shared.metrics.received(bytes.len(), verdict);
+        match verdict {
+            Verdict::Member { new: true } | Verdict::Candidate { new: true } => {
+                tracing::debug!(%from, "heard a new member")
+            }
+            Verdict::Forged | Verdict::Replayed => {
+                tracing::debug!(%from, ?verdict, "dropped a beacon packet")
+            }
+            _ => {}
+        }
+        let members = st.discovery.members(now).len();
+        shared.metrics.members.set(members as i64);
+        if st.discovery.should_answer(now, verdict, query) {
+            let role = st.role;
+            let addrs = st.interfaces.advertised.clone();
+            st.discovery.next_packet(false, role, &addrs).ok()
+        } else {
+            None
+        }
+    };
+    if let Some(packet) = answer {
+        if sockets.send_to(&packet, from).await {
+            shared.metrics.sent(packet.len());
+        }
+    }
+}
+
+fn standing_name(s: &Standing) -> &'static str {
+    match s {
+        Standing::Member { .. } => "member",
+        Standing::Joining { .. } => "joining",
+    }
+}
+
+fn status_json(shared: &Shared) -> Value {
+    let now = Instant::now();
+    let mut st = shared.lock();
+    let members = st.discovery.members(now);
+    let pending = st.discovery.hellos(now);
+    let mesh = st.discovery.target_mesh(now).map(|m| m.to_string());
+    let (sent, sent_bytes, received, received_bytes) = shared.metrics.totals();
+    json!({
+        "ready": true,
+        "service": SERVICE,
+        "node_id": shared.node,
+        "name": shared.name,
+        "standing": standing_name(st.discovery.standing()),
+        "mesh_id": mesh,
+        "found_by": st.found_by,
+        "found_after_ms": st.found_after.map(|d| d.as_millis() as u64),
+        "steps": {"beacon": shared.config.beacon, "mdns": shared.config.mdns, "candidates": st.candidates.len()},
+        "members": members,
+        "pending": pending,
+        "auto_init": {"enabled": shared.config.auto_init, "init": st.init},
+        "packets": {
+            "sent": sent, "sent_bytes": sent_bytes,
+            "received": received, "received_bytes": received_bytes,
+            "dropped": {
+                "malformed": shared.metrics.dropped("malformed"),
+                "other_mesh": shared.metrics.dropped("other_mesh"),
+                "forged": shared.metrics.dropped("forged"),
+                "replayed": shared.metrics.dropped("replayed"),
+            },
+        },
+        "uptime_s": shared.started.elapsed().as_secs(),
+    })
+}
+
+/// `/peers`: what a joining coordinator needs.
+fn peers_json(shared: &Shared) -> Value {
+    let now = Instant::now();
+    let mut st = shared.lock();
+    let admission: Vec<SocketAddr> = match st.found_by {
+        Some(FoundBy::Beacon) | Some(FoundBy::Mdns) => {
+            let mut a = st.discovery.admission_addrs(now);
+            // The chain keeps its order, but pinned candidates stay a fallback.
+            for c in &st.candidates {
+                if !a.contains(c) {
+                    a.push(*c);
+                }
+            }
+            a
+        }
+        Some(FoundBy::Candidates) => st.candidates.clone(),
+        None => Vec::new(),
+    };
+    let addresses: Vec<String> = admission.iter().map(SocketAddr::to_string).collect();
+    json!({
+        "member": matches!(st.discovery.standing(), Standing::Member { .. }),
+        "mesh_id": st.discovery.target_mesh(now).map(|m| m.to_string()),
+        "found_by": st.found_by,
+        "admission": addresses,
+        "init": st.init,
+    })
+}
