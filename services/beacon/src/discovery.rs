@@ -98,23 +98,38 @@ pub struct Heard {
 }
 
 impl Heard {
-    /// The admission endpoints to dial: the source address first (it is known to route).
+    /// The admission endpoints to dial: the source address first (it is known to route),
+    /// unless it is IPv6 link-local: the admitting member records the address it sees, and a
+    /// link-local one without its interface is useless to the others, so those go last.
     pub fn admission_addrs(&self) -> Vec<SocketAddr> {
-        let mut out = vec![SocketAddr::new(self.source.ip(), self.admission_port)];
-        if let SocketAddr::V6(v6) = self.source {
-            out[0] = SocketAddr::V6(std::net::SocketAddrV6::new(
+        let port = self.admission_port;
+        let source_link_local = match self.source {
+            SocketAddr::V6(v6) => crate::interfaces::is_link_local_v6(v6.ip()),
+            SocketAddr::V4(_) => false,
+        };
+        let source = match self.source {
+            SocketAddr::V6(v6) => SocketAddr::V6(std::net::SocketAddrV6::new(
                 *v6.ip(),
-                self.admission_port,
+                port,
                 0,
                 v6.scope_id(),
-            ));
+            )),
+            SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V4(*v4.ip()), port),
+        };
+        let mut out = Vec::new();
+        if !source_link_local {
+            out.push(source);
         }
         for ip in &self.addresses {
-            let a = SocketAddr::new(*ip, self.admission_port);
-            let link_local_v6 = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            let a = SocketAddr::new(*ip, port);
+            let link_local_v6 =
+                matches!(ip, IpAddr::V6(v6) if crate::interfaces::is_link_local_v6(v6));
             if !out.contains(&a) && !ip.is_loopback() && !ip.is_unspecified() && !link_local_v6 {
                 out.push(a);
             }
+        }
+        if source_link_local {
+            out.push(source);
         }
         out
     }
@@ -452,6 +467,23 @@ mod tests {
             vec!["10.0.0.2:7445".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(a.found_after(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn link_local_sources_are_dialled_last() {
+        let t = Instant::now();
+        let (mut a, mut b) = (member(1, 7, t), member(2, 7, t));
+        let advertised: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fe80::2".parse().unwrap()];
+        let pb = b.next_packet(false, Role::Bee, &advertised).unwrap();
+        let from: SocketAddr = "[fe80::2%3]:41234".parse().unwrap();
+        a.on_datagram(t, &pb, from);
+        assert_eq!(
+            a.admission_addrs(t),
+            vec![
+                "10.0.0.2:7445".parse::<SocketAddr>().unwrap(),
+                "[fe80::2%3]:7445".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

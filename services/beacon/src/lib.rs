@@ -7,6 +7,7 @@
 //! member yet asks `GET /peers` on `beacon.sock` for admission endpoints (and, with
 //! `auto_init`, whether to found a mesh). See `docs/discovery.md`.
 
+#[cfg(feature = "service")]
 pub mod candidates;
 pub mod discovery;
 pub mod epoch;
@@ -14,8 +15,10 @@ pub mod interfaces;
 pub mod metrics;
 pub mod packet;
 pub mod replay;
+#[cfg(feature = "service")]
 mod service;
 pub mod sockets;
 pub mod spike;
 
+#[cfg(feature = "service")]
 pub use service::{run, BeaconError};

@@ -161,10 +161,16 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         name: ctx.name.clone(),
     });
 
-    let mut sockets = if config.beacon {
-        Some(BeaconSockets::bind(ctx.config.ports.beacon).map_err(BeaconError::Socket)?)
-    } else {
-        None
+    // A port taken by something else must not stop the node: the later steps still work.
+    let mut sockets = match config.beacon {
+        true => match BeaconSockets::bind(ctx.config.ports.beacon) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %BeaconError::Socket(e), "UDP beacon off");
+                None
+            }
+        },
+        false => None,
     };
 
     let router = {
