@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hyphae_harness::{init_mesh, uds_get, wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{exec_in_netns, init_mesh, uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 use support::{nodes, token};
 
@@ -47,14 +47,18 @@ fn join_all_without_addresses(c: &Cluster, token: &str, extra: &str) -> Result<D
     }
     let last_start = Instant::now();
     let total = c.len();
-    wait_until(Duration::from_secs(240), "every node sees every node up", || {
-        for n in c.nodes() {
-            if !sees_all_up(n, total)? {
-                return Ok(false);
+    wait_until(
+        Duration::from_secs(240),
+        "every node sees every node up",
+        || {
+            for n in c.nodes() {
+                if !sees_all_up(n, total)? {
+                    return Ok(false);
+                }
             }
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     Ok(last_start.elapsed())
 }
 
@@ -84,18 +88,210 @@ fn eight_nodes_join_with_one_token_and_no_addresses() -> Result<()> {
     Ok(())
 }
 
+/// A node's coordinator `/status` field `mesh_id`, when it has one.
+fn mesh_of(node: &Node) -> Result<Option<String>> {
+    Ok(support::coord_status(node)?.and_then(|s| s["mesh_id"].as_str().map(str::to_string)))
+}
+
 #[test]
-fn tmp_two() -> Result<()> {
+fn with_beacon_and_mdns_off_the_candidates_find_the_mesh() -> Result<()> {
     let c = Cluster::builder()
-        .nodes(2)
+        .nodes(3)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .env("RUST_LOG", "info,hyphae_beacon=debug,hyphae_coordinator::join=debug")
         .build()?;
-    let t = found_mesh(&c, "", 1)?;
-    c[1].write_config(&format!("[mesh]\njoin_token = \"{t}\"\n"))?;
-    c[1].start()?;
-    let t0 = Instant::now();
-    wait_until(Duration::from_secs(60), "2 up", || Ok(sees_all_up(&c[0], 2)? && sees_all_up(&c[1], 2)?))?;
-    println!("took {:?}", t0.elapsed());
+    let off = "[discovery]\nbeacon = false\nmdns = false\n";
+    let t = found_mesh(&c, off, 2)?;
+    let pinned = format!(
+        "[discovery]\nbeacon = false\nmdns = false\ncandidates = [\"{}\"]\n",
+        c[0].ip()
+    );
+    let took = join_all_without_addresses(&c, &t, &pinned)?;
+    println!(
+        "discovery: candidates, 3 nodes converged in {} ms",
+        took.as_millis()
+    );
+    for n in c.nodes().iter().skip(1) {
+        let s = beacon_status(n)?;
+        assert_eq!(s["found_by"], "candidates", "n{}: {s}", n.index());
+        assert_eq!(s["packets"]["sent"], 0, "the beacon is off: {s}");
+    }
+    Ok(())
+}
+
+/// A listener in a spare namespace captures a member's real announce, waits until newer ones
+/// went out, then sends the old copy (a replay), a copy with one byte changed (a forgery) and
+/// garbage to `target`'s live port.
+const ATTACK: &str = r#"
+import socket, sys, time
+src, target = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 41234))
+s.settimeout(30)
+old = None
+while old is None:
+    data, addr = s.recvfrom(2048)
+    if addr[0] == src and data[:4] == b"HYPB":
+        old = data
+deadline = time.time() + 2.5
+while time.time() < deadline:
+    s.settimeout(max(0.01, deadline - time.time()))
+    try:
+        s.recvfrom(2048)
+    except socket.timeout:
+        pass
+forged = bytearray(old)
+forged[-1] ^= 0x01
+for packet in (old, bytes(forged), b"garbage", b"HYPB\x01\x01" + b"\xff" * 60):
+    s.sendto(packet, (target, 41234))
+print("sent")
+"#;
+
+#[test]
+fn two_meshes_on_one_bridge_stay_apart_and_attacks_are_counted() -> Result<()> {
+    // n0 and n1 found two meshes; n2 joins n0's, n3 joins n1's, each with a token only.
+    // n4 never starts: its namespace hosts the attacker.
+    let c = Cluster::builder()
+        .nodes(5)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    let mesh_a = init_mesh(&c[0])?;
+    let mesh_b = init_mesh(&c[1])?;
+    assert_ne!(mesh_a, mesh_b);
+    for i in [0, 1] {
+        c[i].start()?;
+        c[i].wait_ready(c.ready_timeout())?;
+        wait_until(Duration::from_secs(60), "founder up", || {
+            sees_all_up(&c[i], 1)
+        })?;
+    }
+    let ta = token(&c[0], 1, "1h")?;
+    let tb = token(&c[1], 1, "1h")?;
+    c[2].write_config(&format!("[mesh]\njoin_token = \"{ta}\"\n"))?;
+    c[3].write_config(&format!("[mesh]\njoin_token = \"{tb}\"\n"))?;
+    c[2].start()?;
+    c[3].start()?;
+    wait_until(
+        Duration::from_secs(120),
+        "both meshes have two members",
+        || {
+            Ok(sees_all_up(&c[0], 2)?
+                && sees_all_up(&c[1], 2)?
+                && sees_all_up(&c[2], 2)?
+                && sees_all_up(&c[3], 2)?)
+        },
+    )?;
+    assert_eq!(mesh_of(&c[2])?.as_deref(), Some(mesh_a.as_str()));
+    assert_eq!(mesh_of(&c[3])?.as_deref(), Some(mesh_b.as_str()));
+    // Each beacon hears only its own mesh's members, and counts the other mesh's packets.
+    let ids = |i: usize| -> Result<String> { support::node_id(&c[i]) };
+    wait_until(
+        Duration::from_secs(30),
+        "other-mesh packets counted",
+        || {
+            let s = beacon_status(&c[2])?;
+            Ok(s["packets"]["dropped"]["other_mesh"].as_u64() > Some(0))
+        },
+    )?;
+    for (me, own, other) in [
+        (0, 2, [1, 3]),
+        (2, 0, [1, 3]),
+        (1, 3, [0, 2]),
+        (3, 1, [0, 2]),
+    ] {
+        let s = beacon_status(&c[me])?;
+        let heard: Vec<String> = s["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["node"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(heard, vec![ids(own)?], "n{me} hears: {s}");
+        for o in other {
+            assert!(!heard.contains(&ids(o)?), "n{me} hears n{o}");
+        }
+    }
+
+    // The attack on n2's live port: replayed, forged and malformed packets are counted and
+    // change nothing.
+    let before = beacon_status(&c[2])?;
+    let out = exec_in_netns(
+        c[4].netns(),
+        "python3",
+        &["-c", ATTACK, &c[0].ip().to_string(), &c[2].ip().to_string()],
+    )?;
+    assert!(out.success() && out.stdout.contains("sent"), "{out}");
+    let mut last = Value::Null;
+    let after = wait_for(Duration::from_secs(30), "the attack counted", || {
+        let s = beacon_status(&c[2])?;
+        last = s.clone();
+        let d = &s["packets"]["dropped"];
+        let grew = |k: &str| d[k].as_u64() > before["packets"]["dropped"][k].as_u64();
+        Ok((grew("replayed") && grew("forged") && grew("malformed")).then_some(s))
+    })
+    .with_context(|| format!("before: {before}\nafter: {last}\nattacker: {out}"))?;
+    assert_eq!(
+        after["members"].as_array().map(Vec::len),
+        Some(1),
+        "{after}"
+    );
+    assert!(sees_all_up(&c[0], 2)? && sees_all_up(&c[2], 2)?);
+    let metrics = uds_get(c[2].state_dir().join("run/beacon.sock"), "/metrics")?;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("hyphae_beacon_packets_dropped_total{reason=\"forged\"}"),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// Whether `node` founded a mesh (holds a CA and never joined one).
+fn founded(node: &Node) -> bool {
+    node.state_dir().join("identity/ca.key").exists()
+        && !node.state_dir().join("coordinator/joined").exists()
+}
+
+#[test]
+fn three_fresh_auto_init_nodes_form_exactly_one_mesh() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(3)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .config_all("[discovery]\nauto_init = true\ninit_after = \"3s\"\n")
+        .build()?;
+    // All three within one second of each other.
+    for n in c.nodes() {
+        n.start()?;
+    }
+    for n in c.nodes() {
+        n.wait_ready(c.ready_timeout())?;
+    }
+    // Exactly one founds a mesh; the others ask it to be admitted (no token: pending).
+    let founder = wait_for(Duration::from_secs(90), "one founder, two pending", || {
+        let founders: Vec<usize> = (0..3).filter(|&i| founded(&c[i])).collect();
+        if founders.len() != 1 {
+            return Ok(None);
+        }
+        let f = founders[0];
+        let Some(list) = nodes(&c[f])? else {
+            return Ok(None);
+        };
+        let pending = list.iter().filter(|n| n["status"] == "pending").count();
+        Ok((pending == 2).then_some(f))
+    })?;
+    let mesh = mesh_of(&c[founder])?.expect("the founder's mesh");
+    for i in (0..3).filter(|&i| i != founder) {
+        let id = support::node_id(&c[i])?;
+        c[founder].cli_ok(&["admit", &id])?;
+    }
+    wait_until(Duration::from_secs(120), "one mesh of three", || {
+        for n in c.nodes() {
+            if !sees_all_up(n, 3)? || mesh_of(n)?.as_deref() != Some(mesh.as_str()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    let founders = (0..3).filter(|&i| founded(&c[i])).count();
+    assert_eq!(founders, 1, "exactly one node ran init");
     Ok(())
 }

@@ -42,7 +42,8 @@ mod tests {
 
     #[test]
     fn cmdline_lists_are_read() {
-        let line = "console=ttyS0 hyphae.candidates=10.0.0.1,10.0.0.2:9 quiet hyphae.candidates=[::1]:7";
+        let line =
+            "console=ttyS0 hyphae.candidates=10.0.0.1,10.0.0.2:9 quiet hyphae.candidates=[::1]:7";
         assert_eq!(
             from_cmdline(line),
             vec!["10.0.0.1", "10.0.0.2:9", "[::1]:7"]

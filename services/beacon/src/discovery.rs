@@ -510,7 +510,10 @@ mod tests {
         let mut b = member(4, 7, t);
         let old = b.next_packet(false, Role::Bee, &[]).unwrap();
         let new = b.next_packet(false, Role::Bee, &[]).unwrap();
-        assert_eq!(a.on_datagram(t, &new, src(4)), Verdict::Member { new: true });
+        assert_eq!(
+            a.on_datagram(t, &new, src(4)),
+            Verdict::Member { new: true }
+        );
         assert_eq!(a.on_datagram(t, &new, src(4)), Verdict::Duplicate);
         assert_eq!(a.on_datagram(t, &old, src(4)), Verdict::Replayed);
         assert_eq!(a.on_datagram(t, b"garbage", src(4)), Verdict::Malformed);
@@ -557,7 +560,10 @@ mod tests {
         let p7 = ours.next_packet(false, Role::Queen, &[]).unwrap();
         let p8 = theirs.next_packet(false, Role::Queen, &[]).unwrap();
         assert_eq!(j.on_datagram(t, &p8, src(2)), Verdict::OtherMesh);
-        assert_eq!(j.on_datagram(t, &p7, src(1)), Verdict::Candidate { new: true });
+        assert_eq!(
+            j.on_datagram(t, &p7, src(1)),
+            Verdict::Candidate { new: true }
+        );
         assert_eq!(
             j.admission_addrs(t),
             vec!["10.0.0.1:7445".parse::<SocketAddr>().unwrap()]
@@ -566,7 +572,10 @@ mod tests {
         j.become_member(mesh(7), key(7));
         assert!(j.members(t).is_empty());
         let p7b = ours.next_packet(false, Role::Queen, &[]).unwrap();
-        assert_eq!(j.on_datagram(t, &p7b, src(1)), Verdict::Member { new: true });
+        assert_eq!(
+            j.on_datagram(t, &p7b, src(1)),
+            Verdict::Member { new: true }
+        );
     }
 
     #[test]
@@ -589,7 +598,10 @@ mod tests {
         let hh = high.next_packet(true, Role::None, &[]).unwrap();
         low.on_datagram(t, &hh, src(2));
         high.on_datagram(t, &hl, src(1));
-        assert!(!low.should_init(t + Duration::from_secs(1), after), "too early");
+        assert!(
+            !low.should_init(t + Duration::from_secs(1), after),
+            "too early"
+        );
         assert!(low.should_init(t + after, after));
         assert!(!high.should_init(t + after, after), "a lower id was heard");
 

@@ -34,7 +34,11 @@ mod tests {
         let a = super::next(&f).unwrap();
         std::fs::write(&f, format!("{}\n", a + 1_000_000)).unwrap();
         let b = super::next(&f).unwrap();
-        assert_eq!(b, a + 1_000_001, "a clock behind the last epoch still moves forward");
+        assert_eq!(
+            b,
+            a + 1_000_001,
+            "a clock behind the last epoch still moves forward"
+        );
         std::fs::write(&f, "garbage").unwrap();
         assert!(super::next(&f).unwrap() > 0);
     }

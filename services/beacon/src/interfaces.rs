@@ -22,6 +22,12 @@ pub fn is_link_local_v6(ip: &std::net::Ipv6Addr) -> bool {
     (ip.segments()[0] & 0xffc0) == 0xfe80
 }
 
+/// The subnet-directed broadcast address of `ip` in the subnet `mask`: used when an address
+/// was configured without one (`ip addr add A/24` sets none unless told `brd +`).
+pub fn directed_broadcast(ip: Ipv4Addr, mask: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(ip) | !u32::from(mask))
+}
+
 /// Reads the interfaces; an error reading them yields an empty set (nothing to send on).
 pub fn scan() -> Interfaces {
     let mut out = Interfaces::default();
@@ -43,8 +49,22 @@ pub fn scan() -> Interfaces {
             }
             out.advertised.push(IpAddr::V4(ip));
             if ifa.flags.contains(InterfaceFlags::IFF_BROADCAST) {
-                if let Some(b) = ifa.broadcast.as_ref().and_then(|b| b.as_sockaddr_in()) {
-                    out.broadcast.insert(b.ip());
+                let configured = ifa
+                    .broadcast
+                    .as_ref()
+                    .and_then(|b| b.as_sockaddr_in())
+                    .map(|b| b.ip())
+                    .filter(|b| !b.is_unspecified());
+                let mask = ifa
+                    .netmask
+                    .as_ref()
+                    .and_then(|m| m.as_sockaddr_in())
+                    .map(|m| m.ip());
+                // The kernel reports the address itself when none was configured; the mask
+                // gives the right one either way.
+                let derived = mask.map(|m| directed_broadcast(ip, m)).filter(|b| *b != ip);
+                if let Some(b) = derived.or(configured.filter(|b| *b != ip)) {
+                    out.broadcast.insert(b);
                 }
             }
         } else if let Some(s6) = addr.as_sockaddr_in6() {
@@ -61,4 +81,23 @@ pub fn scan() -> Interfaces {
     }
     out.advertised.extend(v6);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_from_mask() {
+        let b = directed_broadcast(
+            Ipv4Addr::new(10, 213, 0, 14),
+            Ipv4Addr::new(255, 255, 255, 0),
+        );
+        assert_eq!(b, Ipv4Addr::new(10, 213, 0, 255));
+        let b = directed_broadcast(
+            Ipv4Addr::new(192, 168, 5, 9),
+            Ipv4Addr::new(255, 255, 252, 0),
+        );
+        assert_eq!(b, Ipv4Addr::new(192, 168, 7, 255));
+    }
 }

@@ -29,7 +29,11 @@ impl BeaconMetrics {
         registry.register("beacon", |r| {
             r.register("packets_sent", "Beacon packets sent", m.sent.clone());
             r.register("sent_bytes", "Beacon bytes sent", m.sent_bytes.clone());
-            r.register("packets_received", "Beacon packets received", m.received.clone());
+            r.register(
+                "packets_received",
+                "Beacon packets received",
+                m.received.clone(),
+            );
             r.register(
                 "received_bytes",
                 "Beacon bytes received",

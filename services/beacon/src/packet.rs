@@ -488,24 +488,26 @@ mod tests {
             proptest::collection::vec(addr, 0..=MAX_ADDRESSES),
             "[a-z0-9][a-z0-9-]{0,62}",
         )
-            .prop_map(|(query, role, mesh, node, (epoch, seq), ports, addresses, name)| {
-                let mut mesh = mesh;
-                mesh[0] |= 1; // an announce always has a non-zero mesh
-                Packet {
-                    kind: Kind::Announce,
-                    query,
-                    role: Role::from_byte(role).unwrap_or(Role::None),
-                    mesh: Some(MeshId::from_bytes(mesh)),
-                    node: NodeId::from_raw(node),
-                    epoch,
-                    seq,
-                    admission_port: ports.0,
-                    coordinator_port: ports.1,
-                    node_port: ports.2,
-                    addresses,
-                    name,
-                }
-            })
+            .prop_map(
+                |(query, role, mesh, node, (epoch, seq), ports, addresses, name)| {
+                    let mut mesh = mesh;
+                    mesh[0] |= 1; // an announce always has a non-zero mesh
+                    Packet {
+                        kind: Kind::Announce,
+                        query,
+                        role: Role::from_byte(role).unwrap_or(Role::None),
+                        mesh: Some(MeshId::from_bytes(mesh)),
+                        node: NodeId::from_raw(node),
+                        epoch,
+                        seq,
+                        admission_port: ports.0,
+                        coordinator_port: ports.1,
+                        node_port: ports.2,
+                        addresses,
+                        name,
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
-use hyphae_core::ipc::{self, IpcError};
-use hyphae_core::pki::{MeshId, Membership};
-use hyphae_core::{notify, NodeContext};
 use hyphae_coordinator::token::JoinToken;
+use hyphae_core::ipc::{self, IpcError};
+use hyphae_core::pki::{Membership, MeshId};
+use hyphae_core::{notify, NodeContext};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -177,12 +177,13 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         let s = shared.clone();
         let status = move || status_json(&s);
         let s = shared.clone();
-        ipc::base_router(status, ctx.metrics.clone()).merge(
-            axum::Router::new().route("/peers", get(move || {
+        ipc::base_router(status, ctx.metrics.clone()).merge(axum::Router::new().route(
+            "/peers",
+            get(move || {
                 let s = s.clone();
                 async move { axum::Json(peers_json(&s)) }
-            })),
-        )
+            }),
+        ))
     };
     let ipc_task = ipc::serve(&ctx.paths.socket(SERVICE), router, shutdown.clone()).await?;
     let line = match &sockets {
@@ -276,7 +277,10 @@ fn evaluate(shared: &Shared) {
         if let Some(after) = st.discovery.found_after() {
             st.found_by = Some(FoundBy::Beacon);
             st.found_after = Some(after);
-            tracing::info!(after_ms = after.as_millis() as u64, "the beacon found the mesh");
+            tracing::info!(
+                after_ms = after.as_millis() as u64,
+                "the beacon found the mesh"
+            );
         } else if !st.candidates.is_empty() {
             // The earlier steps had their chance (or are switched off): fall back to the list.
             let waited = now.duration_since(shared.started);
@@ -377,6 +381,11 @@ fn status_json(shared: &Shared) -> Value {
         "steps": {"beacon": shared.config.beacon, "mdns": shared.config.mdns, "candidates": st.candidates.len()},
         "members": members,
         "pending": pending,
+        "sending_on": {
+            "broadcast": st.interfaces.broadcast.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+            "multicast_v6_interfaces": st.interfaces.multicast_v6.iter().collect::<Vec<_>>(),
+            "advertised": st.interfaces.advertised.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        },
         "auto_init": {"enabled": shared.config.auto_init, "init": st.init},
         "packets": {
             "sent": sent, "sent_bytes": sent_bytes,

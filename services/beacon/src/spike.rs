@@ -50,7 +50,9 @@ impl SpikeGate {
             return true;
         }
         let moved = |a: f64, b: f64| (a - b).abs() > self.threshold;
-        moved(figures.cpu, last.cpu) || moved(figures.ram, last.ram) || moved(figures.vram, last.vram)
+        moved(figures.cpu, last.cpu)
+            || moved(figures.ram, last.ram)
+            || moved(figures.vram, last.vram)
     }
 
     /// Records that a report of `figures` went out at `now` (call only when it was delivered,
@@ -81,7 +83,10 @@ mod tests {
         let s = Duration::from_secs(1);
         assert!(!g.due(t + s, f(0.24, 0.50, 0.10)), "4 points of CPU");
         assert!(!g.due(t + s, f(0.20, 0.549, 0.10)), "4.9% of RAM");
-        assert!(!g.due(t + s, f(0.20, 0.50, 0.05)), "5% of VRAM is not more than 5%");
+        assert!(
+            !g.due(t + s, f(0.20, 0.50, 0.05)),
+            "5% of VRAM is not more than 5%"
+        );
         assert!(g.due(t + s, f(0.26, 0.50, 0.10)), "6 points of CPU");
         assert!(g.due(t + s, f(0.20, 0.44, 0.10)), "RAM dropped 6%");
         assert!(g.due(t + s, f(0.20, 0.50, 0.20)), "VRAM up 10%");

@@ -513,7 +513,9 @@ mod tests {
         assert_eq!((c.share.cpu, c.share.gpu), (50, 100));
         let err = parse("[share]\ncpu = 150\n").unwrap_err().to_string();
         assert!(err.contains("share.cpu"), "{err}");
-        let err = parse("[discovery]\nbeacons = true\n").unwrap_err().to_string();
+        let err = parse("[discovery]\nbeacons = true\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("discovery.beacons"), "{err}");
     }
 
