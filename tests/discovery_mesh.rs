@@ -295,3 +295,47 @@ fn three_fresh_auto_init_nodes_form_exactly_one_mesh() -> Result<()> {
     assert_eq!(founders, 1, "exactly one node ran init");
     Ok(())
 }
+
+#[test]
+fn with_the_beacon_off_mdns_finds_the_mesh() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(3)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    // Distinct names: every namespace shares the test host's name, and mDNS host records
+    // must not collide.
+    let off = "[discovery]\nbeacon = false\n";
+    let t = found_mesh(&c, &format!("[node]\nname = \"mesh-n0\"\n{off}"), 2)?;
+    for n in c.nodes().iter().skip(1) {
+        n.write_config(&format!(
+            "[node]\nname = \"mesh-n{}\"\n[mesh]\njoin_token = \"{t}\"\n{off}",
+            n.index()
+        ))?;
+    }
+    for n in c.nodes().iter().skip(1) {
+        n.start()?;
+    }
+    let start = Instant::now();
+    wait_until(
+        Duration::from_secs(120),
+        "every node sees every node up",
+        || {
+            for n in c.nodes() {
+                if !sees_all_up(n, 3)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    println!(
+        "discovery: mDNS, 3 nodes converged in {} ms",
+        start.elapsed().as_millis()
+    );
+    for n in c.nodes().iter().skip(1) {
+        let s = beacon_status(n)?;
+        assert_eq!(s["found_by"], "mdns", "n{}: {s}", n.index());
+        assert_eq!(s["packets"]["sent"], 0, "the beacon is off: {s}");
+    }
+    Ok(())
+}

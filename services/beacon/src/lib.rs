@@ -12,6 +12,8 @@ pub mod candidates;
 pub mod discovery;
 pub mod epoch;
 pub mod interfaces;
+#[cfg(feature = "service")]
+pub mod mdns;
 pub mod metrics;
 pub mod packet;
 pub mod replay;

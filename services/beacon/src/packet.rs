@@ -168,6 +168,11 @@ impl MacKey {
         MacKey(blake3::derive_key(MAC_CONTEXT, &beacon_key.0))
     }
 
+    /// A sub-key for another use of the beacon key (mDNS tags), never equal to the MAC key.
+    pub fn derive_sub(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0)
+    }
+
     fn mac(&self, bytes: &[u8]) -> blake3::Hash {
         blake3::keyed_hash(&self.0, bytes)
     }

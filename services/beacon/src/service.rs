@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::candidates;
 use crate::discovery::{Discovery, Me, Standing, Verdict};
 use crate::interfaces::{self, Interfaces};
+use crate::mdns::{self, Finds, Mdns, Publication};
 use crate::metrics::BeaconMetrics;
 use crate::packet::{MacKey, Role, MAX_PACKET};
 use crate::sockets::{self, BeaconSockets};
@@ -63,6 +64,7 @@ struct State {
     init: bool,
     role: Role,
     interfaces: Interfaces,
+    mdns: Finds,
 }
 
 struct Shared {
@@ -153,6 +155,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             init: false,
             role: Role::None,
             interfaces: Interfaces::default(),
+            mdns: Finds::new(),
         }),
         metrics,
         started: now,
@@ -172,6 +175,35 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         },
         false => None,
     };
+
+    let (mut mdns, mdns_events) = if config.mdns {
+        match Mdns::start() {
+            Ok((m, events)) => (Some(m), Some(events)),
+            Err(e) => {
+                tracing::error!(error = %e, "mDNS off: cannot start the responder");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let publication = |standing: &Standing| Publication {
+        node,
+        host: packet_name(&ctx.name, &node.to_string()),
+        mesh: match standing {
+            Standing::Member { mesh, key } => Some((*mesh, key.clone())),
+            Standing::Joining { .. } => None,
+        },
+        admission_port: ctx.config.ports.admission,
+        coordinator_port: ctx.config.ports.coordinator,
+        addresses: interfaces::scan().advertised,
+    };
+    if let Some(m) = mdns.as_mut() {
+        let p = publication(shared.lock().discovery.standing());
+        if let Err(e) = m.publish(&p) {
+            tracing::warn!(error = %e, "cannot publish the mDNS record");
+        }
+    }
 
     let router = {
         let s = shared.clone();
@@ -205,6 +237,12 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 ticks += 1;
                 if refresh_standing(&ctx, &shared) {
                     burst = QUERY_BURST;
+                    if let Some(m) = mdns.as_mut() {
+                        let p = publication(shared.lock().discovery.standing());
+                        if let Err(e) = m.publish(&p) {
+                            tracing::warn!(error = %e, "cannot publish the mDNS record");
+                        }
+                    }
                 }
                 if ticks % 5 == 1 {
                     refresh_role(&ctx, &shared).await;
@@ -215,6 +253,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 }
                 burst = burst.saturating_sub(1);
             }
+            event = recv_mdns(mdns_events.as_ref()) => on_mdns(&shared, event),
             got = sockets::recv(sockets.as_ref().and_then(|s| s.v4.as_ref()), &mut buf4) => {
                 if let (Ok((n, from)), Some(s)) = (got, sockets.as_ref()) {
                     on_datagram(s, &shared, &buf4[..n], from).await;
@@ -228,8 +267,41 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         }
     }
     notify::stopping();
+    if let Some(m) = mdns {
+        m.shutdown();
+    }
     let _ = ipc_task.await;
     Ok(())
+}
+
+async fn recv_mdns(
+    events: Option<&mdns_sd::Receiver<mdns_sd::ServiceEvent>>,
+) -> Option<mdns_sd::ServiceEvent> {
+    match events {
+        Some(rx) => rx.recv_async().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Records what mDNS resolved or saw go away.
+fn on_mdns(shared: &Shared, event: Option<mdns_sd::ServiceEvent>) {
+    let Some(event) = event else { return };
+    let mut st = shared.lock();
+    match event {
+        mdns_sd::ServiceEvent::ServiceResolved(svc) => {
+            if svc.get_property_val_str("node") == Some(shared.node.as_str()) {
+                return;
+            }
+            if let Some((fullname, find)) = mdns::find_of(&svc, st.discovery.standing()) {
+                tracing::debug!(node = %find.node, host = %find.host, "mDNS found a node");
+                st.mdns.insert(fullname, find);
+            }
+        }
+        mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => {
+            st.mdns.remove(&fullname);
+        }
+        _ => {}
+    }
 }
 
 /// Picks up an admission (or a founding) that happened since the last tick.
@@ -243,6 +315,8 @@ fn refresh_standing(ctx: &NodeContext, shared: &Shared) -> bool {
             st.discovery
                 .become_member(m.secrets.mesh_id, MacKey::derive(&m.secrets.beacon_key));
             st.init = false;
+            // Finds were judged without the key; they come back as the records refresh.
+            st.mdns.clear();
             tracing::info!(mesh = %m.secrets.mesh_id, "beacon now announces this node as a member");
             true
         }
@@ -281,6 +355,11 @@ fn evaluate(shared: &Shared) {
                 after_ms = after.as_millis() as u64,
                 "the beacon found the mesh"
             );
+        } else if !mdns_target(&mut st, now).is_empty() {
+            let waited = now.duration_since(shared.started);
+            st.found_by = Some(FoundBy::Mdns);
+            st.found_after = Some(waited);
+            tracing::info!(after_ms = waited.as_millis() as u64, "mDNS found the mesh");
         } else if !st.candidates.is_empty() {
             // The earlier steps had their chance (or are switched off): fall back to the list.
             let waited = now.duration_since(shared.started);
@@ -355,6 +434,22 @@ async fn on_datagram(sockets: &BeaconSockets, shared: &Shared, bytes: &[u8], fro
     }
 }
 
+/// Admission endpoints of the target mesh found over mDNS.
+fn mdns_target(st: &mut State, now: Instant) -> Vec<SocketAddr> {
+    let target = st.discovery.target_mesh(now).map(|m| m.to_string());
+    let mut out = Vec::new();
+    for f in st.mdns.values() {
+        if f.mesh.is_some() && f.mesh == target {
+            for a in &f.admission {
+                if !out.contains(a) {
+                    out.push(*a);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn standing_name(s: &Standing) -> &'static str {
     match s {
         Standing::Member { .. } => "member",
@@ -381,6 +476,7 @@ fn status_json(shared: &Shared) -> Value {
         "steps": {"beacon": shared.config.beacon, "mdns": shared.config.mdns, "candidates": st.candidates.len()},
         "members": members,
         "pending": pending,
+        "mdns": st.mdns.values().cloned().collect::<Vec<_>>(),
         "sending_on": {
             "broadcast": st.interfaces.broadcast.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
             "multicast_v6_interfaces": st.interfaces.multicast_v6.iter().collect::<Vec<_>>(),
@@ -407,7 +503,13 @@ fn peers_json(shared: &Shared) -> Value {
     let mut st = shared.lock();
     let admission: Vec<SocketAddr> = match st.found_by {
         Some(FoundBy::Beacon) | Some(FoundBy::Mdns) => {
+            // Every step's finds, in the chain's order.
             let mut a = st.discovery.admission_addrs(now);
+            for m in mdns_target(&mut st, now) {
+                if !a.contains(&m) {
+                    a.push(m);
+                }
+            }
             // The chain keeps its order, but pinned candidates stay a fallback.
             for c in &st.candidates {
                 if !a.contains(c) {
