@@ -193,23 +193,31 @@ fn two_meshes_on_one_bridge_stay_apart_and_attacks_are_counted() -> Result<()> {
             Ok(s["packets"]["dropped"]["other_mesh"].as_u64() > Some(0))
         },
     )?;
+    // (The beacons learn the joiners' membership a tick after the directory does: wait.)
     for (me, own, other) in [
         (0, 2, [1, 3]),
         (2, 0, [1, 3]),
         (1, 3, [0, 2]),
         (3, 1, [0, 2]),
     ] {
-        let s = beacon_status(&c[me])?;
-        let heard: Vec<String> = s["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["node"].as_str().map(str::to_string))
-            .collect();
-        assert_eq!(heard, vec![ids(own)?], "n{me} hears: {s}");
-        for o in other {
-            assert!(!heard.contains(&ids(o)?), "n{me} hears n{o}");
-        }
+        let (own_id, other_ids) = (ids(own)?, [ids(other[0])?, ids(other[1])?]);
+        let mut last = Value::Null;
+        wait_until(Duration::from_secs(30), "each hears only its own mesh", || {
+            let s = beacon_status(&c[me])?;
+            let heard: Vec<String> = s["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["node"].as_str().map(str::to_string))
+                .collect();
+            assert!(
+                !heard.iter().any(|h| other_ids.contains(h)),
+                "n{me} hears the other mesh: {s}"
+            );
+            last = s;
+            Ok(heard == vec![own_id.clone()])
+        })
+        .with_context(|| format!("n{me}: {last}"))?;
     }
 
     // The attack on n2's live port: replayed, forged and malformed packets are counted and
