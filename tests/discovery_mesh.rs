@@ -70,7 +70,7 @@ fn eight_nodes_join_with_one_token_and_no_addresses() -> Result<()> {
         .ready_timeout(Duration::from_secs(120))
         .build()?;
     let t = found_mesh(&c, "", 7)?;
-    let took = join_all_without_addresses(&c, &t, "")?;
+    let took = join_all_without_addresses(&c, &t, "[share]\ncpu = 50\n")?;
     println!(
         "discovery: 8 nodes converged {} ms after the last start (every directory lists 8 up)",
         took.as_millis()
@@ -85,6 +85,34 @@ fn eight_nodes_join_with_one_token_and_no_addresses() -> Result<()> {
     assert!(out.stdout.contains("found by beacon"), "{out}");
     let s = beacon_status(&c[0])?;
     assert!(s["members"].as_array().map(Vec::len) >= Some(7), "{s}");
+
+    // Every node's hardware profile reaches the directory, with its [share].
+    let mut last = Vec::new();
+    wait_until(
+        Duration::from_secs(120),
+        "every hardware profile in the directory",
+        || {
+            let list = nodes(&c[5])?.unwrap_or_default();
+            let complete = list.len() == 8
+                && list.iter().all(|n| {
+                    n["hardware"]["cpu"]["threads"].as_u64() > Some(0)
+                        && n["hardware"]["ram"]["total_bytes"].as_u64() > Some(0)
+                });
+            last = list;
+            Ok(complete)
+        },
+    )
+    .with_context(|| format!("{last:#?}"))?;
+    let shares: Vec<u64> = last
+        .iter()
+        .filter_map(|n| n["hardware"]["share"]["cpu"].as_u64())
+        .collect();
+    assert_eq!(shares.iter().filter(|&&s| s == 50).count(), 7, "{shares:?}");
+    assert_eq!(
+        shares.iter().filter(|&&s| s == 100).count(),
+        1,
+        "{shares:?}"
+    );
     Ok(())
 }
 
@@ -202,21 +230,25 @@ fn two_meshes_on_one_bridge_stay_apart_and_attacks_are_counted() -> Result<()> {
     ] {
         let (own_id, other_ids) = (ids(own)?, [ids(other[0])?, ids(other[1])?]);
         let mut last = Value::Null;
-        wait_until(Duration::from_secs(30), "each hears only its own mesh", || {
-            let s = beacon_status(&c[me])?;
-            let heard: Vec<String> = s["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["node"].as_str().map(str::to_string))
-                .collect();
-            assert!(
-                !heard.iter().any(|h| other_ids.contains(h)),
-                "n{me} hears the other mesh: {s}"
-            );
-            last = s;
-            Ok(heard == vec![own_id.clone()])
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "each hears only its own mesh",
+            || {
+                let s = beacon_status(&c[me])?;
+                let heard: Vec<String> = s["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["node"].as_str().map(str::to_string))
+                    .collect();
+                assert!(
+                    !heard.iter().any(|h| other_ids.contains(h)),
+                    "n{me} hears the other mesh: {s}"
+                );
+                last = s;
+                Ok(heard == vec![own_id.clone()])
+            },
+        )
         .with_context(|| format!("n{me}: {last}"))?;
     }
 

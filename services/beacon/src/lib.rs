@@ -11,6 +11,8 @@
 pub mod candidates;
 pub mod discovery;
 pub mod epoch;
+#[cfg(feature = "service")]
+pub mod hardware;
 pub mod interfaces;
 #[cfg(feature = "service")]
 pub mod mdns;
@@ -21,6 +23,8 @@ pub mod replay;
 mod service;
 pub mod sockets;
 pub mod spike;
+#[cfg(feature = "service")]
+pub mod vulkan;
 
 #[cfg(feature = "service")]
 pub use service::{run, BeaconError};

@@ -65,6 +65,8 @@ struct State {
     role: Role,
     interfaces: Interfaces,
     mdns: Finds,
+    hardware: Option<Value>,
+    hardware_reports: u64,
 }
 
 struct Shared {
@@ -156,6 +158,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             role: Role::None,
             interfaces: Interfaces::default(),
             mdns: Finds::new(),
+            hardware: None,
+            hardware_reports: 0,
         }),
         metrics,
         started: now,
@@ -225,6 +229,12 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     tracing::info!("{line}");
     notify::ready(&line);
 
+    let hardware_task = tokio::spawn(report_hardware(
+        ctx.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
+
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut burst = QUERY_BURST;
@@ -270,8 +280,64 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     if let Some(m) = mdns {
         m.shutdown();
     }
+    let _ = hardware_task.await;
     let _ = ipc_task.await;
     Ok(())
+}
+
+/// How often the hardware is sampled; the spike rule decides which samples are reported.
+const HARDWARE_SAMPLE: Duration = Duration::from_secs(5);
+
+/// Samples the hardware and sends the profile to the queen through the local coordinator
+/// (`PUT /hardware` on `coordinator.sock`) when the spike rule says so.
+async fn report_hardware(ctx: Arc<NodeContext>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let share = crate::hardware::Share::from(&ctx.config.share);
+    let sampler = tokio::task::spawn_blocking(move || crate::hardware::Sampler::new(share)).await;
+    let mut sampler = match sampler {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no hardware profile: sysinfo unavailable");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no hardware profile");
+            return;
+        }
+    };
+    let mut gate = crate::spike::SpikeGate::standard();
+    let socket = ctx.paths.socket("coordinator");
+    loop {
+        let profile = sampler.sample();
+        let figures = profile.figures();
+        let value = serde_json::to_value(&profile).unwrap_or(Value::Null);
+        shared.lock().hardware = Some(value.clone());
+        let now = Instant::now();
+        if gate.due(now, figures) {
+            let body = json!({ "hardware": value }).to_string().into_bytes();
+            let sent = tokio::time::timeout(
+                Duration::from_secs(15),
+                ipc::request(&socket, axum::http::Method::PUT, "/hardware", Some(body)),
+            )
+            .await;
+            match sent {
+                Ok(Ok((status, _))) if status.is_success() => {
+                    gate.sent(now, figures);
+                    shared.lock().hardware_reports += 1;
+                    tracing::debug!(?figures, "hardware profile reported");
+                }
+                // Not a member yet, or no queen: the next sample tries again.
+                Ok(Ok((status, body))) => {
+                    tracing::debug!(%status, body = %String::from_utf8_lossy(&body), "hardware report refused")
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "coordinator not answering"),
+                Err(_) => tracing::debug!("hardware report timed out"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(HARDWARE_SAMPLE) => {}
+        }
+    }
 }
 
 async fn recv_mdns(
@@ -477,6 +543,8 @@ fn status_json(shared: &Shared) -> Value {
         "members": members,
         "pending": pending,
         "mdns": st.mdns.values().cloned().collect::<Vec<_>>(),
+        "hardware": st.hardware,
+        "hardware_reports": st.hardware_reports,
         "sending_on": {
             "broadcast": st.interfaces.broadcast.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
             "multicast_v6_interfaces": st.interfaces.multicast_v6.iter().collect::<Vec<_>>(),
