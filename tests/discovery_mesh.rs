@@ -379,3 +379,54 @@ fn with_the_beacon_off_mdns_finds_the_mesh() -> Result<()> {
     }
     Ok(())
 }
+
+/// Browses `_hyphae._udp.local.` with python3-zeroconf (Debian's package: an mDNS
+/// implementation independent of mdns-sd) and resolves the instance of node `argv[1]`.
+const ZEROCONF_BROWSE: &str = r#"
+import sys, time
+from zeroconf import Zeroconf, ServiceBrowser, ServiceListener
+want = sys.argv[1]
+zc = Zeroconf()
+found = set()
+class Listener(ServiceListener):
+    def add_service(self, zc, kind, name): found.add(name)
+    def update_service(self, zc, kind, name): found.add(name)
+    def remove_service(self, zc, kind, name): pass
+browser = ServiceBrowser(zc, "_hyphae._udp.local.", Listener())
+deadline = time.time() + 40
+while time.time() < deadline:
+    for name in list(found):
+        info = zc.get_service_info("_hyphae._udp.local.", name, timeout=2000)
+        if info and info.properties.get(b"node") == want.encode():
+            print("service", name, "server", info.server, "port", info.port,
+                  "addresses", ",".join(info.parsed_addresses()),
+                  "mesh", (info.properties.get(b"mesh") or b"").decode())
+            zc.close()
+            sys.exit(0)
+    time.sleep(0.2)
+print("not found; saw", sorted(found))
+zc.close()
+sys.exit(1)
+"#;
+
+#[test]
+fn a_third_party_mdns_client_sees_the_service_and_host_record() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(2)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    let mesh = init_mesh(&c[0])?;
+    c[0].write_config("[node]\nname = \"mdns-n0\"\n")?;
+    c[0].start()?;
+    c[0].wait_ready(c.ready_timeout())?;
+    let id = support::node_id(&c[0])?;
+    // n1 never starts a node: its namespace hosts the independent client.
+    let out = exec_in_netns(c[1].netns(), "/usr/bin/python3", &["-c", ZEROCONF_BROWSE, &id])?;
+    assert!(out.success(), "{out}");
+    let line = out.stdout.trim();
+    assert!(line.contains("server mdns-n0.local."), "{line}");
+    assert!(line.contains("port 7445"), "{line}");
+    assert!(line.contains(&c[0].ip().to_string()), "{line}");
+    assert!(line.contains(&format!("mesh {mesh}")), "{line}");
+    Ok(())
+}
