@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 "$bin/hyphae-bench" rpc --hyphae "$bin/hyphae" --out bench/results/rpc.json
+"$bin/hyphae-bench" discovery --hyphae "$bin/hyphae" --out bench/results/discovery.json

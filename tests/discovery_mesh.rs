@@ -421,7 +421,11 @@ fn a_third_party_mdns_client_sees_the_service_and_host_record() -> Result<()> {
     c[0].wait_ready(c.ready_timeout())?;
     let id = support::node_id(&c[0])?;
     // n1 never starts a node: its namespace hosts the independent client.
-    let out = exec_in_netns(c[1].netns(), "/usr/bin/python3", &["-c", ZEROCONF_BROWSE, &id])?;
+    let out = exec_in_netns(
+        c[1].netns(),
+        "/usr/bin/python3",
+        &["-c", ZEROCONF_BROWSE, &id],
+    )?;
     assert!(out.success(), "{out}");
     let line = out.stdout.trim();
     assert!(line.contains("server mdns-n0.local."), "{line}");

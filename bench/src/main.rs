@@ -6,7 +6,10 @@
 //! - `rpc`: QUIC RPC (our mutual-TLS transport) between two nodes in two network namespaces,
 //!   beside TLS over TCP (tokio-rustls, same certificates) — small-request round trip p50/p99
 //!   and single-stream bulk throughput.
+//! - `discovery`: convergence of N beacon-only nodes on one bridge (8, 16, 32) and the
+//!   beacon's CPU and bandwidth per node.
 
+mod discovery;
 mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
@@ -38,6 +41,8 @@ enum Command {
     },
     /// (internal) the client side of `rpc`, run inside a namespace; prints JSON.
     RpcClient(rpc_orchestrate::ClientArgs),
+    /// Discovery convergence at 8/16/32 beacon-only nodes, CPU and bandwidth per node.
+    Discovery(discovery::DiscoveryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +55,6 @@ fn main() -> anyhow::Result<()> {
             tcp_port,
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
+        Command::Discovery(args) => discovery::run(args),
     }
 }

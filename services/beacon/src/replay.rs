@@ -22,10 +22,21 @@ pub enum Freshness {
     Replayed,
 }
 
+/// What the guard remembers of one sender.
+#[derive(Debug)]
+struct Last {
+    /// `(epoch, sequence)` of the last accepted packet.
+    stamp: (u64, u64),
+    /// Its MAC (tells a duplicate from a different packet with the same stamp).
+    mac: [u8; 32],
+    /// When it was last used (guard clock), to evict the stalest sender when full.
+    used: u64,
+}
+
 /// The last accepted `(epoch, sequence, MAC)` of each sender.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    last: HashMap<NodeId, ((u64, u64), [u8; 32], u64)>,
+    last: HashMap<NodeId, Last>,
     capacity: usize,
     clock: u64,
 }
@@ -44,30 +55,39 @@ impl ReplayGuard {
     pub fn check(&mut self, node: NodeId, epoch: u64, seq: u64, mac: &[u8; 32]) -> Freshness {
         self.clock += 1;
         let stamp = (epoch, seq);
-        if let Some((last, last_mac, used)) = self.last.get_mut(&node) {
-            if stamp == *last && mac == last_mac {
-                *used = self.clock;
+        if let Some(last) = self.last.get_mut(&node) {
+            if stamp == last.stamp && *mac == last.mac {
+                last.used = self.clock;
                 return Freshness::Duplicate;
             }
-            if stamp <= *last {
+            if stamp <= last.stamp {
                 return Freshness::Replayed;
             }
-            *last = stamp;
-            *last_mac = *mac;
-            *used = self.clock;
+            *last = Last {
+                stamp,
+                mac: *mac,
+                used: self.clock,
+            };
             return Freshness::Fresh;
         }
         if self.last.len() >= self.capacity {
             if let Some(oldest) = self
                 .last
                 .iter()
-                .min_by_key(|(_, (_, _, used))| *used)
+                .min_by_key(|(_, last)| last.used)
                 .map(|(n, _)| *n)
             {
                 self.last.remove(&oldest);
             }
         }
-        self.last.insert(node, (stamp, *mac, self.clock));
+        self.last.insert(
+            node,
+            Last {
+                stamp,
+                mac: *mac,
+                used: self.clock,
+            },
+        );
         Freshness::Fresh
     }
 

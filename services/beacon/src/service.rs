@@ -474,17 +474,18 @@ async fn on_datagram(sockets: &BeaconSockets, shared: &Shared, bytes: &[u8], fro
         let mut st = shared.lock();
         let verdict = st.discovery.on_datagram(now, bytes, from);
         shared.metrics.received(bytes.len(), verdict);
+        let members = st.discovery.members(now).len();
+        shared.metrics.members.set(members as i64);
         match verdict {
+            // `members` lets the benchmark read convergence from the log.
             Verdict::Member { new: true } | Verdict::Candidate { new: true } => {
-                tracing::debug!(%from, "heard a new member")
+                tracing::debug!(%from, members, "heard a new member")
             }
             Verdict::Forged | Verdict::Replayed => {
                 tracing::debug!(%from, ?verdict, "dropped a beacon packet")
             }
             _ => {}
         }
-        let members = st.discovery.members(now).len();
-        shared.metrics.members.set(members as i64);
         if st.discovery.should_answer(now, verdict, query) {
             let role = st.role;
             let addrs = st.interfaces.advertised.clone();
