@@ -287,10 +287,19 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
 
 /// How often the hardware is sampled; the spike rule decides which samples are reported.
 const HARDWARE_SAMPLE: Duration = Duration::from_secs(5);
+/// How long after start the first sample is taken.
+const HARDWARE_FIRST: Duration = Duration::from_secs(10);
 
 /// Samples the hardware and sends the profile to the queen through the local coordinator
 /// (`PUT /hardware` on `coordinator.sock`) when the spike rule says so.
 async fn report_hardware(ctx: Arc<NodeContext>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    // Not while the node starts: a busy start makes the coordinator miss Raft heartbeats
+    // (measured: a restarted queen won an election it should not have), and nothing needs
+    // the profile in the first seconds.
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = tokio::time::sleep(HARDWARE_FIRST) => {}
+    }
     let share = crate::hardware::Share::from(&ctx.config.share);
     let sampler = tokio::task::spawn_blocking(move || crate::hardware::Sampler::new(share)).await;
     let mut sampler = match sampler {
