@@ -9,6 +9,7 @@
 
 #[cfg(feature = "service")]
 pub mod candidates;
+pub mod chain;
 pub mod discovery;
 pub mod epoch;
 #[cfg(feature = "service")]

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::candidates;
+use crate::chain::{self, FoundBy, Offers};
 use crate::discovery::{Discovery, Me, Standing, Verdict};
 use crate::interfaces::{self, Interfaces};
 use crate::mdns::{self, Finds, Mdns, Publication};
@@ -42,18 +43,6 @@ pub enum BeaconError {
     /// The local socket could not be served.
     #[error(transparent)]
     Ipc(#[from] IpcError),
-}
-
-/// Which step of the chain found the mesh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FoundBy {
-    /// Step 1, the UDP beacon.
-    Beacon,
-    /// Step 2, mDNS.
-    Mdns,
-    /// Step 3, the candidate list.
-    Candidates,
 }
 
 struct State {
@@ -263,15 +252,22 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 }
                 burst = burst.saturating_sub(1);
             }
-            event = recv_mdns(mdns_events.as_ref()) => on_mdns(&shared, event),
+            // Judge the chain at once on news, not at the next tick: a joiner's coordinator
+            // polls `/peers` and should not wait an interval.
+            event = recv_mdns(mdns_events.as_ref()) => {
+                on_mdns(&shared, event);
+                evaluate(&shared);
+            }
             got = sockets::recv(sockets.as_ref().and_then(|s| s.v4.as_ref()), &mut buf4) => {
                 if let (Ok((n, from)), Some(s)) = (got, sockets.as_ref()) {
                     on_datagram(s, &shared, &buf4[..n], from).await;
+                    evaluate(&shared);
                 }
             }
             got = sockets::recv(sockets.as_ref().and_then(|s| s.v6.as_ref()), &mut buf6) => {
                 if let (Ok((n, from)), Some(s)) = (got, sockets.as_ref()) {
                     on_datagram(s, &shared, &buf6[..n], from).await;
+                    evaluate(&shared);
                 }
             }
         }
@@ -423,27 +419,26 @@ fn evaluate(shared: &Shared) {
     let config = &shared.config;
     let mut st = shared.lock();
     if st.found_by.is_none() {
-        if let Some(after) = st.discovery.found_after() {
-            st.found_by = Some(FoundBy::Beacon);
+        let waited = now.duration_since(shared.started);
+        let offers = Offers {
+            beacon: st.discovery.found_after().is_some(),
+            mdns: !mdns_target(&mut st, now).is_empty(),
+            candidates: !st.candidates.is_empty(),
+            earlier_steps_on: config.beacon || config.mdns,
+        };
+        if let Some(step) = chain::winner(offers, waited, config.interval) {
+            // The beacon knows when it first heard the mesh; the others are judged per tick.
+            let after = match step {
+                FoundBy::Beacon => st.discovery.found_after().unwrap_or(waited),
+                _ => waited,
+            };
+            st.found_by = Some(step);
             st.found_after = Some(after);
             tracing::info!(
+                ?step,
                 after_ms = after.as_millis() as u64,
-                "the beacon found the mesh"
+                "discovery found the mesh"
             );
-        } else if !mdns_target(&mut st, now).is_empty() {
-            let waited = now.duration_since(shared.started);
-            st.found_by = Some(FoundBy::Mdns);
-            st.found_after = Some(waited);
-            tracing::info!(after_ms = waited.as_millis() as u64, "mDNS found the mesh");
-        } else if !st.candidates.is_empty() {
-            // The earlier steps had their chance (or are switched off): fall back to the list.
-            let waited = now.duration_since(shared.started);
-            let earlier_on = config.beacon || config.mdns;
-            if !earlier_on || waited >= config.interval * 3 {
-                st.found_by = Some(FoundBy::Candidates);
-                st.found_after = Some(waited);
-                tracing::info!("using the pinned candidate addresses");
-            }
         }
     }
     if config.auto_init && !st.init && st.discovery.should_init(now, config.init_after) {
