@@ -192,3 +192,52 @@ impl Sampler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_fractions_of_capacity() {
+        let p = Profile {
+            cpu: Cpu {
+                model: "x".into(),
+                threads: 4,
+                cores: Some(2),
+                usage_percent: 25.0,
+                load_1m: 1.0,
+            },
+            ram: Ram {
+                total_bytes: 1000,
+                used_bytes: 250,
+            },
+            disks: vec![],
+            network: vec![],
+            gpus: vec![],
+            gpu_note: None,
+            share: Share {
+                cpu: 50,
+                gpu: 100,
+                ram: 100,
+                storage: 100,
+            },
+        };
+        let f = p.figures();
+        assert!((f.cpu - 0.25).abs() < 1e-9 && (f.ram - 0.25).abs() < 1e-9 && f.vram == 0.0);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["share"]["cpu"], 50);
+    }
+
+    #[test]
+    fn a_real_sample_has_cpus_and_ram() {
+        let mut s = Sampler::new(Share {
+            cpu: 100,
+            gpu: 100,
+            ram: 100,
+            storage: 100,
+        })
+        .unwrap();
+        let p = s.sample();
+        assert!(p.cpu.threads > 0 && p.ram.total_bytes > 0, "{p:?}");
+    }
+}
