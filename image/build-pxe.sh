@@ -70,9 +70,11 @@ mkdir -p "$out/pxe"
 pxe=$out/pxe
 rm -f "$pxe"/*
 cp "$stage/esp/hyphae/vmlinuz" "$pxe/vmlinuz"
-# Linux unpacks concatenated cpio archives in order: initramfs-tools' initrd, then ours.
+# Linux unpacks concatenated cpio archives in order. Ours (uncompressed: squashfs is compressed
+# already) goes first, the way early microcode is prepended: after a compressed archive the
+# kernel expects only compressed ones ("invalid magic at start of compressed archive").
 (cd "$carry" && echo hyphae-root.squashfs | cpio --quiet -o -H newc) >"$work/carry.cpio"
-cat "$work/initrd.base" "$work/carry.cpio" >"$pxe/initrd.img"
+cat "$work/carry.cpio" "$work/initrd.base" >"$pxe/initrd.img"
 rm -f "$work/initrd.base" "$work/carry.cpio"
 rm -rf "$carry"
 

@@ -9,3 +9,4 @@ apt_ensure bench etcd-server
 bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 "$bin/hyphae-bench" rpc --hyphae "$bin/hyphae" --out bench/results/rpc.json
 "$bin/hyphae-bench" coordinator --hyphae "$bin/hyphae" --out bench/results/coordinator.json
+"$bin/hyphae-bench" discovery --hyphae "$bin/hyphae" --out bench/results/discovery.json

@@ -29,6 +29,9 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # dpkg-deb, always present). The image's tools (mmdebstrap, mtools, QEMU, OVMF, ...) are in
 # scripts/image-deps.sh.
 packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev systemd)
+# python3-zeroconf: an independent mDNS implementation the discovery test browses with
+# (tests/discovery_mesh.rs; avahi-browse would need avahi-daemon and dbus in every namespace).
+packages+=(python3-zeroconf)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

@@ -47,6 +47,8 @@ enum Command {
     Agent,
     /// Run only the coordinator (Raft on udp/7441, admission on udp/7445, coordinator.sock).
     Coordinator(commands::node::NodeArgs),
+    /// Run only discovery: the UDP beacon on udp/41234, mDNS, candidates (beacon.sock).
+    Beacon,
     /// List the mesh's nodes with their roles (queen, prince, bee) and status.
     Nodes(commands::nodes::NodesArgs),
     /// Admit a node that asked to join without a token.
@@ -96,7 +98,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     // Verbs that serve log at the configured level; admin verbs stay quiet unless -v.
     let serves = matches!(
         cli.command,
-        Command::Node(_) | Command::Agent | Command::Coordinator(_)
+        Command::Node(_) | Command::Agent | Command::Coordinator(_) | Command::Beacon
     );
     let verbose = cli.verbose;
     // Loads and validates the configuration, and starts logging; only verbs that need it call it.
@@ -141,6 +143,12 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Coordinator(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Coordinator)
         }
+        Command::Beacon => commands::node::run(
+            paths.clone(),
+            configure()?,
+            &NodeArgs::default(),
+            Services::Beacon,
+        ),
         Command::Ping(args) => commands::ping::run(&paths, &configure()?, &args),
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a

@@ -8,12 +8,15 @@
 //!   and single-stream bulk throughput.
 //! - `coordinator`: our coordinator (3 princes) beside etcd 3.4 (3 members) in the same
 //!   namespaces — leader failover, write latency, write throughput at 64 clients.
+//! - `discovery`: convergence of N beacon-only nodes on one bridge (8, 16, 32) and the
+//!   beacon's CPU and bandwidth per node.
 
 mod coord_etcd;
 mod coord_hyphae;
 mod coord_measure;
 mod coord_orchestrate;
 mod coord_system;
+mod discovery;
 mod http_conn;
 mod rpc_orchestrate;
 mod rpc_quic;
@@ -48,6 +51,8 @@ enum Command {
     },
     /// (internal) the client side of `rpc`, run inside a namespace; prints JSON.
     RpcClient(rpc_orchestrate::ClientArgs),
+    /// Discovery convergence at 8/16/32 beacon-only nodes, CPU and bandwidth per node.
+    Discovery(discovery::DiscoveryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +66,6 @@ fn main() -> anyhow::Result<()> {
             tcp_port,
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
+        Command::Discovery(args) => discovery::run(args),
     }
 }

@@ -47,3 +47,12 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// The `q`-th percentile (0-100, nearest rank) of values already sorted ascending.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q / 100.0).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}

@@ -22,6 +22,15 @@ pub enum Services {
     Agent,
     /// Only the coordinator (`hyphae coordinator`).
     Coordinator,
+    /// Only discovery (`hyphae beacon`).
+    Beacon,
+}
+
+impl Services {
+    /// Whether this selection includes `one`.
+    fn runs(self, one: Services) -> bool {
+        self == Services::All || self == one
+    }
 }
 
 /// Options of `hyphae node` and `hyphae coordinator`: joining a mesh at start.
@@ -61,17 +70,21 @@ pub fn run(
         notify::spawn_watchdog(shutdown.clone());
         // Each service is one task; the first to fail stops the node (systemd restarts units).
         let mut tasks = tokio::task::JoinSet::new();
-        if services != Services::Coordinator {
+        if services.runs(Services::Agent) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { agent::run(ctx, shutdown).await.context("node agent") });
         }
-        if services != Services::Agent {
+        if services.runs(Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move {
                 hyphae_coordinator::run(ctx, shutdown)
                     .await
                     .context("coordinator")
             });
+        }
+        if services.runs(Services::Beacon) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_beacon::run(ctx, shutdown).await.context("beacon") });
         }
         let mut outcome = Ok(());
         while let Some(done) = tasks.join_next().await {

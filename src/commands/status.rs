@@ -28,6 +28,15 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if let (Some(c), Some(obj)) = (&coordinator, status.as_object_mut()) {
         obj.insert("coordinator".into(), c.clone());
     }
+    // Discovery's view (which step of the chain found the mesh), when the beacon runs.
+    let beacon = super::block_on(hyphae_core::ipc::get_json(
+        &paths.socket("beacon"),
+        "/status",
+    ))?
+    .ok();
+    if let (Some(b), Some(obj)) = (&beacon, status.as_object_mut()) {
+        obj.insert("beacon".into(), b.clone());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
@@ -54,6 +63,19 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             );
         } else {
             println!("coordinator {}", cs("note"));
+        }
+    }
+    if let Some(b) = &beacon {
+        match b["found_by"].as_str() {
+            Some(step) => println!(
+                "discovery found by {step} after {} ms, {} members heard",
+                b["found_after_ms"],
+                b["members"].as_array().map(Vec::len).unwrap_or(0)
+            ),
+            None => println!(
+                "discovery searching (beacon {}, mdns {}, {} candidates)",
+                b["steps"]["beacon"], b["steps"]["mdns"], b["steps"]["candidates"]
+            ),
         }
     }
     println!(

@@ -10,6 +10,7 @@
 //! | `POST /leave` | this node leaves the mesh |
 //! | `GET /kv/{table}/{key}[?linearizable=true]`, `PUT /kv/{table}/{key}` `{"value": "..", "expect_version": N}` | the key space |
 //! | `GET /events` | committed liveness and admission events |
+//! | `PUT /hardware` `{"hardware": {..}}` | this node's hardware profile (from the beacon) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,7 @@ pub fn router(coord: Arc<Coordinator>, metrics: MetricsRegistry) -> axum::Router
         .route("/admit", post(admit))
         .route("/revoke", post(revoke))
         .route("/leave", post(leave))
+        .route("/hardware", axum::routing::put(put_hardware))
         .route("/kv/{table}/{key}", get(kv_get).put(kv_put))
         .with_state(coord);
     base.merge(api)
@@ -230,6 +232,36 @@ async fn leave(State(coord): Shared) -> Response {
     match coord.propose_ok(command).await {
         Ok(version) => {
             Json(json!({ "left": coord.id.to_string(), "version": version })).into_response()
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct HardwareBody {
+    hardware: Value,
+}
+
+/// Sets this node's hardware profile in the directory (`hyphae nodes --json` shows it).
+async fn put_hardware(State(coord): Shared, Json(body): Json<HardwareBody>) -> Response {
+    if !body.hardware.is_object() {
+        return error_response(CoordinatorError::BadRequest(
+            "`hardware` must be a JSON object".into(),
+        ));
+    }
+    let text = body.hardware.to_string();
+    if text.len() > 64 * 1024 {
+        return error_response(CoordinatorError::BadRequest(
+            "the hardware profile is larger than 64 KiB".into(),
+        ));
+    }
+    let command = Command::SetHardware {
+        node: coord.id,
+        hardware_json: text,
+    };
+    match coord.propose_ok(command).await {
+        Ok(version) => {
+            Json(json!({ "node": coord.id.to_string(), "version": version })).into_response()
         }
         Err(e) => error_response(e),
     }

@@ -103,6 +103,9 @@ pub enum Command {
         uptime_s: u64,
         jitter_ms: u32,
     },
+    /// A member's hardware profile (issue 4's "spike protocol"), as JSON text: log entries are
+    /// postcard, which cannot carry a free-form JSON value.
+    SetHardware { node: NodeId, hardware_json: String },
     /// Several writes committed as one log entry (group commit, see `batcher`), applied in
     /// order at the entry's index; each gets its own result.
     Batch(Vec<Command>),
@@ -353,6 +356,27 @@ pub fn apply(kv: &mut dyn Kv, index: u64, command: &Command) -> CommandResult {
             }
             ok
         }
+        Command::SetHardware {
+            node,
+            hardware_json,
+        } => {
+            let key = node.to_string();
+            let Some(mut record) = read::<NodeRecord>(kv, table::NODES, &key) else {
+                return refused(format!("no node {node}"));
+            };
+            if !record.status.is_member() {
+                return refused(format!("node {node} is {:?}", record.status));
+            }
+            let Ok(hardware) = serde_json::from_str::<serde_json::Value>(hardware_json) else {
+                return refused("the hardware profile is not JSON");
+            };
+            if !hardware.is_object() {
+                return refused("the hardware profile must be a JSON object");
+            }
+            record.hardware = Some(hardware);
+            write(kv, table::NODES, &key, &record, index);
+            ok
+        }
     }
 }
 
@@ -598,5 +622,40 @@ mod tests {
         assert!(revoke.revokes());
         assert!(Command::Batch(vec![put("a", "1", None), revoke]).revokes());
         assert!(!Command::Batch(vec![put("a", "1", None)]).revokes());
+    }
+
+    #[test]
+    fn hardware_profiles_are_stored_for_members_only() {
+        let mut kv = MemKv::new();
+        let n = node(NodeStatus::Up);
+        apply(&mut kv, 1, &Command::RegisterNode { node: n.clone() });
+        let set = |json: &str| Command::SetHardware {
+            node: n.id,
+            hardware_json: json.into(),
+        };
+        // The command survives the log's encoding (postcard) with its JSON as text.
+        let bytes = postcard::to_stdvec(&set("{\"cpu\":{\"cores\":4}}")).unwrap();
+        let back: Command = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, set("{\"cpu\":{\"cores\":4}}"));
+        assert_eq!(apply(&mut kv, 2, &back), CommandResult::Ok { version: 2 });
+        let rec: NodeRecord = read(&kv, table::NODES, &n.id.to_string()).unwrap();
+        assert_eq!(rec.hardware.unwrap()["cpu"]["cores"], 4);
+        assert!(matches!(
+            apply(&mut kv, 3, &set("nope")),
+            CommandResult::Refused { .. }
+        ));
+        assert!(matches!(
+            apply(&mut kv, 4, &set("[1]")),
+            CommandResult::Refused { .. }
+        ));
+        let pending = node(NodeStatus::Pending);
+        let other = Command::SetHardware {
+            node: pending.id,
+            hardware_json: "{}".into(),
+        };
+        assert!(matches!(
+            apply(&mut kv, 5, &other),
+            CommandResult::Refused { .. }
+        ));
     }
 }

@@ -65,9 +65,24 @@ pub async fn acquire_membership(
     let mut limits = Limits::from(&ctx.config.transport);
     limits.request_timeout = Duration::from_secs(15);
     let mut said_pending = false;
-    tracing::info!(node = %ctx.key.node_id(), peers = ?peers, with_token = token.is_some(), "asking to join the mesh");
+    let discover = peers.is_empty();
+    tracing::info!(node = %ctx.key.node_id(), peers = ?peers, with_token = token.is_some(), discover, "asking to join the mesh");
     loop {
-        for peer in &peers {
+        let round = if discover {
+            match discovered(ctx).await {
+                Discovered::Found(found) => found,
+                Discovered::Nothing => Vec::new(),
+                Discovered::Init if token.is_none() && ctx.config.discovery.auto_init => {
+                    let membership = Membership::init(&ctx.paths.identity_dir(), ctx.key.clone())?;
+                    tracing::info!(mesh = %membership.secrets.mesh_id, "auto_init: founded a new mesh");
+                    return Ok(Some(membership));
+                }
+                Discovered::Init => Vec::new(),
+            }
+        } else {
+            peers.clone()
+        };
+        for peer in &round {
             let conn = match endpoint.connect(*peer, None).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -112,10 +127,61 @@ pub async fn acquire_membership(
                 }
             }
         }
+        // Waiting for discovery is cheap (a local socket): ask often, the mesh is found fast.
+        let pause = if discover && round.is_empty() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// What the node's beacon service has found.
+enum Discovered {
+    /// Admission endpoints of the mesh, in the order of the discovery chain.
+    Found(Vec<SocketAddr>),
+    /// No mesh heard, and this node won the auto-init election.
+    Init,
+    /// Nothing yet (or the beacon is not running).
+    Nothing,
+}
+
+/// Asks the beacon (`<run>/beacon.sock`, `GET /peers`): under systemd it is another process.
+async fn discovered(ctx: &NodeContext) -> Discovered {
+    let socket = ctx.paths.socket("beacon");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        hyphae_core::ipc::get_json(&socket, "/peers"),
+    )
+    .await;
+    let value = match answer {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "beacon not answering yet");
+            return Discovered::Nothing;
+        }
+        Err(_) => return Discovered::Nothing,
+    };
+    if value["init"].as_bool() == Some(true) {
+        return Discovered::Init;
+    }
+    let found: Vec<SocketAddr> = value["admission"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str()?.parse::<SocketAddr>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if found.is_empty() {
+        Discovered::Nothing
+    } else {
+        tracing::debug!(found_by = %value["found_by"], peers = ?found, "discovery found the mesh");
+        Discovered::Found(found)
     }
 }
 

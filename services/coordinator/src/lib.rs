@@ -78,7 +78,12 @@ pub async fn run(
     let state_dir = ctx.paths.service_state("coordinator");
     let membership = match &ctx.membership {
         Some(m) => m.clone(),
-        None if ctx.config.mesh.peers.is_empty() => {
+        // Without configured peers, a node with a join token (or allowed to found a mesh)
+        // finds the mesh through the beacon; any other node waits to be told.
+        None if ctx.config.mesh.peers.is_empty()
+            && ctx.config.mesh.join_token.is_none()
+            && !ctx.config.discovery.auto_init =>
+        {
             return idle_until_shutdown(&ctx, shutdown).await;
         }
         None => match join::acquire_membership(&ctx, &state_dir, &shutdown).await? {

@@ -51,6 +51,71 @@ pub struct Config {
     pub mesh: MeshSection,
     /// The coordinator's timings (Raft, liveness).
     pub coordinator: CoordinatorSection,
+    /// How the node finds its mesh (beacon, mDNS, candidates) and whether it may found one.
+    pub discovery: DiscoverySection,
+    /// How much of each resource the node offers the mesh.
+    pub share: ShareSection,
+}
+
+/// `[discovery]`: the discovery chain (see `docs/discovery.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoverySection {
+    /// Step 1: the UDP beacon on `[ports] beacon` (IPv4 broadcast, IPv6 ff02::1). Default true.
+    pub beacon: bool,
+    /// Step 2: mDNS, service `_hyphae._udp.local.`. Default true.
+    pub mdns: bool,
+    /// Step 3: admission addresses to try (`IP` or `IP:PORT`), also taken from the kernel
+    /// command line `hyphae.candidates=IP,IP`. Default none.
+    pub candidates: Vec<String>,
+    /// How often the beacon announces this node. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A node without a mesh and without a join token founds one when it hears no mesh for
+    /// `init_after` and has the lowest id among the unadmitted nodes it hears. Default false.
+    pub auto_init: bool,
+    /// See `auto_init`. Default 3 s.
+    #[serde(with = "humantime_serde")]
+    pub init_after: Duration,
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        DiscoverySection {
+            beacon: true,
+            mdns: true,
+            candidates: Vec::new(),
+            interval: Duration::from_secs(1),
+            auto_init: false,
+            init_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// `[share]`: the share of each resource the operator lets the mesh use, in percent (0-100).
+/// The scheduler and storage placement respect them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShareSection {
+    /// CPU, percent of all cores. Default 100.
+    pub cpu: u8,
+    /// GPU, percent. Default 100.
+    pub gpu: u8,
+    /// RAM, percent. Default 100.
+    pub ram: u8,
+    /// Storage, percent of the data disk. Default 100.
+    pub storage: u8,
+}
+
+impl Default for ShareSection {
+    fn default() -> Self {
+        ShareSection {
+            cpu: 100,
+            gpu: 100,
+            ram: 100,
+            storage: 100,
+        }
+    }
 }
 
 /// `[mesh]`: how a node that is not a member yet gets admitted.
@@ -139,6 +204,8 @@ pub struct PortsSection {
     pub coordinator: u16,
     /// The admission endpoint (joiners without a certificate; server-only TLS); default 7445.
     pub admission: u16,
+    /// The discovery beacon (UDP broadcast and IPv6 multicast); default 41234.
+    pub beacon: u16,
 }
 
 impl Default for PortsSection {
@@ -147,6 +214,7 @@ impl Default for PortsSection {
             node: 7440,
             coordinator: 7441,
             admission: 7445,
+            beacon: 41234,
         }
     }
 }
@@ -280,6 +348,25 @@ impl Config {
         }
         if self.ports.admission == 0 {
             return Err(invalid("ports.admission", "must be between 1 and 65535"));
+        }
+        if self.ports.beacon == 0 {
+            return Err(invalid("ports.beacon", "must be between 1 and 65535"));
+        }
+        if self.discovery.interval < Duration::from_millis(50) {
+            return Err(invalid("discovery.interval", "must be at least 50ms"));
+        }
+        if self.discovery.init_after.is_zero() {
+            return Err(invalid("discovery.init_after", "must be longer than zero"));
+        }
+        for (key, value) in [
+            ("share.cpu", self.share.cpu),
+            ("share.gpu", self.share.gpu),
+            ("share.ram", self.share.ram),
+            ("share.storage", self.share.storage),
+        ] {
+            if value > 100 {
+                return Err(invalid(key, "is a percentage: 0 to 100"));
+            }
         }
         let c = &self.coordinator;
         if c.raft_heartbeat.is_zero() || c.election_timeout <= c.raft_heartbeat * 2 {
@@ -419,6 +506,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("node.name"), "{err}");
+    }
+
+    #[test]
+    fn discovery_and_share_sections() {
+        let c = parse(
+            "[discovery]\nbeacon = false\nmdns = false\ncandidates = [\"10.0.0.1\"]\n\
+             auto_init = true\ninit_after = \"2s\"\n[share]\ncpu = 50\n",
+        )
+        .unwrap();
+        assert!(!c.discovery.beacon && !c.discovery.mdns && c.discovery.auto_init);
+        assert_eq!(c.discovery.candidates, vec!["10.0.0.1".to_string()]);
+        assert_eq!(c.discovery.init_after, Duration::from_secs(2));
+        assert_eq!((c.share.cpu, c.share.gpu), (50, 100));
+        let err = parse("[share]\ncpu = 150\n").unwrap_err().to_string();
+        assert!(err.contains("share.cpu"), "{err}");
+        let err = parse("[discovery]\nbeacons = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("discovery.beacons"), "{err}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl NodeId {
     }
 
     /// Wraps raw id bytes (mesh ids share the encoding).
-    pub(crate) fn from_raw(bytes: [u8; NODE_ID_BYTES]) -> NodeId {
+    pub fn from_raw(bytes: [u8; NODE_ID_BYTES]) -> NodeId {
         NodeId(bytes)
     }
 

@@ -21,7 +21,7 @@ mod revocation;
 pub use ca::{node_id_of_request, CertificateAuthority, NODE_CERT_VALIDITY_DAYS};
 pub use enrolment::{request_certificate, EnrolmentBundle};
 pub use membership::Membership;
-pub use mesh::{MeshId, MeshSecrets};
+pub use mesh::{MeshId, MeshSecrets, SecretKey};
 pub use revocation::{Revocation, RevocationList, Revocations};
 
 use std::path::PathBuf;
