@@ -76,6 +76,16 @@ enum Command {
     /// First boot of a flashed node: install boot-partition and kernel command-line settings,
     /// create the node identity (run by hyphae-firstboot.service).
     Firstboot(commands::firstboot::FirstbootArgs),
+    /// Run only the gateway (HTTPS + HTTP/3 on [gateway] port, DNS on dns_port, gateway.sock).
+    Gateway,
+    /// Set the admin password of the dashboard and API (read from standard input).
+    Passwd(commands::passwd::PasswdArgs),
+    /// API tokens for scripts (`Authorization: Bearer ...`).
+    #[command(subcommand, name = "api-token")]
+    ApiToken(commands::api_token::ApiTokenCommand),
+    /// Names of the mesh namespace (NAME.hyphae.internal).
+    #[command(subcommand)]
+    Name(commands::name::NameCommand),
     /// Print the version.
     Version,
 }
@@ -96,7 +106,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     // Verbs that serve log at the configured level; admin verbs stay quiet unless -v.
     let serves = matches!(
         cli.command,
-        Command::Node(_) | Command::Agent | Command::Coordinator(_)
+        Command::Node(_) | Command::Agent | Command::Coordinator(_) | Command::Gateway
     );
     let verbose = cli.verbose;
     // Loads and validates the configuration, and starts logging; only verbs that need it call it.
@@ -141,6 +151,12 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Coordinator(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Coordinator)
         }
+        Command::Gateway => commands::node::run(
+            paths.clone(),
+            configure()?,
+            &NodeArgs::default(),
+            Services::Gateway,
+        ),
         Command::Ping(args) => commands::ping::run(&paths, &configure()?, &args),
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a
@@ -156,6 +172,9 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Status(args) => commands::status::run(&paths, &args),
                 Command::Cert(cmd) => commands::cert::run(&paths, cmd),
                 Command::Ca(cmd) => commands::cert::run_ca(&paths, cmd),
+                Command::Passwd(args) => commands::passwd::run(&paths, &args),
+                Command::ApiToken(cmd) => commands::api_token::run(&paths, &cmd),
+                Command::Name(cmd) => commands::name::run(&paths, &cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

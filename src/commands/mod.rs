@@ -14,6 +14,9 @@ pub mod ping;
 pub mod revoke;
 pub mod status;
 pub mod token;
+pub mod api_token;
+pub mod name;
+pub mod passwd;
 
 /// A current-thread runtime for short CLI verbs.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {

@@ -10,6 +10,7 @@
 //! | `POST /leave` | this node leaves the mesh |
 //! | `GET /kv/{table}/{key}[?linearizable=true]`, `PUT /kv/{table}/{key}` `{"value": "..", "expect_version": N}` | the key space |
 //! | `GET /events` | committed liveness and admission events |
+//! | `POST /gateway-cert` `{"csr_pem": ".."}` | this node's gateway certificate, signed by the queen |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub fn router(coord: Arc<Coordinator>, metrics: MetricsRegistry) -> axum::Router
         .route("/revoke", post(revoke))
         .route("/leave", post(leave))
         .route("/kv/{table}/{key}", get(kv_get).put(kv_put))
+        .route("/gateway-cert", post(gateway_cert))
         .with_state(coord);
     base.merge(api)
 }
@@ -296,5 +298,24 @@ async fn kv_put(
     match coord.propose_ok(command).await {
         Ok(version) => Json(json!({ "version": version })).into_response(),
         Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct GatewayCertBody {
+    csr_pem: String,
+}
+
+async fn gateway_cert(State(coord): Shared, Json(body): Json<GatewayCertBody>) -> Response {
+    match coord.gateway_cert(body.csr_pem).await {
+        Ok(cert_pem) => Json(json!({
+            "cert_pem": cert_pem,
+            "ca_pem": pem::encode(&pem::Pem::new(
+                "CERTIFICATE",
+                coord.membership.ca_cert.to_vec()
+            )),
+        }))
+        .into_response(),
+        Err(e) => error_response(CoordinatorError::Refused(e)),
     }
 }

@@ -51,6 +51,38 @@ pub struct Config {
     pub mesh: MeshSection,
     /// The coordinator's timings (Raft, liveness).
     pub coordinator: CoordinatorSection,
+    /// The gateway: HTTPS/HTTP/3 and DNS ports, login sessions.
+    pub gateway: GatewaySection,
+}
+
+/// `[gateway]`: the web/API gateway and the mesh DNS server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The HTTPS port: TCP for HTTP/1.1 and HTTP/2, UDP for HTTP/3 (the same number). Default
+    /// 8443 (the development profile); the image sets 443, which needs CAP_NET_BIND_SERVICE.
+    pub port: u16,
+    /// The DNS port (UDP and TCP) of the `hyphae.internal.` zone. Default 8053; 53 on the image.
+    pub dns_port: u16,
+    /// How long a login session lasts. Default 12 h.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Login attempts a single client address may make in a burst. Default 5.
+    pub login_burst: u32,
+    /// Login attempts a single client address regains per minute after the burst. Default 10.
+    pub login_per_minute: u32,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            port: 8443,
+            dns_port: 8053,
+            session_ttl: Duration::from_secs(12 * 3600),
+            login_burst: 5,
+            login_per_minute: 10,
+        }
+    }
 }
 
 /// `[mesh]`: how a node that is not a member yet gets admitted.
