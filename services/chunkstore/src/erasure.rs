@@ -161,8 +161,8 @@ impl ErasureCoder {
                 }
             }
             let result = decoder.decode().map_err(codec)?;
-            for i in 0..k {
-                match &shards[i] {
+            for (i, shard) in shards.iter().enumerate().take(k) {
+                match shard {
                     Some(s) => out.extend_from_slice(s),
                     None => {
                         let restored =
