@@ -4,6 +4,7 @@ pub mod admit;
 pub mod cert;
 pub mod coordinator;
 pub mod doctor;
+pub mod files;
 pub mod firstboot;
 pub mod init;
 pub mod kv;

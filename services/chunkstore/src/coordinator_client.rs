@@ -11,7 +11,11 @@ use serde_json::json;
 
 /// Everything but unreserved characters is escaped, `/` included, so a file path is one URL
 /// segment.
-const KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Why the coordinator could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +105,11 @@ impl CoordinatorClient {
             "/kv/{}/{}{}",
             enc(table),
             enc(key),
-            if linearizable { "?linearizable=true" } else { "" }
+            if linearizable {
+                "?linearizable=true"
+            } else {
+                ""
+            }
         );
         let (status, body) = self.send(Method::GET, &uri, None).await?;
         match status {

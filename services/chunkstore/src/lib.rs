@@ -15,4 +15,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod placement;
 pub mod redundancy;
+pub mod service;
 pub mod shard_rpc;
+
+pub use service::{run, ChunkstoreError};

@@ -61,7 +61,10 @@ pub fn router(coord: Arc<Coordinator>, metrics: MetricsRegistry) -> axum::Router
         .route("/admit", post(admit))
         .route("/revoke", post(revoke))
         .route("/leave", post(leave))
-        .route("/kv/{table}/{key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route(
+            "/kv/{table}/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
         .route("/kv/{table}", get(kv_scan))
         .with_state(coord);
     base.merge(api)

@@ -334,11 +334,12 @@ impl Config {
             return Err(invalid("storage.scrub_bandwidth", "must be in (0, 1]"));
         }
         if st.chunk_size < 4096 || st.chunk_size > 64 << 20 {
-            return Err(invalid("storage.chunk_size", "must be between 4 KiB and 64 MiB"));
+            return Err(invalid(
+                "storage.chunk_size",
+                "must be between 4 KiB and 64 MiB",
+            ));
         }
-        if st.data_shards.is_some() != st.parity_shards.is_some()
-            || st.data_shards == Some(0)
-        {
+        if st.data_shards.is_some() != st.parity_shards.is_some() || st.data_shards == Some(0) {
             return Err(invalid(
                 "storage.data_shards",
                 "set data_shards (>= 1) and parity_shards together",
