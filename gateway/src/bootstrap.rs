@@ -72,7 +72,9 @@ async fn ensure_once(local: &LocalServices) -> Result<(), crate::error::ApiError
     if local.kv_get(AUTH_TABLE, SESSION_KEY).await?.is_none()
         || local.kv_get(AUTH_TABLE, PASSWORD_KEY).await?.is_none()
     {
-        return Err(crate::error::ApiError::bad_request("writes not visible yet"));
+        return Err(crate::error::ApiError::bad_request(
+            "writes not visible yet",
+        ));
     }
     Ok(())
 }
@@ -103,7 +105,6 @@ pub async fn my_names(local: &LocalServices, id: &str, name: &str) -> ServerName
 /// Default ports of services whose port is not in this build's configuration.
 fn default_port(service: &str) -> Option<u16> {
     match service {
-        "chunkstore" => Some(7442),
         "compute" => Some(7443),
         "memrep" => Some(7444),
         _ => None,
@@ -140,7 +141,10 @@ pub async fn register_services(state: &GatewayState) {
         let Some(port) = configured(&name).or_else(|| default_port(&name)) else {
             continue;
         };
-        entries.push(ServiceEntry { name: name.clone(), port });
+        entries.push(ServiceEntry {
+            name: name.clone(),
+            port,
+        });
         // The coordinator's socket also stands for its admission endpoint.
         if name == "coordinator" {
             if let Some(port) = configured("admission") {

@@ -49,6 +49,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> anyhow::
         ("node".into(), ports.node),
         ("coordinator".into(), ports.coordinator),
         ("admission".into(), ports.admission),
+        ("chunkstore".into(), ports.chunkstore),
     ];
     let state = Arc::new(state);
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -69,19 +69,17 @@ impl LocalServices {
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
         let body = body.map(|b| b.to_string().into_bytes());
-        let (status, bytes) =
-            hyphae_core::ipc::request(&self.socket(service), method, uri, body)
-                .await
-                .map_err(|e| ApiError::unavailable(service, e))?;
+        let (status, bytes) = hyphae_core::ipc::request(&self.socket(service), method, uri, body)
+            .await
+            .map_err(|e| ApiError::unavailable(service, e))?;
         if !status.is_success() {
             return Err(from_service(status, &bytes));
         }
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::unavailable(service, format!("answered invalid JSON: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::unavailable(service, format!("answered invalid JSON: {e}")))
     }
 
     /// `GET` JSON from a service.

@@ -48,14 +48,16 @@ pub fn run(paths: &NodePaths, cmd: &ApiTokenCommand) -> anyhow::Result<ExitCode>
             println!("{}", t.token);
         }
         ApiTokenCommand::Ls => {
-            let v = super::coordinator::request(paths, "GET", &format!("/kv/{TOKENS_TABLE}"), None)?;
+            let v =
+                super::coordinator::request(paths, "GET", &format!("/kv/{TOKENS_TABLE}"), None)?;
             for e in v["entries"].as_array().into_iter().flatten() {
                 let record: Option<TokenRecord> =
                     serde_json::from_str(e["value"].as_str().unwrap_or_default()).ok();
-                let (label, created) = record
-                    .map(|r| (r.name, r.created_unix))
-                    .unwrap_or_default();
-                println!("{}\t{label}\t{created}", e["key"].as_str().unwrap_or_default());
+                let (label, created) = record.map(|r| (r.name, r.created_unix)).unwrap_or_default();
+                println!(
+                    "{}\t{label}\t{created}",
+                    e["key"].as_str().unwrap_or_default()
+                );
             }
         }
         ApiTokenCommand::Rm { id } => {

@@ -55,7 +55,12 @@ pub fn run(paths: &NodePaths, cmd: &NameCommand) -> anyhow::Result<ExitCode> {
         }
         NameCommand::Rm { name } => {
             let name = check_user_name(name).with_context(|| format!("name {name:?}"))?;
-            super::coordinator::request(paths, "DELETE", &format!("/kv/{NAMES_TABLE}/{name}"), None)?;
+            super::coordinator::request(
+                paths,
+                "DELETE",
+                &format!("/kv/{NAMES_TABLE}/{name}"),
+                None,
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

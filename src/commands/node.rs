@@ -24,6 +24,8 @@ pub enum Services {
     Coordinator,
     /// Only the gateway (`hyphae gateway`).
     Gateway,
+    /// Only the chunkstore (`hyphae chunkstore`).
+    Chunkstore,
 }
 
 /// Options of `hyphae node` and `hyphae coordinator`: joining a mesh at start.
@@ -70,6 +72,14 @@ pub fn run(
         if matches!(services, Services::All | Services::Gateway) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { hyphae_gateway::run(ctx, shutdown).await.context("gateway") });
+        }
+        if matches!(services, Services::All | Services::Chunkstore) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                hyphae_chunkstore::run(ctx, shutdown)
+                    .await
+                    .context("chunkstore")
+            });
         }
         if matches!(services, Services::All | Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());

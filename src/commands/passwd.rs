@@ -27,8 +27,8 @@ pub struct PasswdArgs {
 pub fn run(paths: &NodePaths, args: &PasswdArgs) -> anyhow::Result<ExitCode> {
     let mut line = String::new();
     if let Some(file) = &args.password_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         line = text.lines().next().unwrap_or_default().to_string();
     } else {
         if !args.stdin {

@@ -111,7 +111,11 @@ impl Client {
         req: http::request::Builder,
         body: Bytes,
     ) -> Result<Answer> {
-        let alpn: &[u8] = if proto == Proto::H2 { b"h2" } else { b"http/1.1" };
+        let alpn: &[u8] = if proto == Proto::H2 {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(self.tls(alpn)));
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let tls = connector
@@ -140,14 +144,20 @@ impl Client {
         })
     }
 
-    async fn h3(&self, addr: SocketAddr, req: http::request::Builder, body: Bytes) -> Result<Answer> {
+    async fn h3(
+        &self,
+        addr: SocketAddr,
+        req: http::request::Builder,
+        body: Bytes,
+    ) -> Result<Answer> {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3"))?;
         let config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
         endpoint.set_default_client_config(config);
         let conn = endpoint.connect(addr, &addr.ip().to_string())?.await?;
         let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-        let drive = tokio::spawn(async move { futures::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let drive =
+            tokio::spawn(async move { futures::future::poll_fn(|cx| driver.poll_close(cx)).await });
         let req = req.body(())?;
         let mut stream = send.send_request(req).await?;
         // Send the body in pieces, as a streaming client would.
@@ -176,6 +186,91 @@ impl Client {
             headers: parts.headers,
             body: Bytes::from(out),
         })
+    }
+}
+
+impl Client {
+    /// Opens `path` (GET) and reads the streamed body until it contains `needle`; returns what
+    /// was read. For endless bodies such as Server-Sent Events.
+    pub async fn read_until(
+        &self,
+        proto: Proto,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        needle: &str,
+    ) -> Result<(u16, String)> {
+        let fut = async {
+            let mut req = http::Request::builder().method("GET");
+            req = match proto {
+                Proto::H1 => req.uri(path).header("host", addr.ip().to_string()),
+                _ => req.uri(format!("https://{}{path}", addr.ip())),
+            };
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let mut seen = String::new();
+            if proto == Proto::H3 {
+                let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3"))?;
+                let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
+                endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+                let conn = endpoint.connect(addr, &addr.ip().to_string())?.await?;
+                let (mut driver, mut send) =
+                    h3::client::new(h3_quinn::Connection::new(conn)).await?;
+                let drive = tokio::spawn(async move {
+                    futures::future::poll_fn(|cx| driver.poll_close(cx)).await
+                });
+                let mut stream = send.send_request(req.body(())?).await?;
+                stream.finish().await?;
+                let status = stream.recv_response().await?.status().as_u16();
+                while !seen.contains(needle) {
+                    let Some(mut chunk) = stream.recv_data().await? else {
+                        break;
+                    };
+                    let bytes = chunk.copy_to_bytes(chunk.remaining());
+                    seen.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                drive.abort();
+                return Ok((status, seen));
+            }
+            let alpn: &[u8] = if proto == Proto::H2 {
+                b"h2"
+            } else {
+                b"http/1.1"
+            };
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(self.tls(alpn)));
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let tls = connector
+                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                .await?;
+            let req = req.body(Full::new(Bytes::new()))?;
+            let resp = if proto == Proto::H2 {
+                let (mut send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await?;
+                tokio::spawn(conn);
+                send.send_request(req).await?
+            } else {
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                tokio::spawn(conn);
+                send.send_request(req).await?
+            };
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            while !seen.contains(needle) {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                if let Ok(data) = frame?.into_data() {
+                    seen.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+            Ok((status, seen))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+            .await
+            .context("stream timed out")?
     }
 }
 

@@ -33,7 +33,12 @@ pub async fn admit(
 ) -> Result<Json<Value>, ApiError> {
     state
         .local
-        .call("coordinator", Method::POST, "/admit", Some(&json!({"node": id})))
+        .call(
+            "coordinator",
+            Method::POST,
+            "/admit",
+            Some(&json!({"node": id})),
+        )
         .await
         .map(Json)
 }

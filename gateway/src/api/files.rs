@@ -13,7 +13,9 @@ use crate::state::GatewayState;
 
 fn target(prefix: &str, path: &str, query: Option<String>) -> Result<String, ApiError> {
     if path.is_empty() || path.split('/').any(|s| s == ".." || s == ".") {
-        return Err(ApiError::bad_request("a file path has no empty, . or .. part"));
+        return Err(ApiError::bad_request(
+            "a file path has no empty, . or .. part",
+        ));
     }
     let mut uri = format!("{prefix}/{}", encode_path(path));
     if let Some(q) = query.filter(|q| !q.is_empty()) {

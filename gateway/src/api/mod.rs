@@ -74,7 +74,10 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         )
         .route("/api/v1/stat/{*path}", get(files::stat))
         .route("/api/v1/names", get(names::list))
-        .route("/api/v1/names/{name}", put(names::set).delete(names::remove))
+        .route(
+            "/api/v1/names/{name}",
+            put(names::set).delete(names::remove),
+        )
         .route("/api/v1/resolve/{name}", get(names::resolve))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(status::metrics))

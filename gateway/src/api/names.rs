@@ -41,8 +41,7 @@ pub async fn set(
 ) -> Result<Json<Value>, ApiError> {
     let name = check_user_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = body.target.trim().to_string();
-    check_target(&target)
-        .map_err(|e| ApiError::bad_request(format!("target {target:?}: {e}")))?;
+    check_target(&target).map_err(|e| ApiError::bad_request(format!("target {target:?}: {e}")))?;
     state
         .local
         .kv_put(NAMES_TABLE, &name, &target, None)

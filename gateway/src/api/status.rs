@@ -88,13 +88,9 @@ pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
     let mut names = state.local.services();
     names.push("gateway".into());
     for name in names {
-        let Ok((code, body)) = hyphae_core::ipc::request(
-            &state.local.socket(&name),
-            Method::GET,
-            "/metrics",
-            None,
-        )
-        .await
+        let Ok((code, body)) =
+            hyphae_core::ipc::request(&state.local.socket(&name), Method::GET, "/metrics", None)
+                .await
         else {
             continue;
         };

@@ -36,10 +36,7 @@ impl SessionKeys {
     pub fn issue(&self, expires_unix: u64) -> String {
         let mut nonce = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let body = format!(
-            "{expires_unix}.{}",
-            data_encoding::HEXLOWER.encode(&nonce)
-        );
+        let body = format!("{expires_unix}.{}", data_encoding::HEXLOWER.encode(&nonce));
         let mac = self.mac(&body);
         format!("{body}.{mac}")
     }

@@ -73,10 +73,7 @@ fn find_node<'a>(snapshot: &'a MeshSnapshot, label: &str) -> Option<&'a NodeEntr
 }
 
 /// The nodes that are up and run `service`.
-fn service_nodes<'a>(
-    snapshot: &'a MeshSnapshot,
-    service: &str,
-) -> Vec<(&'a NodeEntry, u16)> {
+fn service_nodes<'a>(snapshot: &'a MeshSnapshot, service: &str) -> Vec<(&'a NodeEntry, u16)> {
     snapshot
         .nodes
         .iter()
@@ -203,7 +200,10 @@ mod tests {
                 node("cccc", "n3", "fd00::3", false),
             ],
             services: [
-                ("aaaa".into(), vec![svc("gateway", 8443), svc("chunkstore", 7442)]),
+                (
+                    "aaaa".into(),
+                    vec![svc("gateway", 8443), svc("chunkstore", 7442)],
+                ),
                 ("bbbb".into(), vec![svc("gateway", 8443)]),
                 ("cccc".into(), vec![svc("chunkstore", 7442)]),
             ]
@@ -246,7 +246,9 @@ mod tests {
         let Resolution::Found(r) = resolve(&s, "store") else {
             panic!()
         };
-        assert!(matches!(&r[0], Record::Cname { value } if value == "chunkstore.services.hyphae.internal."));
+        assert!(
+            matches!(&r[0], Record::Cname { value } if value == "chunkstore.services.hyphae.internal.")
+        );
         assert!(matches!(resolve(&s, "loop"), Resolution::Found(_)));
         assert_eq!(resolve(&s, "nope"), Resolution::NxDomain);
         assert_eq!(resolve(&s, "nope.services"), Resolution::NxDomain);

@@ -70,8 +70,12 @@ pub fn to_dns_records(owner: &Name, qtype: RecordType, records: &[resolve::Recor
     let mut owner = owner.clone();
     for r in records {
         let rdata = match r {
-            resolve::Record::A { value: std::net::IpAddr::V4(ip) } => RData::A(A(*ip)),
-            resolve::Record::Aaaa { value: std::net::IpAddr::V6(ip) } => RData::AAAA(AAAA(*ip)),
+            resolve::Record::A {
+                value: std::net::IpAddr::V4(ip),
+            } => RData::A(A(*ip)),
+            resolve::Record::Aaaa {
+                value: std::net::IpAddr::V6(ip),
+            } => RData::AAAA(AAAA(*ip)),
             resolve::Record::Srv { port, target, .. } => match Name::from_ascii(target) {
                 Ok(t) => RData::SRV(SRV::new(0, 0, *port, t)),
                 Err(_) => continue,
@@ -79,7 +83,11 @@ pub fn to_dns_records(owner: &Name, qtype: RecordType, records: &[resolve::Recor
             resolve::Record::Cname { value } => match Name::from_ascii(value) {
                 Ok(t) => {
                     // The CNAME goes first, then the target's records are owned by the target.
-                    out.push(Record::from_rdata(owner.clone(), TTL, RData::CNAME(CNAME(t.clone()))));
+                    out.push(Record::from_rdata(
+                        owner.clone(),
+                        TTL,
+                        RData::CNAME(CNAME(t.clone())),
+                    ));
                     owner = t;
                     continue;
                 }

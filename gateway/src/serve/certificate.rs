@@ -105,7 +105,8 @@ impl StoredCert {
     }
 
     fn chain(&self) -> Result<Vec<CertificateDer<'static>>, CertError> {
-        let list = pem::parse_many(&self.chain_pem).map_err(|e| CertError::Invalid(e.to_string()))?;
+        let list =
+            pem::parse_many(&self.chain_pem).map_err(|e| CertError::Invalid(e.to_string()))?;
         let chain: Vec<_> = list
             .into_iter()
             .filter(|p| p.tag() == "CERTIFICATE")
@@ -199,15 +200,23 @@ pub async fn obtain(
         chain_pem: format!("{}\n{}", cert.trim_end(), ca.trim_end()) + "\n",
     };
     stored.certified_key()?;
-    secret_file::write_atomic(&key_path(dir), stored.key_pem.as_bytes(), Visibility::Private)
-        .map_err(|e| CertError::Io(key_path(dir), e))?;
+    secret_file::write_atomic(
+        &key_path(dir),
+        stored.key_pem.as_bytes(),
+        Visibility::Private,
+    )
+    .map_err(|e| CertError::Io(key_path(dir), e))?;
     secret_file::write_atomic(
         &chain_path(dir),
         stored.chain_pem.as_bytes(),
         Visibility::Public,
     )
     .map_err(|e| CertError::Io(chain_path(dir), e))?;
-    tracing::info!(names = names.dns.len(), addresses = names.ips.len(), "gateway certificate issued by the mesh CA");
+    tracing::info!(
+        names = names.dns.len(),
+        addresses = names.ips.len(),
+        "gateway certificate issued by the mesh CA"
+    );
     Ok(stored)
 }
 

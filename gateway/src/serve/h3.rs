@@ -67,7 +67,11 @@ pub async fn serve(endpoint: quinn::Endpoint, router: axum::Router, shutdown: Ca
                 }
             };
             let peer = conn.remote_address();
-            let mut h3 = match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
+            let mut h3 = match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(
+                conn,
+            ))
+            .await
+            {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "HTTP/3 setup failed");
@@ -123,7 +127,10 @@ async fn handle(
     req.extensions_mut().insert(ClientAddr(peer));
     let response = router.oneshot(req).await.unwrap_or_else(|e| match e {});
     let (parts, mut body) = response.into_parts();
-    if let Err(e) = send.send_response(http::Response::from_parts(parts, ())).await {
+    if let Err(e) = send
+        .send_response(http::Response::from_parts(parts, ()))
+        .await
+    {
         tracing::debug!(%peer, error = %e, "HTTP/3: sending headers failed");
         return;
     }

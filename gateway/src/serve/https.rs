@@ -69,7 +69,9 @@ pub async fn serve(
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ClientAddr(peer));
                 let router = router.clone();
-                async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
+                async move {
+                    Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {}))
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

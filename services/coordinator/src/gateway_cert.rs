@@ -47,7 +47,11 @@ pub fn allowed_names(record: &NodeRecord) -> AllowedServerNames {
 
 impl Coordinator {
     /// The queen's side: signs `csr_pem` for `node` if it is a member and claims only its names.
-    pub fn sign_gateway_cert_as_queen(&self, node: NodeId, csr_pem: &str) -> Result<String, String> {
+    pub fn sign_gateway_cert_as_queen(
+        &self,
+        node: NodeId,
+        csr_pem: &str,
+    ) -> Result<String, String> {
         let record = self
             .node(&node)
             .ok_or_else(|| format!("no node {node} in the directory"))?;

@@ -9,8 +9,8 @@ use hyphae_core::rpc::{ErrorCode, Peer, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
 
 use crate::methods::{
-    Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead, RaftAppend,
-    RaftSnapshot, RaftVote, Write,
+    Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead,
+    RaftAppend, RaftSnapshot, RaftVote, Write,
 };
 use crate::service::Coordinator;
 
