@@ -102,6 +102,7 @@ impl Client {
         tokio::time::timeout(std::time::Duration::from_secs(60), fut)
             .await
             .context("request timed out")?
+            .map_err(|e| anyhow::anyhow!("{proto:?} {method} {path} on {addr}: {e:?}"))
     }
 
     async fn tcp(
@@ -231,7 +232,7 @@ impl Client {
                     seen.push_str(&String::from_utf8_lossy(&bytes));
                 }
                 drive.abort();
-                return Ok((status, seen));
+                return Ok::<_, anyhow::Error>((status, seen));
             }
             let alpn: &[u8] = if proto == Proto::H2 {
                 b"h2"
@@ -266,11 +267,12 @@ impl Client {
                     seen.push_str(&String::from_utf8_lossy(&data));
                 }
             }
-            Ok((status, seen))
+            Ok::<_, anyhow::Error>((status, seen))
         };
         tokio::time::timeout(std::time::Duration::from_secs(30), fut)
             .await
             .context("stream timed out")?
+            .with_context(|| format!("{proto:?} stream {path} on {addr}"))
     }
 }
 

@@ -112,15 +112,26 @@ async fn handle(
         }
     };
     let (mut send, recv) = stream.split();
-    let body = futures::stream::unfold(Some(recv), |state| async move {
-        let mut recv = state?;
+    // A handler that ignores the request body drops it early; dropping the QUIC receive half
+    // would send STOP_SENDING and the client would see its request reset. The body hands the
+    // receive half back here instead, to be dropped once the response is finished.
+    let (park, parked) = tokio::sync::oneshot::channel();
+    let state = ParkedRecv {
+        recv: Some(recv),
+        park: Some(park),
+    };
+    let body = futures::stream::unfold(state, |mut state| async move {
+        let recv = state.recv.as_mut()?;
         match recv.recv_data().await {
             Ok(Some(mut buf)) => {
                 let bytes = buf.copy_to_bytes(buf.remaining());
-                Some((Ok::<Bytes, h3::error::StreamError>(bytes), Some(recv)))
+                Some((Ok::<Bytes, h3::error::StreamError>(bytes), state))
             }
             Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+            Err(e) => {
+                state.recv = None;
+                Some((Err(e), state))
+            }
         }
     });
     let mut req = req.map(|()| Body::from_stream(body));
@@ -155,4 +166,28 @@ async fn handle(
         }
     }
     let _ = send.finish().await;
+    // A body the handler did not read: read what is left (briefly) so the client's end of the
+    // request is not refused with STOP_SENDING while it is still finishing its request.
+    if let Ok(mut recv) = parked.await {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while let Ok(Some(_)) = recv.recv_data().await {}
+        })
+        .await;
+    }
+}
+
+type RecvHalf = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// The receive half of a request stream, returned to its request's task when dropped.
+struct ParkedRecv {
+    recv: Option<RecvHalf>,
+    park: Option<tokio::sync::oneshot::Sender<RecvHalf>>,
+}
+
+impl Drop for ParkedRecv {
+    fn drop(&mut self) {
+        if let (Some(recv), Some(park)) = (self.recv.take(), self.park.take()) {
+            let _ = park.send(recv);
+        }
+    }
 }
