@@ -6,8 +6,8 @@
 #
 # OUT_DIR/pxe/ then holds
 #   vmlinuz      the Debian kernel of the image;
-#   initrd.img   an initramfs-tools initrd with loop, squashfs and overlay, the `hyphae-ram`
-#                boot script (image/pxe/hyphae-ram) and, appended as a second cpio archive, the
+#   initrd.img   an initramfs-tools initrd with loop, squashfs and overlay, losetup, the
+#                `hyphae-ram` boot script (image/pxe/hyphae-ram, image/pxe/hook) and, appended as a second cpio archive, the
 #                whole root file system as hyphae-root.squashfs: the node runs from RAM;
 #   boot.ipxe    the iPXE script (relative URLs: serve the directory over HTTP and point DHCP's
 #                boot file at http://SERVER:PORT/boot.ipxe, or chain-load it);
@@ -52,10 +52,12 @@ say "initrd for $kver with the hyphae-ram boot script"
 rm -f "$pxe_root/etc/initramfs-tools/modules"
 printf 'loop\nsquashfs\noverlay\n' >"$pxe_root/etc/initramfs-tools/modules"
 install -D -m 0755 "$here/pxe/hyphae-ram" "$pxe_root/etc/initramfs-tools/scripts/hyphae-ram"
+install -D -m 0755 "$here/pxe/hook" "$pxe_root/etc/initramfs-tools/hooks/hyphae-ram"
 chroot "$pxe_root" mkinitramfs -o /tmp/initrd.base "$kver"
 mv "$pxe_root/tmp/initrd.base" "$work/initrd.base"
 # The initrd's own files must not end up in the squashed root.
-rm -rf "$pxe_root/etc/initramfs-tools/scripts/hyphae-ram" "$pxe_root/tmp/"*
+rm -rf "$pxe_root/etc/initramfs-tools/scripts/hyphae-ram" \
+  "$pxe_root/etc/initramfs-tools/hooks/hyphae-ram" "$pxe_root/tmp/"*
 
 # POSIX ACLs (systemd-journald sets its own at boot) are not kept: squashfs-tools 4.5 warns
 # "Unrecognised xattr prefix system.posix_acl_*" and skips them; capabilities are kept.

@@ -32,6 +32,8 @@ packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg
 # python3-zeroconf: an independent mDNS implementation the discovery test browses with
 # (tests/discovery_mesh.rs; avahi-browse would need avahi-daemon and dbus in every namespace).
 packages+=(python3-zeroconf)
+# bind9-dnsutils: `dig` for the gateway's DNS tests (tests/gateway_api.rs).
+packages+=(bind9-dnsutils)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

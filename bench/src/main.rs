@@ -10,6 +10,8 @@
 //!   namespaces — leader failover, write latency, write throughput at 64 clients.
 //! - `discovery`: convergence of N beacon-only nodes on one bridge (8, 16, 32) and the
 //!   beacon's CPU and bandwidth per node.
+//! - `pipeline`: the store's chunk + encrypt + hash + erasure-encode path and the heal-path
+//!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -18,6 +20,7 @@ mod coord_orchestrate;
 mod coord_system;
 mod discovery;
 mod http_conn;
+mod pipeline;
 mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
@@ -53,6 +56,8 @@ enum Command {
     RpcClient(rpc_orchestrate::ClientArgs),
     /// Discovery convergence at 8/16/32 beacon-only nodes, CPU and bandwidth per node.
     Discovery(discovery::DiscoveryArgs),
+    /// The store's CPU pipeline on one core: write path and heal-path decode.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
         Command::Discovery(args) => discovery::run(args),
+        Command::Pipeline(args) => pipeline::run(args),
     }
 }

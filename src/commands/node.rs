@@ -24,6 +24,10 @@ pub enum Services {
     Coordinator,
     /// Only discovery (`hyphae beacon`).
     Beacon,
+    /// Only the gateway (`hyphae gateway`).
+    Gateway,
+    /// Only the chunkstore (`hyphae chunkstore`).
+    Chunkstore,
 }
 
 impl Services {
@@ -73,6 +77,18 @@ pub fn run(
         if services.runs(Services::Agent) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { agent::run(ctx, shutdown).await.context("node agent") });
+        }
+        if services.runs(Services::Gateway) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_gateway::run(ctx, shutdown).await.context("gateway") });
+        }
+        if services.runs(Services::Chunkstore) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                hyphae_chunkstore::run(ctx, shutdown)
+                    .await
+                    .context("chunkstore")
+            });
         }
         if services.runs(Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());

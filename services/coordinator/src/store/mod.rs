@@ -17,8 +17,6 @@
 #![allow(clippy::result_large_err)]
 
 mod checkpoint;
-#[cfg(system_rocksdb)]
-mod compat;
 mod log;
 mod state_machine;
 mod wal_sync;
