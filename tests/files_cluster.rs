@@ -19,7 +19,15 @@ const FAST_LIVENESS: &str =
     "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\nheal_after = \"3s\"\n";
 
 fn sizes() -> Vec<usize> {
-    vec![0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, (3 << 20) + 5]
+    vec![
+        0,
+        1,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        3 * CHUNK + 17,
+        (3 << 20) + 5,
+    ]
 }
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per seed.
@@ -52,17 +60,27 @@ fn chunkstore_status(n: &Node) -> Result<Option<Value>> {
 /// Waits until every node's chunkstore serves and `storage_nodes` lists them all.
 fn wait_storage(c: &Cluster) -> Result<()> {
     for n in c.nodes() {
-        wait_for(Duration::from_secs(60), "chunkstore ready", || chunkstore_status(n))?;
+        wait_for(Duration::from_secs(60), "chunkstore ready", || {
+            chunkstore_status(n)
+        })?;
     }
-    wait_until(Duration::from_secs(60), "every storage node published", || {
-        let sock = c[0].state_dir().join("run/coordinator.sock");
-        let r = uds_get(&sock, "/kv/storage_nodes?prefix=")?;
-        Ok(r.status == 200 && r.json()?["entries"].as_array().map(Vec::len) == Some(c.len()))
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "every storage node published",
+        || {
+            let sock = c[0].state_dir().join("run/coordinator.sock");
+            let r = uds_get(&sock, "/kv/storage_nodes?prefix=")?;
+            Ok(r.status == 200 && r.json()?["entries"].as_array().map(Vec::len) == Some(c.len()))
+        },
+    )
 }
 
 fn put(n: &Node, local: &Path, path: &str, km: Option<(u32, u32)>) -> Result<Value> {
-    let mut args = vec!["put".to_string(), local.display().to_string(), path.to_string()];
+    let mut args = vec![
+        "put".to_string(),
+        local.display().to_string(),
+        path.to_string(),
+    ];
     if let Some((k, m)) = km {
         args.extend(["--k".into(), k.to_string(), "--m".into(), m.to_string()]);
     }
@@ -75,7 +93,10 @@ fn put(n: &Node, local: &Path, path: &str, km: Option<(u32, u32)>) -> Result<Val
 
 fn get_bytes(n: &Node, path: &str, dir: &Path) -> Result<Vec<u8>> {
     let dest = dir.join(format!("got-n{}-{}", n.index(), path.replace('/', "_")));
-    let out = n.cli_timeout(&["get", path, dest.to_str().unwrap_or("")], Duration::from_secs(120))?;
+    let out = n.cli_timeout(
+        &["get", path, dest.to_str().unwrap_or("")],
+        Duration::from_secs(120),
+    )?;
     if !out.success() {
         bail!("get {path} on n{}: {out}", n.index());
     }
@@ -93,7 +114,12 @@ fn stat(n: &Node, path: &str) -> Result<Value> {
 }
 
 /// Puts every size through node `writer` and reads each back through every node.
-fn round_trips(c: &Cluster, writer: usize, km: Option<(u32, u32)>, tmp: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+fn round_trips(
+    c: &Cluster,
+    writer: usize,
+    km: Option<(u32, u32)>,
+    tmp: &Path,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     for (i, len) in sizes().into_iter().enumerate() {
         let bytes = data(len, i as u64 + 1);
@@ -106,7 +132,13 @@ fn round_trips(c: &Cluster, writer: usize, km: Option<(u32, u32)>, tmp: &Path) -
     for n in c.nodes() {
         for (path, bytes) in &files {
             let got = get_bytes(n, path, tmp)?;
-            assert!(got == *bytes, "{path} read on n{} differs ({} vs {} bytes)", n.index(), got.len(), bytes.len());
+            assert!(
+                got == *bytes,
+                "{path} read on n{} differs ({} vs {} bytes)",
+                n.index(),
+                got.len(),
+                bytes.len()
+            );
         }
     }
     Ok(files)
@@ -114,7 +146,10 @@ fn round_trips(c: &Cluster, writer: usize, km: Option<(u32, u32)>, tmp: &Path) -
 
 #[test]
 fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
-    let c = Cluster::builder().nodes(1).binary(env!("CARGO_BIN_EXE_hyphae")).build()?;
+    let c = Cluster::builder()
+        .nodes(1)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
     form_mesh_with(&c, 0, STORAGE)?;
     wait_storage(&c)?;
     let tmp = tempfile::tempdir()?;
@@ -124,7 +159,13 @@ fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
     // A range inside the third chunk, and one across a chunk boundary.
     let bytes = data(3 * CHUNK + 17, 6);
     let dest = tmp.path().join("range");
-    let out = n.cli_ok(&["get", "rt/size-196625", dest.to_str().unwrap_or(""), "--range", "65530-65545"])?;
+    let out = n.cli_ok(&[
+        "get",
+        "rt/size-196625",
+        dest.to_str().unwrap_or(""),
+        "--range",
+        "65530-65545",
+    ])?;
     assert!(out.success());
     assert_eq!(std::fs::read(&dest)?, bytes[65530..=65545].to_vec());
 
@@ -137,23 +178,48 @@ fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()?["error"]["code"], "invalid_path");
     let miss = tmp.path().join("missing");
-    let out = n.cli(&["get", "rt/size-1", miss.to_str().unwrap_or(""), "--range", "5-"])?;
+    let out = n.cli(&[
+        "get",
+        "rt/size-1",
+        miss.to_str().unwrap_or(""),
+        "--range",
+        "5-",
+    ])?;
     assert!(!out.success());
     assert!(out.stderr.contains("range_not_satisfiable"), "{out}");
-    let out = n.cli(&["get", "rt/size-65536", miss.to_str().unwrap_or(""), "--range", "x-y"])?;
+    let out = n.cli(&[
+        "get",
+        "rt/size-65536",
+        miss.to_str().unwrap_or(""),
+        "--range",
+        "x-y",
+    ])?;
     assert!(out.stderr.contains("range_not_satisfiable"), "{out}");
     assert!(!miss.exists() && !tmp.path().join("missing.part").exists());
     // More shards than nodes: refused, nothing listed.
     let local = write_local(tmp.path(), "small", b"abc")?;
-    let out = n.cli(&["put", local.to_str().unwrap_or(""), "toowide", "--k", "2", "--m", "1"])?;
-    assert!(!out.success() && out.stderr.contains("insufficient_storage"), "{out}");
+    let out = n.cli(&[
+        "put",
+        local.to_str().unwrap_or(""),
+        "toowide",
+        "--k",
+        "2",
+        "--m",
+        "1",
+    ])?;
+    assert!(
+        !out.success() && out.stderr.contains("insufficient_storage"),
+        "{out}"
+    );
     let ls = n.cli_ok(&["ls", "toowide", "--json"])?;
     let v: Value = serde_json::from_str(&ls.stdout)?;
     assert_eq!(v["files"].as_array().map(Vec::len), Some(0), "{v}");
 
     // Delete: gone from the listing, 404 afterwards.
     n.cli_ok(&["rm", "rt/size-1"])?;
-    assert!(!n.cli(&["get", "rt/size-1", miss.to_str().unwrap_or("")])?.success());
+    assert!(!n
+        .cli(&["get", "rt/size-1", miss.to_str().unwrap_or("")])?
+        .success());
     let out = n.cli(&["rm", "rt/size-1"])?;
     assert!(out.stderr.contains("not_found"), "{out}");
     Ok(())
@@ -161,17 +227,29 @@ fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
 
 #[test]
 fn round_trips_on_three_nodes() -> Result<()> {
-    let c = Cluster::builder().nodes(3).binary(env!("CARGO_BIN_EXE_hyphae")).build()?;
+    let c = Cluster::builder()
+        .nodes(3)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
     form_mesh_with(&c, 2, STORAGE)?;
     wait_storage(&c)?;
     let tmp = tempfile::tempdir()?;
     round_trips(&c, 1, None, tmp.path())?;
     let v = stat(&c[2], "rt/size-65537")?;
-    assert_eq!((v["k"].as_u64(), v["m"].as_u64()), (Some(2), Some(1)), "default layout for 3 nodes: {v}");
+    assert_eq!(
+        (v["k"].as_u64(), v["m"].as_u64()),
+        (Some(2), Some(1)),
+        "default layout for 3 nodes: {v}"
+    );
     assert_eq!(v["health"], "healthy", "{v}");
     // Shards of a chunk live on three distinct nodes.
     for chunk in v["chunks"].as_array().into_iter().flatten() {
-        let mut nodes: Vec<&str> = chunk["shards"].as_array().into_iter().flatten().filter_map(|s| s["node"].as_str()).collect();
+        let mut nodes: Vec<&str> = chunk["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["node"].as_str())
+            .collect();
         nodes.sort();
         nodes.dedup();
         assert_eq!(nodes.len(), 3, "{chunk}");
@@ -194,18 +272,34 @@ fn holders(v: &Value) -> Vec<String> {
 
 #[test]
 fn six_nodes_four_plus_two_survive_two_deaths_and_heal() -> Result<()> {
-    let c = Cluster::builder().nodes(6).binary(env!("CARGO_BIN_EXE_hyphae")).build()?;
+    let c = Cluster::builder()
+        .nodes(6)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
     form_mesh_with(&c, 2, &format!("{STORAGE}{FAST_LIVENESS}"))?;
     wait_storage(&c)?;
     let tmp = tempfile::tempdir()?;
     let files = round_trips(&c, 0, Some((4, 2)), tmp.path())?;
     let v = stat(&c[0], "rt/size-3145733")?;
-    assert_eq!((v["k"].as_u64(), v["m"].as_u64()), (Some(4), Some(2)), "{v}");
+    assert_eq!(
+        (v["k"].as_u64(), v["m"].as_u64()),
+        (Some(4), Some(2)),
+        "{v}"
+    );
 
     // Kill two bees (not voters: the coordinator keeps its quorum).
-    let ids: Vec<String> = c.nodes().iter().map(support::node_id).collect::<Result<_>>()?;
+    let ids: Vec<String> = c
+        .nodes()
+        .iter()
+        .map(support::node_id)
+        .collect::<Result<_>>()?;
     let list = support::nodes(&c[0])?.unwrap_or_default();
-    let role = |id: &str| list.iter().find(|n| n["id"] == id).and_then(|n| n["role"].as_str().map(str::to_string)).unwrap_or_default();
+    let role = |id: &str| {
+        list.iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["role"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
     let bees: Vec<usize> = (0..6).filter(|&i| role(&ids[i]) == "bee").collect();
     assert!(bees.len() >= 2, "{list:#?}");
     let dead = [bees[0], bees[1]];
@@ -216,25 +310,34 @@ fn six_nodes_four_plus_two_survive_two_deaths_and_heal() -> Result<()> {
     // Every file still reads, byte for byte, from every survivor (degraded reads).
     for &i in &alive {
         for (path, bytes) in &files {
-            assert!(get_bytes(&c[i], path, tmp.path())? == *bytes, "{path} on n{i} after two deaths");
+            assert!(
+                get_bytes(&c[i], path, tmp.path())? == *bytes,
+                "{path} on n{i} after two deaths"
+            );
         }
     }
 
     // After heal_after the survivors rebuild what was lost, without being asked.
     let reader = alive[0];
     let dead_ids: Vec<&str> = dead.iter().map(|&d| ids[d].as_str()).collect();
-    wait_until(Duration::from_secs(90), "full redundancy on the survivors", || {
-        for (path, _) in &files {
-            if path.ends_with("size-0") {
-                continue;
+    wait_until(
+        Duration::from_secs(90),
+        "full redundancy on the survivors",
+        || {
+            for (path, _) in &files {
+                if path.ends_with("size-0") {
+                    continue;
+                }
+                let v = stat(&c[reader], path)?;
+                if v["health"] != "healthy"
+                    || holders(&v).iter().any(|h| dead_ids.contains(&h.as_str()))
+                {
+                    return Ok(false);
+                }
             }
-            let v = stat(&c[reader], path)?;
-            if v["health"] != "healthy" || holders(&v).iter().any(|h| dead_ids.contains(&h.as_str())) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     let status = chunkstore_status(&c[reader])?.context("status")?;
     assert_eq!(status["storage"]["under_replicated_chunks"], 0, "{status}");
 
@@ -259,25 +362,136 @@ fn six_nodes_four_plus_two_survive_two_deaths_and_heal() -> Result<()> {
     count.sort();
     let second = [count[0].1, count[1].1];
     for &d in &second {
-        let watcher = *alive.iter().find(|i| !second.contains(i)).context("a survivor")?;
+        let watcher = *alive
+            .iter()
+            .find(|i| !second.contains(i))
+            .context("a survivor")?;
         c[d].kill()?;
         let id = ids[d].clone();
-        wait_until(Duration::from_secs(60), "the killed node marked down, quorum kept", || {
-            let Some(list) = support::nodes(&c[watcher])? else { return Ok(false) };
-            let down = list.iter().any(|n| n["id"] == id.as_str() && n["status"] == "down");
-            let voters_up = list
-                .iter()
-                .filter(|n| (n["role"] == "queen" || n["role"] == "prince") && n["status"] == "up")
-                .count();
-            Ok(down && voters_up >= 2)
-        })?;
+        wait_until(
+            Duration::from_secs(60),
+            "the killed node marked down, quorum kept",
+            || {
+                let Some(list) = support::nodes(&c[watcher])? else {
+                    return Ok(false);
+                };
+                let down = list
+                    .iter()
+                    .any(|n| n["id"] == id.as_str() && n["status"] == "down");
+                let voters_up = list
+                    .iter()
+                    .filter(|n| {
+                        (n["role"] == "queen" || n["role"] == "prince") && n["status"] == "up"
+                    })
+                    .count();
+                Ok(down && voters_up >= 2)
+            },
+        )?;
     }
-    let last = *alive.iter().find(|i| !second.contains(i)).context("a survivor")?;
+    let last = *alive
+        .iter()
+        .find(|i| !second.contains(i))
+        .context("a survivor")?;
     for (path, bytes) in &files {
         let got = wait_for(Duration::from_secs(60), "a read after four deaths", || {
             Ok(get_bytes(&c[last], path, tmp.path()).ok())
         })?;
         assert!(got == *bytes, "{path} after four deaths");
+    }
+    Ok(())
+}
+
+/// Flips bytes of `n`'s segment files in place (the node keeps running).
+fn flip_bytes(n: &Node, flips: usize, seed: u64) -> Result<usize> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = n.state_dir().join("chunkstore/shards/segments");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let mut x = seed | 1;
+    let mut done = 0;
+    for seg in &segs {
+        let len = std::fs::metadata(seg)?.len();
+        if len < 8192 {
+            continue;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(seg)?;
+        for _ in 0..flips {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Past the first 4 KiB (segment header), inside the written data.
+            let at = 4096 + x % (len - 4096);
+            let mut b = [0u8; 1];
+            f.seek(SeekFrom::Start(at))?;
+            f.read_exact(&mut b)?;
+            b[0] ^= 0x5a;
+            f.seek(SeekFrom::Start(at))?;
+            f.write_all(&b)?;
+            done += 1;
+        }
+        f.sync_all()?;
+    }
+    Ok(done)
+}
+
+#[test]
+fn flipped_bytes_never_reach_readers_and_scrub_repairs_them() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(3)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    form_mesh_with(&c, 2, STORAGE)?;
+    wait_storage(&c)?;
+    let tmp = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    for i in 0..3u64 {
+        let bytes = data(5 * CHUNK + 123, 100 + i);
+        let local = write_local(tmp.path(), &format!("f{i}"), &bytes)?;
+        put(&c[0], &local, &format!("rot/f{i}"), Some((2, 1)))?;
+        files.push((format!("rot/f{i}"), bytes));
+    }
+    let victim = &c[1];
+    let flipped = flip_bytes(victim, 6, 0xdead_beef)?;
+    assert!(flipped > 0);
+    // Reads through the victim (local shards first) still return the right bytes.
+    for (path, bytes) in &files {
+        assert!(
+            get_bytes(victim, path, tmp.path())? == *bytes,
+            "{path} after bit rot"
+        );
+    }
+    // A scrub finds the damage and rebuilds every corrupt shard from the peers.
+    victim.cli_ok(&["scrub", "--now"])?;
+    let s = wait_for(Duration::from_secs(60), "the scrub to finish", || {
+        let s = chunkstore_status(victim)?.context("status")?["storage"]["scrub"].clone();
+        Ok((s["runs"].as_u64() >= Some(1) && s["running"] == false).then_some(s))
+    })?;
+    let found = s["corrupt_found"].as_u64().unwrap_or(0);
+    assert!(
+        found >= 1,
+        "the flips hit shard data, the scrub must see it: {s}"
+    );
+    assert_eq!(s["repaired"].as_u64(), Some(found), "{s}");
+    // A second scrub finds nothing new: everything was repaired.
+    victim.cli_ok(&["scrub", "--now"])?;
+    let s2 = wait_for(Duration::from_secs(60), "the second scrub", || {
+        let s = chunkstore_status(victim)?.context("status")?["storage"]["scrub"].clone();
+        Ok((s["runs"].as_u64() >= Some(2) && s["running"] == false).then_some(s))
+    })?;
+    assert_eq!(s2["corrupt_found"].as_u64(), Some(found), "{s2}");
+    for (path, bytes) in &files {
+        assert!(
+            get_bytes(victim, path, tmp.path())? == *bytes,
+            "{path} after the scrub"
+        );
+        assert_eq!(stat(&c[0], path)?["health"], "healthy");
     }
     Ok(())
 }

@@ -144,7 +144,10 @@ pub fn place_replacements_sharing(
         })
         .unwrap_or_default();
     if usable.is_empty() {
-        return Err(PlacementError { need: count, have: 0 });
+        return Err(PlacementError {
+            need: count,
+            have: 0,
+        });
     }
     let mut load: Vec<(usize, NodeId)> = usable
         .iter()
