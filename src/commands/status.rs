@@ -28,6 +28,15 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if let (Some(c), Some(obj)) = (&coordinator, status.as_object_mut()) {
         obj.insert("coordinator".into(), c.clone());
     }
+    // The chunkstore's storage figures, when it runs.
+    let chunkstore = super::block_on(hyphae_core::ipc::get_json(
+        &paths.socket(ServiceSpec::CHUNKSTORE.name),
+        "/status",
+    ))?
+    .ok();
+    if let (Some(cs), Some(obj)) = (&chunkstore, status.as_object_mut()) {
+        obj.insert("chunkstore".into(), cs.clone());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
@@ -62,5 +71,26 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         status["rpc"]["handshakes_refused"],
         status["rpc"]["bad_frames"]
     );
+    if let Some(cs) = &chunkstore {
+        let st = &cs["storage"];
+        println!(
+            "storage   {} shards, {} of {} bytes used, {} backend",
+            st["shards"],
+            st["used_bytes"],
+            st["capacity_bytes"],
+            st["backend"].as_str().unwrap_or("-")
+        );
+        println!(
+            "healing   {} under-replicated chunks; repairs {} active, {} done of {}",
+            st["under_replicated_chunks"],
+            st["healing"]["active"],
+            st["healing"]["done"],
+            st["healing"]["total"]
+        );
+        println!(
+            "scrub     {} runs, {} corrupt found, {} repaired",
+            st["scrub"]["runs"], st["scrub"]["corrupt_found"], st["scrub"]["repaired"]
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
