@@ -1,30 +1,13 @@
 //! Round trips through the local shard store on both backends: many sizes, reopen, delete,
 //! idempotent puts, stats.
 
-use bytes::Bytes;
 use hyphae_chunkstore::local::{Backend, ShardId, ShardStore, StoreError, StoreOptions};
 
-fn id(n: u64) -> ShardId {
-    ShardId(*blake3::hash(&n.to_le_bytes()).as_bytes())
-}
-
-fn data(n: u64, len: usize) -> Bytes {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut h = blake3::Hasher::new();
-    h.update(&n.to_le_bytes());
-    let mut xof = h.finalize_xof();
-    out.resize(len, 0);
-    xof.fill(&mut out);
-    Bytes::from(out)
-}
+mod local_common;
+use local_common::{data, id};
 
 fn options(force_pread: bool) -> StoreOptions {
-    StoreOptions {
-        force_pread,
-        segment_bytes: 1 << 20,
-        reserve_bytes: Some(0),
-        ..StoreOptions::default()
-    }
+    local_common::options(force_pread, 1 << 20)
 }
 
 const SIZES: &[usize] = &[
