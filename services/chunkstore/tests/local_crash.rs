@@ -67,7 +67,10 @@ async fn kill9_at_random_moments_loses_no_acknowledged_put() -> Result<(), Store
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = lines.clone();
         let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Ok(mut l) = sink.lock() {
                     l.push(line);
                 }
@@ -122,7 +125,10 @@ async fn kill9_at_random_moments_loses_no_acknowledged_put() -> Result<(), Store
                 }
                 (Known::Deleted, Err(StoreError::NotFound(_))) => {}
                 (Known::Deleted, r) => {
-                    panic!("round {round}: deleted shard {n} is back: {:?}", r.map(|d| d.len()))
+                    panic!(
+                        "round {round}: deleted shard {n} is back: {:?}",
+                        r.map(|d| d.len())
+                    )
                 }
                 (Known::DeleteInFlight, Ok(d)) => {
                     assert_eq!(d, data(*n, len_of(*n, MAX_LEN)));
