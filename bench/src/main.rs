@@ -6,11 +6,14 @@
 //! - `rpc`: QUIC RPC (our mutual-TLS transport) between two nodes in two network namespaces,
 //!   beside TLS over TCP (tokio-rustls, same certificates) — small-request round trip p50/p99
 //!   and single-stream bulk throughput.
+//! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
+//!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 
 mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
 mod stats;
+mod store;
 
 use std::path::PathBuf;
 
@@ -38,6 +41,8 @@ enum Command {
     },
     /// (internal) the client side of `rpc`, run inside a namespace; prints JSON.
     RpcClient(rpc_orchestrate::ClientArgs),
+    /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
+    Store(store::StoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +55,6 @@ fn main() -> anyhow::Result<()> {
             tcp_port,
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
+        Command::Store(args) => store::run(args),
     }
 }
