@@ -74,7 +74,9 @@ fn fio(args: &[String]) -> Result<Value> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // fio may print notes before the JSON.
-    let start = text.find('{').ok_or_else(|| anyhow!("fio printed no JSON"))?;
+    let start = text
+        .find('{')
+        .ok_or_else(|| anyhow!("fio printed no JSON"))?;
     Ok(serde_json::from_str(&text[start..])?)
 }
 
@@ -290,13 +292,22 @@ pub fn run(args: StoreArgs) -> Result<()> {
     let mut ours_r_pread = Vec::new();
     let mut backend = Backend::Pread;
     for run in 0..args.runs {
-        eprintln!("run {}/{}: sequential 1 MiB writes + fdatasync", run + 1, args.runs);
+        eprintln!(
+            "run {}/{}: sequential 1 MiB writes + fdatasync",
+            run + 1,
+            args.runs
+        );
         fio_w.push(fio_seq_write(&args.dir, args.write_mib)?);
         ours_w.push(rt.block_on(store_write(&sdir, false, args.write_mib, 1))?);
         ours_w_pread.push(rt.block_on(store_write(&sdir, true, args.write_mib, 1))?);
         ours_w_group.push(rt.block_on(store_write(&sdir, false, args.write_mib, args.iodepth))?);
         eprintln!("run {}/{}: random 64 KiB reads", run + 1, args.runs);
-        fio_r.push(fio_rand_read(&args.dir, args.read_set_mib, args.reads, args.iodepth)?);
+        fio_r.push(fio_rand_read(
+            &args.dir,
+            args.read_set_mib,
+            args.reads,
+            args.iodepth,
+        )?);
         let (r, b) = rt.block_on(store_rand_read(
             &sdir,
             false,
@@ -352,7 +363,10 @@ pub fn run(args: StoreArgs) -> Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&result)? + "\n")?;
     let _ = std::fs::remove_dir_all(&args.dir);
-    println!("| workload | fio (io_uring) | store ({}) | ratio | store, pread fallback |", backend.as_str());
+    println!(
+        "| workload | fio (io_uring) | store ({}) | ratio | store, pread fallback |",
+        backend.as_str()
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| seq 1 MiB writes + fdatasync, QD1 | {:.1} MiB/s ({:.0} IOPS) | {:.1} MiB/s ({:.0} IOPS) | {:.2} | {:.1} MiB/s |",

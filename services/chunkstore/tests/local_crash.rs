@@ -24,7 +24,7 @@ const MAX_LEN: usize = 24_000;
 
 fn store_options(round: u64) -> StoreOptions {
     StoreOptions {
-        force_pread: round % 2 == 1,
+        force_pread: !round.is_multiple_of(2),
         segment_bytes: 96 << 10,
         reserve_bytes: Some(0),
         compaction_threshold: 0.5,
@@ -78,7 +78,7 @@ async fn kill9_at_random_moments_loses_no_acknowledged_put() -> Result<(), Store
         });
         // Half the rounds die at a random moment after start (possibly during recovery);
         // the others once the child is busy writing.
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             let start = Instant::now();
             while lines.lock().map(|l| l.len()).unwrap_or(0) < 5
                 && start.elapsed() < Duration::from_secs(60)
@@ -178,7 +178,7 @@ async fn child(dir: &std::path::Path, round: u64) -> Result<(), StoreError> {
             let mut i = 0u64;
             while Instant::now() < deadline {
                 i += 1;
-                if worker == 0 && i % 4 == 0 {
+                if worker == 0 && i.is_multiple_of(4) {
                     let victim = acked.lock().ok().and_then(|mut a| {
                         let len = a.len();
                         (len > 0).then(|| a.swap_remove((i as usize * 7919) % len))

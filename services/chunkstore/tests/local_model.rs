@@ -107,7 +107,7 @@ async fn compaction_keeps_every_live_shard_under_traffic() -> Result<(), StoreEr
     }
     let before = store.stats();
     // Delete two thirds.
-    for n in (0..300u64).filter(|n| n % 3 != 0) {
+    for n in (0..300u64).filter(|n| !n.is_multiple_of(3)) {
         assert!(store.delete(&id(n)).await?);
     }
     // Readers and writers run while compaction moves records.
@@ -116,7 +116,7 @@ async fn compaction_keeps_every_live_shard_under_traffic() -> Result<(), StoreEr
         let s = store.clone();
         traffic.push(tokio::spawn(async move {
             for round in 0..5u64 {
-                for n in (0..300u64).filter(|n| n % 3 == 0) {
+                for n in (0..300u64).filter(|n| n.is_multiple_of(3)) {
                     assert_eq!(s.get(&id(n)).await?, data(n, 3000));
                 }
                 let n = 1000 + t * 100 + round;
@@ -137,7 +137,7 @@ async fn compaction_keeps_every_live_shard_under_traffic() -> Result<(), StoreEr
         "{before:?} -> {after:?}"
     );
     assert_eq!(after.shards, 100 + 15);
-    for n in (0..300u64).filter(|n| n % 3 == 0) {
+    for n in (0..300u64).filter(|n| n.is_multiple_of(3)) {
         assert_eq!(store.get(&id(n)).await?, data(n, 3000));
     }
     let check = store.check().await?;
@@ -145,10 +145,10 @@ async fn compaction_keeps_every_live_shard_under_traffic() -> Result<(), StoreEr
     drop(store);
 
     let store = ShardStore::open(dir.path(), opts)?;
-    for n in (0..300u64).filter(|n| n % 3 == 0) {
+    for n in (0..300u64).filter(|n| n.is_multiple_of(3)) {
         assert_eq!(store.get(&id(n)).await?, data(n, 3000));
     }
-    for n in (0..300u64).filter(|n| n % 3 != 0) {
+    for n in (0..300u64).filter(|n| !n.is_multiple_of(3)) {
         assert!(!store.contains(&id(n)), "deleted shard {n} came back");
     }
     let check = store.check().await?;

@@ -113,7 +113,7 @@ impl Segments {
         let f = Arc::new(f);
         if let Ok(mut files) = self.files.write() {
             files.insert(n, f.clone());
-            if files.len() % 256 == 0 {
+            if files.len().is_multiple_of(256) {
                 fd_headroom(files.len());
             }
         }
