@@ -133,3 +133,28 @@ fn io_uring_probe_agrees_with_the_store() -> Result<(), StoreError> {
     assert_eq!(store.backend().backend == Backend::IoUring, probe.is_ok());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_share_fdatasyncs() -> Result<(), StoreError> {
+    let dir = local_common::tempdir()?;
+    let store = ShardStore::open(dir.path(), options(false))?;
+    let mut tasks = Vec::new();
+    for n in 0..64u64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { s.put(id(n), data(n, 20_000)).await },
+        ));
+    }
+    for t in tasks {
+        t.await.map_err(local_common::err)??;
+    }
+    let stats = store.stats();
+    assert_eq!(stats.records_appended, 64);
+    // 64 puts queued at once cannot all have waited for a sync of their own.
+    assert!(stats.syncs < 64, "{stats:?}");
+    for n in 0..64u64 {
+        assert_eq!(store.get(&id(n)).await?, data(n, 20_000));
+    }
+    assert_eq!(store.stats().reads, 64);
+    Ok(())
+}

@@ -73,6 +73,16 @@ pub struct StoreStats {
     pub backend_fallback_reason: Option<String>,
     /// What the last open repaired.
     pub recovery: RecoveryReport,
+    /// Group commits (fdatasyncs) since open; `records_appended / syncs` is the batching.
+    pub syncs: u64,
+    /// Records appended since open (puts and compaction copies).
+    pub records_appended: u64,
+    /// Bytes appended since open, headers included.
+    pub bytes_appended: u64,
+    /// Shards read since open.
+    pub reads: u64,
+    /// Reads since open that failed verification.
+    pub corrupt_reads: u64,
 }
 
 /// This node's shard store. Cheap to clone (one `Arc`); all clones share the same threads.
@@ -155,6 +165,7 @@ impl ShardStore {
             accounts: Mutex::new(recovered.accounts),
             backend,
             active_segment: AtomicU32::new(recovered.active.number),
+            counters: shared::Counters::default(),
         });
         let mut threads = Vec::new();
         let reader = match shared.backend.backend {
@@ -264,6 +275,23 @@ impl ShardStore {
 
     /// Reads the record at `loc` and checks it is `id`'s, whole and unaltered.
     pub(crate) async fn read_record(
+        &self,
+        id: &ShardId,
+        loc: &Location,
+        file: Arc<std::fs::File>,
+    ) -> Result<Bytes, StoreError> {
+        self.shared().counters.reads.fetch_add(1, Ordering::Relaxed);
+        let result = self.read_verified(id, loc, file).await;
+        if matches!(result, Err(StoreError::Corrupt { .. })) {
+            self.shared()
+                .counters
+                .corrupt_reads
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn read_verified(
         &self,
         id: &ShardId,
         loc: &Location,
@@ -389,6 +417,11 @@ impl ShardStore {
             backend: shared.backend.backend,
             backend_fallback_reason: shared.backend.fallback_reason.clone(),
             recovery: self.inner.recovery.clone(),
+            syncs: shared.counters.syncs.load(Ordering::Relaxed),
+            records_appended: shared.counters.records_appended.load(Ordering::Relaxed),
+            bytes_appended: shared.counters.bytes_appended.load(Ordering::Relaxed),
+            reads: shared.counters.reads.load(Ordering::Relaxed),
+            corrupt_reads: shared.counters.corrupt_reads.load(Ordering::Relaxed),
         }
     }
 
