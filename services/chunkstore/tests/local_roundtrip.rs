@@ -158,3 +158,19 @@ async fn concurrent_puts_share_fdatasyncs() -> Result<(), StoreError> {
     assert_eq!(store.stats().reads, 64);
     Ok(())
 }
+
+#[test]
+fn a_second_opener_is_refused_and_changes_nothing() -> Result<(), StoreError> {
+    let dir = local_common::tempdir()?;
+    let store = ShardStore::open(dir.path(), options(true))?;
+    let second = ShardStore::open(dir.path(), options(true));
+    assert!(second.is_err(), "two openers of one directory");
+    drop(second);
+    assert!(std::fs::read_dir(dir.path())
+        .map_err(local_common::err)?
+        .filter_map(|e| e.ok())
+        .all(|e| !e.file_name().to_string_lossy().starts_with("index.broken")));
+    drop(store);
+    ShardStore::open(dir.path(), options(true))?;
+    Ok(())
+}

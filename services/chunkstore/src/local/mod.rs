@@ -126,6 +126,30 @@ impl std::fmt::Debug for ShardStore {
     }
 }
 
+/// Takes `<dir>/LOCK` exclusively: a second opener (another process, or this one) is refused
+/// before it can touch the index (which `open` would otherwise take for damaged and rebuild).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::io(
+            format!(
+                "{} is in use by another opener of the shard store",
+                dir.display()
+            ),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(f)
+}
+
 impl ShardStore {
     /// Opens (creating if needed) the store in `dir`: `dir/segments/` holds the segment files,
     /// `dir/index/` the RocksDB index. Recovers from any crash first (see [`recovery`]).
@@ -133,6 +157,7 @@ impl ShardStore {
         opts.validate()?;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let lock_file = lock_dir(dir)?;
         let backend = backend::choose(opts.force_pread);
         let segments = segments::Segments::open(&dir.join("segments"))?;
         let index_path = dir.join("index");
@@ -166,6 +191,7 @@ impl ShardStore {
             backend,
             active_segment: AtomicU32::new(recovered.active.number),
             counters: shared::Counters::default(),
+            lock_file,
         });
         let mut threads = Vec::new();
         let reader = match shared.backend.backend {

@@ -30,6 +30,9 @@ pub struct Shared {
     pub active_segment: AtomicU32,
     /// Running totals for metrics.
     pub counters: Counters,
+    /// `<dir>/LOCK`, flock'ed while the store is open (one opener per directory). Declared
+    /// last so that it is released after the index and the files are closed.
+    pub lock_file: std::fs::File,
 }
 
 /// Running totals since open (for `/metrics`; see `StoreStats`).
