@@ -8,12 +8,15 @@
 //!   and single-stream bulk throughput.
 //! - `pipeline`: the store's chunk + encrypt + hash + erasure-encode path and the heal-path
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
+//! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
+//!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 
 mod pipeline;
 mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
 mod stats;
+mod store;
 
 use std::path::PathBuf;
 
@@ -43,6 +46,8 @@ enum Command {
     RpcClient(rpc_orchestrate::ClientArgs),
     /// The store's CPU pipeline on one core: write path and heal-path decode.
     Pipeline(pipeline::PipelineArgs),
+    /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
+    Store(store::StoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
         Command::Pipeline(args) => pipeline::run(args),
+        Command::Store(args) => store::run(args),
     }
 }

@@ -369,6 +369,11 @@ impl Writer {
             }
         }
         self.prealloc_end = self.prealloc_end.max(run.end);
+        let c = &self.shared.counters;
+        c.syncs.fetch_add(1, Ordering::Relaxed);
+        c.records_appended
+            .fetch_add(run.records.len() as u64, Ordering::Relaxed);
+        c.bytes_appended.fetch_add(needed, Ordering::Relaxed);
         Ok(())
     }
 
