@@ -14,7 +14,7 @@ use support::form_mesh_with;
 
 /// Small chunks so that "chunk size ± 1" and "several chunks" stay cheap.
 const CHUNK: usize = 64 * 1024;
-const STORAGE: &str = "[storage]\nchunk_size = 65536\n";
+const STORAGE: &str = "[storage]\nchunk_size = 65536\ngc_grace = \"1s\"\n";
 const FAST_LIVENESS: &str =
     "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\nheal_after = \"3s\"\n";
 
@@ -215,8 +215,26 @@ fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
     let v: Value = serde_json::from_str(&ls.stdout)?;
     assert_eq!(v["files"].as_array().map(Vec::len), Some(0), "{v}");
 
-    // Delete: gone from the listing, 404 afterwards.
+    // Delete: gone from the listing, 404 afterwards, and once the grace period is over its
+    // one shard is reclaimed (the chunk is not shared with any other file).
+    let shards = |n: &Node| -> Result<u64> {
+        Ok(
+            chunkstore_status(n)?.context("status")?["storage"]["shards"]
+                .as_u64()
+                .unwrap_or(0),
+        )
+    };
+    let before = shards(n)?;
     n.cli_ok(&["rm", "rt/size-1"])?;
+    wait_until(
+        Duration::from_secs(30),
+        "the deleted file's shard reclaimed",
+        || Ok(shards(n)? == before - 1),
+    )?;
+    // Its content can be stored again afterwards (the tombstone is replaced).
+    let again = write_local(tmp.path(), "again", &data(1, 2))?;
+    put(n, &again, "rt/again", None)?;
+    assert_eq!(get_bytes(n, "rt/again", tmp.path())?, data(1, 2));
     assert!(!n
         .cli(&["get", "rt/size-1", miss.to_str().unwrap_or("")])?
         .success());
