@@ -513,3 +513,91 @@ fn flipped_bytes_never_reach_readers_and_scrub_repairs_them() -> Result<()> {
     }
     Ok(())
 }
+
+/// The local store's consistency check on `n` (`POST /check` on chunkstore.sock).
+fn store_check(n: &Node) -> Result<Value> {
+    let sock = n.state_dir().join("run/chunkstore.sock");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", "--max-time", "60", "--unix-socket"])
+        .arg(&sock)
+        .arg("http://x/check")
+        .output()?;
+    serde_json::from_slice(&out.stdout).context("check answer")
+}
+
+#[test]
+fn kill_dash_nine_during_puts_loses_no_acknowledged_file() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(3)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    form_mesh_with(&c, 2, STORAGE)?;
+    wait_storage(&c)?;
+    let tmp = tempfile::tempdir()?;
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    for round in 0..4usize {
+        let bytes = data((2 << 20) + round, 500 + round as u64);
+        let local = write_local(tmp.path(), &format!("k{round}"), &bytes)?;
+        let path = format!("crash/k{round}");
+        let victim = 1 + round % 2;
+        let outcome = std::thread::scope(|s| -> Result<Result<Value>> {
+            let writer = s.spawn(|| put(&c[0], &local, &path, Some((2, 1))));
+            // Fault injection at a varying point of the upload (timing, not synchronisation).
+            std::thread::sleep(Duration::from_millis(100 + 120 * round as u64));
+            c[victim].kill()?;
+            writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("writer thread panicked"))
+        })?;
+        c[victim].start()?;
+        c[victim].wait_ready(c.ready_timeout())?;
+        wait_for(Duration::from_secs(60), "chunkstore back", || {
+            chunkstore_status(&c[victim])
+        })?;
+        // The directory sees it up again (placement uses only nodes that are up).
+        support::wait_directory(&c[0], 3, 2, Duration::from_secs(60))?;
+        match outcome {
+            Ok(v) => {
+                assert_eq!(v["size"], bytes.len() as u64, "{v}");
+                acked.push((path, bytes));
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    // One more put with nobody dying, so at least one acknowledged file is always checked.
+    let bytes = data(300_000, 999);
+    let local = write_local(tmp.path(), "calm", &bytes)?;
+    // (A client retries: the first put after a restart can still meet a stale connection.)
+    wait_for(
+        Duration::from_secs(60),
+        "a put with every node back",
+        || Ok(put(&c[0], &local, "crash/calm", Some((2, 1))).ok()),
+    )?;
+    acked.push(("crash/calm".to_string(), bytes));
+    eprintln!(
+        "{} puts acknowledged, {failed} failed while a node was killed",
+        acked.len()
+    );
+    // No acknowledged file is lost or damaged, read through every node.
+    for n in c.nodes() {
+        for (path, bytes) in &acked {
+            let got = wait_for(Duration::from_secs(60), "an acknowledged file", || {
+                Ok(get_bytes(n, path, tmp.path()).ok())
+            })?;
+            assert!(got == *bytes, "{path} on n{}", n.index());
+        }
+        // Every store's own consistency check passes after the crashes.
+        let check = store_check(n)?;
+        assert_eq!(check["consistent"], true, "n{}: {check}", n.index());
+    }
+    // Failed puts left no manifest behind.
+    let ls = c[0].cli_ok(&["ls", "crash/", "--json"])?;
+    let v: Value = serde_json::from_str(&ls.stdout)?;
+    assert_eq!(
+        v["files"].as_array().map(Vec::len),
+        Some(acked.len()),
+        "{v}"
+    );
+    Ok(())
+}
