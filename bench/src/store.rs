@@ -346,6 +346,10 @@ pub fn run(args: StoreArgs) -> Result<()> {
             }
         }
     }
+    let samples = json!({
+        "seq_write": { "fio": fio_w, "store": ours_w, "store_pread": ours_w_pread, "store_group_commit": ours_w_group },
+        "rand_read": { "fio": fio_r, "store": ours_r, "store_pread": ours_r_pread },
+    });
     let (fw, ow, owg, owp) = (
         median(fio_w),
         median(ours_w),
@@ -377,6 +381,7 @@ pub fn run(args: StoreArgs) -> Result<()> {
             "ratio": or.iops / fr.iops,
             "store_pread": orp,
         },
+        "samples": samples,
     });
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;

@@ -200,7 +200,8 @@ impl ShardStore {
         let mut threads = Vec::new();
         let reader = match shared.backend.backend {
             Backend::IoUring => {
-                let (reader, handle) = reader::spawn_uring(opts.read_queue_depth)?;
+                let (reader, handle) =
+                    reader::spawn_uring(opts.read_queue_depth, opts.uring_read_punt)?;
                 threads.push(handle);
                 reader
             }

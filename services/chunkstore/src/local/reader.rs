@@ -85,7 +85,21 @@ const WAKE_TAG: u64 = u64::MAX;
 
 /// Starts the ring thread; it ends when every sender is dropped (and the eventfd written)
 /// and nothing is in flight.
-pub fn spawn_uring(depth: u32) -> Result<(Reader, std::thread::JoinHandle<()>), StoreError> {
+///
+/// With `punt`, reads are marked `IOSQE_ASYNC`: io_uring hands them straight to its worker
+/// threads, which read like `pread` does (with the page cache's readahead of the whole
+/// record). Without it, io_uring first tries a non-blocking read and completes cold ones
+/// through its async buffered-read path; for records that are not page aligned (64 KiB + a
+/// 96-byte header) that measured at half the IOPS here (see docs/benchmarks.md).
+pub fn spawn_uring(
+    depth: u32,
+    punt: bool,
+) -> Result<(Reader, std::thread::JoinHandle<()>), StoreError> {
+    let flags = if punt {
+        io_uring::squeue::Flags::ASYNC
+    } else {
+        io_uring::squeue::Flags::empty()
+    };
     let ring = IoUring::new((depth + 1).next_power_of_two())
         .map_err(|e| StoreError::io("creating the read ring", e))?;
     // SAFETY: eventfd returns a new descriptor or -1.
@@ -99,7 +113,7 @@ pub fn spawn_uring(depth: u32) -> Result<(Reader, std::thread::JoinHandle<()>), 
     let thread_efd = efd.clone();
     let handle = std::thread::Builder::new()
         .name("shard-reader".into())
-        .spawn(move || run(ring, rx, &thread_efd, depth as usize))
+        .spawn(move || run(ring, rx, &thread_efd, depth as usize, flags))
         .map_err(|e| StoreError::io("starting the read thread", e))?;
     Ok((Reader::Uring { tx, wake: efd }, handle))
 }
@@ -116,7 +130,13 @@ fn arm_wake(ring: &mut IoUring, efd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn run(mut ring: IoUring, rx: Receiver<ReadRequest>, efd: &OwnedFd, depth: usize) {
+fn run(
+    mut ring: IoUring,
+    rx: Receiver<ReadRequest>,
+    efd: &OwnedFd,
+    depth: usize,
+    flags: io_uring::squeue::Flags,
+) {
     let mut slots: Vec<Option<InFlight>> = (0..depth).map(|_| None).collect();
     let mut in_flight = 0usize;
     let mut open = true;
@@ -139,7 +159,7 @@ fn run(mut ring: IoUring, rx: Receiver<ReadRequest>, efd: &OwnedFd, depth: usize
                         req,
                         filled: 0,
                     });
-                    if let Err(e) = submit_slot(&mut ring, &mut slots, slot) {
+                    if let Err(e) = submit_slot(&mut ring, &mut slots, slot, flags) {
                         if let Some(f) = slots[slot].take() {
                             let _ = f.req.done.send(Err(e));
                         }
@@ -198,7 +218,7 @@ fn run(mut ring: IoUring, rx: Receiver<ReadRequest>, efd: &OwnedFd, depth: usize
                     None
                 } else {
                     // Short read: ask for the rest.
-                    match submit_slot(&mut ring, &mut slots, slot) {
+                    match submit_slot(&mut ring, &mut slots, slot, flags) {
                         Ok(()) => continue,
                         Err(e) => Some(Err(e)),
                     }
@@ -222,7 +242,12 @@ fn run(mut ring: IoUring, rx: Receiver<ReadRequest>, efd: &OwnedFd, depth: usize
     }
 }
 
-fn submit_slot(ring: &mut IoUring, slots: &mut [Option<InFlight>], slot: usize) -> io::Result<()> {
+fn submit_slot(
+    ring: &mut IoUring,
+    slots: &mut [Option<InFlight>],
+    slot: usize,
+    flags: io_uring::squeue::Flags,
+) -> io::Result<()> {
     let Some(f) = slots.get_mut(slot).and_then(Option::as_mut) else {
         return Ok(());
     };
@@ -236,6 +261,7 @@ fn submit_slot(ring: &mut IoUring, slots: &mut [Option<InFlight>], slot: usize) 
     )
     .offset(f.req.offset + f.filled as u64)
     .build()
+    .flags(flags)
     .user_data(slot as u64);
     // SAFETY: the buffer and the file live in `slots` until the completion is reaped.
     while unsafe { ring.submission().push(&sqe) }.is_err() {
