@@ -6,6 +6,7 @@
 //! random reads of a 1 GiB set with 16 in flight, page cache dropped first (the store reads
 //! and verifies whole records: 64 KiB + a 96-byte header, plus the BLAKE3 check). The store
 //! also runs with 16 puts in flight (group commit) and with its pread fallback, for context.
+//! Every run rotates the order of the variants; the median of the runs is reported.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -292,40 +293,63 @@ pub fn run(args: StoreArgs) -> Result<()> {
     let mut ours_r_pread = Vec::new();
     let mut backend = Backend::Pread;
     for run in 0..args.runs {
+        // Each run rotates the order of the variants, so that none always runs right after
+        // another's writes (the host's write-back of those shows up as noise).
         eprintln!(
             "run {}/{}: sequential 1 MiB writes + fdatasync",
             run + 1,
             args.runs
         );
-        fio_w.push(fio_seq_write(&args.dir, args.write_mib)?);
-        ours_w.push(rt.block_on(store_write(&sdir, false, args.write_mib, 1))?);
-        ours_w_pread.push(rt.block_on(store_write(&sdir, true, args.write_mib, 1))?);
-        ours_w_group.push(rt.block_on(store_write(&sdir, false, args.write_mib, args.iodepth))?);
+        for k in 0..4 {
+            match (k + run) % 4 {
+                0 => fio_w.push(fio_seq_write(&args.dir, args.write_mib)?),
+                1 => ours_w.push(rt.block_on(store_write(&sdir, false, args.write_mib, 1))?),
+                2 => ours_w_pread.push(rt.block_on(store_write(&sdir, true, args.write_mib, 1))?),
+                _ => ours_w_group.push(rt.block_on(store_write(
+                    &sdir,
+                    false,
+                    args.write_mib,
+                    args.iodepth,
+                ))?),
+            }
+        }
         eprintln!("run {}/{}: random 64 KiB reads", run + 1, args.runs);
-        fio_r.push(fio_rand_read(
-            &args.dir,
-            args.read_set_mib,
-            args.reads,
-            args.iodepth,
-        )?);
-        let (r, b) = rt.block_on(store_rand_read(
-            &sdir,
-            false,
-            args.read_set_mib,
-            args.reads,
-            args.iodepth,
-        ))?;
-        backend = b;
-        ours_r.push(r);
-        let (r, _) = rt.block_on(store_rand_read(
-            &sdir,
-            true,
-            args.read_set_mib,
-            args.reads,
-            args.iodepth,
-        ))?;
-        ours_r_pread.push(r);
+        for k in 0..3 {
+            match (k + run) % 3 {
+                0 => fio_r.push(fio_rand_read(
+                    &args.dir,
+                    args.read_set_mib,
+                    args.reads,
+                    args.iodepth,
+                )?),
+                1 => {
+                    let (r, b) = rt.block_on(store_rand_read(
+                        &sdir,
+                        false,
+                        args.read_set_mib,
+                        args.reads,
+                        args.iodepth,
+                    ))?;
+                    backend = b;
+                    ours_r.push(r);
+                }
+                _ => {
+                    let (r, _) = rt.block_on(store_rand_read(
+                        &sdir,
+                        true,
+                        args.read_set_mib,
+                        args.reads,
+                        args.iodepth,
+                    ))?;
+                    ours_r_pread.push(r);
+                }
+            }
+        }
     }
+    let samples = json!({
+        "seq_write": { "fio": fio_w, "store": ours_w, "store_pread": ours_w_pread, "store_group_commit": ours_w_group },
+        "rand_read": { "fio": fio_r, "store": ours_r, "store_pread": ours_r_pread },
+    });
     let (fw, ow, owg, owp) = (
         median(fio_w),
         median(ours_w),
@@ -357,6 +381,7 @@ pub fn run(args: StoreArgs) -> Result<()> {
             "ratio": or.iops / fr.iops,
             "store_pread": orp,
         },
+        "samples": samples,
     });
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;

@@ -108,7 +108,11 @@ impl Drop for Inner {
         if let Ok(mut tx) = self.writer_tx.lock() {
             tx.take();
         }
-        self.reader = Reader::Pread;
+        if let Reader::Uring { tx, wake } = std::mem::replace(&mut self.reader, Reader::Pread) {
+            // Drop the sender first, then wake the thread so that it sees the disconnection.
+            drop(tx);
+            reader::wake(&wake);
+        }
         if let Ok(mut threads) = self.threads.lock() {
             for t in threads.drain(..) {
                 let _ = t.join();
@@ -196,9 +200,10 @@ impl ShardStore {
         let mut threads = Vec::new();
         let reader = match shared.backend.backend {
             Backend::IoUring => {
-                let (tx, handle) = reader::spawn_uring(opts.read_queue_depth)?;
+                let (reader, handle) =
+                    reader::spawn_uring(opts.read_queue_depth, opts.uring_read_punt)?;
                 threads.push(handle);
-                Reader::Uring(tx)
+                reader
             }
             Backend::Pread => Reader::Pread,
         };
