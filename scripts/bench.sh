@@ -10,3 +10,4 @@ bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 # The local shard store against fio (io_uring engine) on the filesystem of the state directory.
 mkdir -p /var/lib/hyphae-bench
 "$bin/hyphae-bench" store --dir /var/lib/hyphae-bench/store --out bench/results/store.json
+"$bin/hyphae-bench" pipeline --out bench/results/pipeline.json
