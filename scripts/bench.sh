@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
-# etcd-server: the coordinator's anchor (etcd 3.4).
-apt_ensure bench etcd-server
+# etcd-server: the coordinator's anchor (etcd 3.4); fio: the shard store's (same filesystem).
+apt_ensure bench etcd-server fio
 bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 "$bin/hyphae-bench" rpc --hyphae "$bin/hyphae" --out bench/results/rpc.json
 "$bin/hyphae-bench" coordinator --hyphae "$bin/hyphae" --out bench/results/coordinator.json
 "$bin/hyphae-bench" discovery --hyphae "$bin/hyphae" --out bench/results/discovery.json
+# The local shard store against fio (io_uring engine) on the filesystem of the state directory.
+mkdir -p /var/lib/hyphae-bench
+"$bin/hyphae-bench" store --dir /var/lib/hyphae-bench/store --out bench/results/store.json
+"$bin/hyphae-bench" pipeline --out bench/results/pipeline.json

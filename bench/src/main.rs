@@ -12,6 +12,8 @@
 //!   beacon's CPU and bandwidth per node.
 //! - `pipeline`: the store's chunk + encrypt + hash + erasure-encode path and the heal-path
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
+//! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
+//!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -25,6 +27,7 @@ mod rpc_orchestrate;
 mod rpc_quic;
 mod rpc_tcp;
 mod stats;
+mod store;
 
 use std::path::PathBuf;
 
@@ -58,6 +61,8 @@ enum Command {
     Discovery(discovery::DiscoveryArgs),
     /// The store's CPU pipeline on one core: write path and heal-path decode.
     Pipeline(pipeline::PipelineArgs),
+    /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
+    Store(store::StoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,5 +78,6 @@ fn main() -> anyhow::Result<()> {
         Command::RpcClient(args) => rpc_orchestrate::client(args),
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
+        Command::Store(args) => store::run(args),
     }
 }

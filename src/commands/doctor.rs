@@ -108,16 +108,10 @@ pub fn run(paths: &NodePaths, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn io_uring() -> Result<String, String> {
-    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    match io_uring::IoUring::new(8) {
-        Ok(_) => Ok(format!("available (io_uring_disabled={disabled})")),
-        Err(e) => Err(format!(
-            "unavailable: {e} (io_uring_disabled={disabled}; containers often block it with seccomp)"
-        )),
-    }
+    // The shard store's own probe (ring + NOP), so doctor says what the store will pick.
+    hyphae_chunkstore::local::probe_io_uring()
+        .map(|()| "available: the shard store appends and reads through io_uring".to_string())
+        .map_err(|reason| format!("unavailable, the shard store uses pread/pwrite: {reason}"))
 }
 
 fn kvm() -> Result<String, String> {

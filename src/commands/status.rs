@@ -19,24 +19,16 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let socket = paths.socket(ServiceSpec::NODE.name);
     let mut status = super::block_on(hyphae_core::ipc::get_json(&socket, "/status"))?
         .with_context(|| format!("is the node running? (no answer on {})", socket.display()))?;
-    // The coordinator's view, when it runs (it may be a separate unit, or not started yet).
-    let coordinator = super::block_on(hyphae_core::ipc::get_json(
-        &super::coordinator::socket(paths),
-        "/status",
-    ))?
-    .ok();
-    if let (Some(c), Some(obj)) = (&coordinator, status.as_object_mut()) {
-        obj.insert("coordinator".into(), c.clone());
-    }
-    // Discovery's view (which step of the chain found the mesh), when the beacon runs.
-    let beacon = super::block_on(hyphae_core::ipc::get_json(
-        &paths.socket("beacon"),
-        "/status",
-    ))?
-    .ok();
-    if let (Some(b), Some(obj)) = (&beacon, status.as_object_mut()) {
-        obj.insert("beacon".into(), b.clone());
-    }
+    // Each service's own view, when it runs (it may be a separate unit, or not started yet):
+    // the coordinator (mesh, queen, Raft), the beacon (which step of discovery found the mesh),
+    // the chunkstore (storage, healing, scrub).
+    let coordinator = service_status(&mut status, "coordinator", &super::coordinator::socket(paths))?;
+    let beacon = service_status(&mut status, "beacon", &paths.socket("beacon"))?;
+    let chunkstore = service_status(
+        &mut status,
+        "chunkstore",
+        &paths.socket(ServiceSpec::CHUNKSTORE.name),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
@@ -84,5 +76,40 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         status["rpc"]["handshakes_refused"],
         status["rpc"]["bad_frames"]
     );
+    if let Some(cs) = &chunkstore {
+        let st = &cs["storage"];
+        println!(
+            "storage   {} shards, {} of {} bytes used, {} backend",
+            st["shards"],
+            st["used_bytes"],
+            st["capacity_bytes"],
+            st["backend"].as_str().unwrap_or("-")
+        );
+        println!(
+            "healing   {} under-replicated chunks; repairs {} active, {} done of {}",
+            st["under_replicated_chunks"],
+            st["healing"]["active"],
+            st["healing"]["done"],
+            st["healing"]["total"]
+        );
+        println!(
+            "scrub     {} runs, {} corrupt found, {} repaired",
+            st["scrub"]["runs"], st["scrub"]["corrupt_found"], st["scrub"]["repaired"]
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A service's `/status` from its socket, also added to `status` under `key`; None when the
+/// service does not answer.
+fn service_status(
+    status: &mut serde_json::Value,
+    key: &str,
+    socket: &std::path::Path,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let answer = super::block_on(hyphae_core::ipc::get_json(socket, "/status"))?.ok();
+    if let (Some(v), Some(obj)) = (&answer, status.as_object_mut()) {
+        obj.insert(key.into(), v.clone());
+    }
+    Ok(answer)
 }

@@ -70,6 +70,8 @@ impl CoordinatorClient {
         CoordinatorClient { socket }
     }
 
+    /// One request; a 503 (no queen right now: nothing was applied) is retried for up to
+    /// 10 s, so an election or a membership change does not fail a put or a read.
     async fn send(
         &self,
         method: Method,
@@ -77,10 +79,16 @@ impl CoordinatorClient {
         body: Option<serde_json::Value>,
     ) -> Result<(u16, bytes::Bytes), CoordError> {
         let body = body.map(|b| b.to_string().into_bytes());
-        let (status, bytes) = ipc::request(&self.socket, method, uri, body)
-            .await
-            .map_err(|e| CoordError::Unreachable(e.to_string()))?;
-        Ok((status.as_u16(), bytes))
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, bytes) = ipc::request(&self.socket, method.clone(), uri, body.clone())
+                .await
+                .map_err(|e| CoordError::Unreachable(e.to_string()))?;
+            if status.as_u16() != 503 || std::time::Instant::now() >= deadline {
+                return Ok((status.as_u16(), bytes));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     fn failed(status: u16, body: &[u8]) -> CoordError {

@@ -135,9 +135,26 @@ impl Manifest {
     }
 }
 
+/// Where a chunk is in its life: garbage collection goes Live (refs 0, grace over) →
+/// Reclaiming (shards being deleted) → Reclaimed (a tombstone a new put may overwrite).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    /// Stored; may be referenced.
+    #[default]
+    Live,
+    /// The collector is deleting its shards: puts of this chunk wait.
+    Reclaiming,
+    /// Its shards are gone: a put of this chunk uploads it again.
+    Reclaimed,
+}
+
 /// A `chunks` table record: the current layout and how many file references it has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRecord {
+    /// Garbage-collection state.
+    #[serde(default)]
+    pub state: ChunkState,
     /// Current layout and placement (healing rewrites it).
     pub layout: ChunkLayout,
     /// Number of (file, position) references; 0 means garbage after the grace period.

@@ -120,6 +120,48 @@ pub fn place_replacements(
     place(key, &rest, count)
 }
 
+/// Replacement nodes for healing when fewer distinct nodes remain than a chunk has shards:
+/// distinct new nodes first, then the surviving holders again, those with the fewest of this
+/// chunk's shards first (redundancy comes back, at the cost of two shards on one node until
+/// nodes join).
+pub fn place_replacements_sharing(
+    key: &[u8; 32],
+    candidates: &[Candidate],
+    holders: &[NodeId],
+    count: usize,
+) -> Result<Vec<NodeId>, PlacementError> {
+    if let Ok(p) = place_replacements(key, candidates, holders, count) {
+        return Ok(p);
+    }
+    let usable = place(key, candidates, 0)
+        .ok()
+        .map(|_| {
+            candidates
+                .iter()
+                .filter(|c| c.weight() > 0.0)
+                .map(|c| c.node)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if usable.is_empty() {
+        return Err(PlacementError {
+            need: count,
+            have: 0,
+        });
+    }
+    let mut load: Vec<(usize, NodeId)> = usable
+        .iter()
+        .map(|n| (holders.iter().filter(|h| *h == n).count(), *n))
+        .collect();
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        load.sort();
+        out.push(load[0].1);
+        load[0].0 += 1;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +250,12 @@ mod tests {
         let p = place(&key, &c, 4).unwrap();
         let r = place_replacements(&key, &c, &p, 2).unwrap();
         assert!(r.iter().all(|n| !p.contains(n)));
+        // Only four nodes left for six shards: the least-loaded survivors take the extra ones.
+        let four: Vec<Candidate> = c[..4].to_vec();
+        let holders: Vec<NodeId> = four.iter().map(|x| x.node).collect();
+        let r = place_replacements_sharing(&key, &four, &holders, 2).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_ne!(r[0], r[1]);
+        assert!(r.iter().all(|n| holders.contains(n)));
     }
 }

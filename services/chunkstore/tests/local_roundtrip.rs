@@ -1,30 +1,13 @@
 //! Round trips through the local shard store on both backends: many sizes, reopen, delete,
 //! idempotent puts, stats.
 
-use bytes::Bytes;
 use hyphae_chunkstore::local::{Backend, ShardId, ShardStore, StoreError, StoreOptions};
 
-fn id(n: u64) -> ShardId {
-    ShardId(*blake3::hash(&n.to_le_bytes()).as_bytes())
-}
-
-fn data(n: u64, len: usize) -> Bytes {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut h = blake3::Hasher::new();
-    h.update(&n.to_le_bytes());
-    let mut xof = h.finalize_xof();
-    out.resize(len, 0);
-    xof.fill(&mut out);
-    Bytes::from(out)
-}
+mod local_common;
+use local_common::{data, id};
 
 fn options(force_pread: bool) -> StoreOptions {
-    StoreOptions {
-        force_pread,
-        segment_bytes: 1 << 20,
-        reserve_bytes: Some(0),
-        ..StoreOptions::default()
-    }
+    local_common::options(force_pread, 1 << 20)
 }
 
 const SIZES: &[usize] = &[
@@ -148,5 +131,46 @@ fn io_uring_probe_agrees_with_the_store() -> Result<(), StoreError> {
     let store = ShardStore::open(dir.path(), options(false))?;
     let probe = hyphae_chunkstore::local::probe_io_uring();
     assert_eq!(store.backend().backend == Backend::IoUring, probe.is_ok());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_share_fdatasyncs() -> Result<(), StoreError> {
+    let dir = local_common::tempdir()?;
+    let store = ShardStore::open(dir.path(), options(false))?;
+    let mut tasks = Vec::new();
+    for n in 0..64u64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { s.put(id(n), data(n, 20_000)).await },
+        ));
+    }
+    for t in tasks {
+        t.await.map_err(local_common::err)??;
+    }
+    let stats = store.stats();
+    assert_eq!(stats.records_appended, 64);
+    // 64 puts queued at once cannot all have waited for a sync of their own.
+    assert!(stats.syncs < 64, "{stats:?}");
+    for n in 0..64u64 {
+        assert_eq!(store.get(&id(n)).await?, data(n, 20_000));
+    }
+    assert_eq!(store.stats().reads, 64);
+    Ok(())
+}
+
+#[test]
+fn a_second_opener_is_refused_and_changes_nothing() -> Result<(), StoreError> {
+    let dir = local_common::tempdir()?;
+    let store = ShardStore::open(dir.path(), options(true))?;
+    let second = ShardStore::open(dir.path(), options(true));
+    assert!(second.is_err(), "two openers of one directory");
+    drop(second);
+    assert!(std::fs::read_dir(dir.path())
+        .map_err(local_common::err)?
+        .filter_map(|e| e.ok())
+        .all(|e| !e.file_name().to_string_lossy().starts_with("index.broken")));
+    drop(store);
+    ShardStore::open(dir.path(), options(true))?;
     Ok(())
 }

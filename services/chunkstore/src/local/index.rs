@@ -110,9 +110,14 @@ impl Index {
         // Recover to the last consistent point after a crash rather than refusing to open.
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_keep_log_file_num(4);
-        let cfs = [CF_SHARDS, CF_SEGMENTS]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        // Entries are ~100 bytes: a small memtable is plenty and keeps memory (and the WAL
+        // preallocation) small on small nodes.
+        opts.set_write_buffer_size(8 << 20);
+        let cfs = [CF_SHARDS, CF_SEGMENTS].into_iter().map(|n| {
+            let mut cf = Options::default();
+            cf.set_write_buffer_size(8 << 20);
+            ColumnFamilyDescriptor::new(n, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Index { db })
     }

@@ -73,6 +73,16 @@ pub struct StoreStats {
     pub backend_fallback_reason: Option<String>,
     /// What the last open repaired.
     pub recovery: RecoveryReport,
+    /// Group commits (fdatasyncs) since open; `records_appended / syncs` is the batching.
+    pub syncs: u64,
+    /// Records appended since open (puts and compaction copies).
+    pub records_appended: u64,
+    /// Bytes appended since open, headers included.
+    pub bytes_appended: u64,
+    /// Shards read since open.
+    pub reads: u64,
+    /// Reads since open that failed verification.
+    pub corrupt_reads: u64,
 }
 
 /// This node's shard store. Cheap to clone (one `Arc`); all clones share the same threads.
@@ -98,7 +108,11 @@ impl Drop for Inner {
         if let Ok(mut tx) = self.writer_tx.lock() {
             tx.take();
         }
-        self.reader = Reader::Pread;
+        if let Reader::Uring { tx, wake } = std::mem::replace(&mut self.reader, Reader::Pread) {
+            // Drop the sender first, then wake the thread so that it sees the disconnection.
+            drop(tx);
+            reader::wake(&wake);
+        }
         if let Ok(mut threads) = self.threads.lock() {
             for t in threads.drain(..) {
                 let _ = t.join();
@@ -116,6 +130,30 @@ impl std::fmt::Debug for ShardStore {
     }
 }
 
+/// Takes `<dir>/LOCK` exclusively: a second opener (another process, or this one) is refused
+/// before it can touch the index (which `open` would otherwise take for damaged and rebuild).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::io(
+            format!(
+                "{} is in use by another opener of the shard store",
+                dir.display()
+            ),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(f)
+}
+
 impl ShardStore {
     /// Opens (creating if needed) the store in `dir`: `dir/segments/` holds the segment files,
     /// `dir/index/` the RocksDB index. Recovers from any crash first (see [`recovery`]).
@@ -123,6 +161,7 @@ impl ShardStore {
         opts.validate()?;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let lock_file = lock_dir(dir)?;
         let backend = backend::choose(opts.force_pread);
         let segments = segments::Segments::open(&dir.join("segments"))?;
         let index_path = dir.join("index");
@@ -155,13 +194,16 @@ impl ShardStore {
             accounts: Mutex::new(recovered.accounts),
             backend,
             active_segment: AtomicU32::new(recovered.active.number),
+            counters: shared::Counters::default(),
+            lock_file,
         });
         let mut threads = Vec::new();
         let reader = match shared.backend.backend {
             Backend::IoUring => {
-                let (tx, handle) = reader::spawn_uring(opts.read_queue_depth)?;
+                let (reader, handle) =
+                    reader::spawn_uring(opts.read_queue_depth, opts.uring_read_punt)?;
                 threads.push(handle);
-                Reader::Uring(tx)
+                reader
             }
             Backend::Pread => Reader::Pread,
         };
@@ -264,6 +306,23 @@ impl ShardStore {
 
     /// Reads the record at `loc` and checks it is `id`'s, whole and unaltered.
     pub(crate) async fn read_record(
+        &self,
+        id: &ShardId,
+        loc: &Location,
+        file: Arc<std::fs::File>,
+    ) -> Result<Bytes, StoreError> {
+        self.shared().counters.reads.fetch_add(1, Ordering::Relaxed);
+        let result = self.read_verified(id, loc, file).await;
+        if matches!(result, Err(StoreError::Corrupt { .. })) {
+            self.shared()
+                .counters
+                .corrupt_reads
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn read_verified(
         &self,
         id: &ShardId,
         loc: &Location,
@@ -389,6 +448,11 @@ impl ShardStore {
             backend: shared.backend.backend,
             backend_fallback_reason: shared.backend.fallback_reason.clone(),
             recovery: self.inner.recovery.clone(),
+            syncs: shared.counters.syncs.load(Ordering::Relaxed),
+            records_appended: shared.counters.records_appended.load(Ordering::Relaxed),
+            bytes_appended: shared.counters.bytes_appended.load(Ordering::Relaxed),
+            reads: shared.counters.reads.load(Ordering::Relaxed),
+            corrupt_reads: shared.counters.corrupt_reads.load(Ordering::Relaxed),
         }
     }
 

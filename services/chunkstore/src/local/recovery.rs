@@ -101,7 +101,13 @@ pub fn recover(
     let mut fresh: HashMap<ShardId, Location> = HashMap::new();
     for (n, file) in segments.all() {
         let len = lens.get(&n).copied().unwrap_or(0);
-        let from = watermarks.get(&n).copied().unwrap_or(0).min(len);
+        // A watermark past the end means the file lost bytes it once had (damage, not a
+        // crash: records are synced before they are indexed): walk it from the start to find
+        // where its valid records end.
+        let from = match watermarks.get(&n).copied() {
+            Some(w) if w <= len => w,
+            _ => 0,
+        };
         accounts.extend(n, len);
         if from >= len {
             continue;

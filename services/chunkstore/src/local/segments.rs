@@ -49,6 +49,7 @@ impl Segments {
                 .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
             files.insert(n, Arc::new(f));
         }
+        fd_headroom(files.len());
         Ok(Segments {
             dir: dir.to_path_buf(),
             files: RwLock::new(files),
@@ -112,6 +113,9 @@ impl Segments {
         let f = Arc::new(f);
         if let Ok(mut files) = self.files.write() {
             files.insert(n, f.clone());
+            if files.len().is_multiple_of(256) {
+                fd_headroom(files.len());
+            }
         }
         Ok(f)
     }
@@ -135,6 +139,39 @@ impl Segments {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| StoreError::io(format!("syncing {}", self.dir.display()), e))
+    }
+}
+
+/// Every segment stays open (reads need no open/close): with 256 MiB segments a 4 TB disk is
+/// 16k files, past the usual soft limit of 1024 descriptors. Raise the soft limit towards the
+/// hard one (systemd's default hard limit is 512k) when the segments approach it.
+fn fd_headroom(open_segments: usize) {
+    let want = open_segments as u64 + 1024;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a stack struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max.min(want.max(lim.rlim_cur.saturating_mul(2))),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        tracing::info!(
+            from = lim.rlim_cur,
+            to = raised.rlim_cur,
+            "raised the open-file limit for segments"
+        );
+    } else {
+        tracing::warn!(
+            limit = lim.rlim_cur,
+            segments = open_segments,
+            "cannot raise the open-file limit; raise LimitNOFILE"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! State shared by the store handle, its writer thread and its background tasks.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Mutex, MutexGuard};
 
 use super::accounts::Accounts;
@@ -28,6 +28,26 @@ pub struct Shared {
     pub backend: BackendInfo,
     /// The segment being appended to (compaction never touches it).
     pub active_segment: AtomicU32,
+    /// Running totals for metrics.
+    pub counters: Counters,
+    /// `<dir>/LOCK`, flock'ed while the store is open (one opener per directory). Declared
+    /// last so that it is released after the index and the files are closed.
+    pub lock_file: std::fs::File,
+}
+
+/// Running totals since open (for `/metrics`; see `StoreStats`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Group commits (one fdatasync each).
+    pub syncs: AtomicU64,
+    /// Records appended (puts and compaction copies).
+    pub records_appended: AtomicU64,
+    /// Bytes appended (headers included).
+    pub bytes_appended: AtomicU64,
+    /// Shards read (get, verify, scrub, check, compaction).
+    pub reads: AtomicU64,
+    /// Reads that failed verification.
+    pub corrupt_reads: AtomicU64,
 }
 
 impl Shared {

@@ -369,6 +369,11 @@ impl Writer {
             }
         }
         self.prealloc_end = self.prealloc_end.max(run.end);
+        let c = &self.shared.counters;
+        c.syncs.fetch_add(1, Ordering::Relaxed);
+        c.records_appended
+            .fetch_add(run.records.len() as u64, Ordering::Relaxed);
+        c.bytes_appended.fetch_add(needed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -517,9 +522,15 @@ fn reap(ring: &mut IoUring, n: usize) -> io::Result<Vec<(u64, i32)>> {
     Ok(out)
 }
 
-/// Writes `records` through the ring, then fdatasyncs `fd` once.
+/// Writes `records` through the ring and fdatasyncs `fd` once: the writes of the last chunk
+/// and the sync go in one submission, the sync marked `IO_DRAIN` so that it starts only after
+/// every write before it completed.
 fn write_uring(ring: &mut IoUring, fd: i32, records: &[Pending]) -> io::Result<()> {
-    for chunk in records.chunks(RING_ENTRIES as usize / 2) {
+    const SYNC_TAG: u64 = u64::MAX;
+    let chunks: Vec<&[Pending]> = records.chunks(RING_ENTRIES as usize / 2).collect();
+    let mut resync = false;
+    for (c, chunk) in chunks.iter().enumerate() {
+        let last = c + 1 == chunks.len();
         let iovecs: Vec<[libc::iovec; 2]> = chunk
             .iter()
             .map(|p| {
@@ -536,17 +547,35 @@ fn write_uring(ring: &mut IoUring, fd: i32, records: &[Pending]) -> io::Result<(
                 .user_data(i as u64);
             push(ring, &sqe)?;
         }
-        submit(ring, chunk.len())?;
+        let mut want = chunk.len();
+        if last {
+            let sync = opcode::Fsync::new(types::Fd(fd))
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .flags(io_uring::squeue::Flags::IO_DRAIN)
+                .user_data(SYNC_TAG);
+            push(ring, &sync)?;
+            want += 1;
+        }
+        submit(ring, want)?;
         let mut first_err = None;
-        for (i, res) in reap(ring, chunk.len())? {
-            let Some(p) = chunk.get(i as usize) else {
+        for (tag, res) in reap(ring, want)? {
+            if tag == SYNC_TAG {
+                if res < 0 {
+                    first_err.get_or_insert(io::Error::from_raw_os_error(-res));
+                }
+                continue;
+            }
+            let Some(p) = chunk.get(tag as usize) else {
                 continue;
             };
             let total = HEADER_LEN + p.data.len();
             if res < 0 {
                 first_err.get_or_insert(io::Error::from_raw_os_error(-res));
             } else if (res as usize) < total {
-                // Short write (rare: signals, quota edges): finish it synchronously.
+                // Short write (rare: signals, quota edges): finish it synchronously, and sync
+                // again below (the drained sync may not have covered it).
+                resync = true;
                 if let Err(e) =
                     pwritev_all(fd, &skip(&p.bufs(), res as usize), p.offset + res as u64)
                 {
@@ -560,15 +589,10 @@ fn write_uring(ring: &mut IoUring, fd: i32, records: &[Pending]) -> io::Result<(
             return Err(e);
         }
     }
-    let sync = opcode::Fsync::new(types::Fd(fd))
-        .flags(types::FsyncFlags::DATASYNC)
-        .build()
-        .user_data(u64::MAX);
-    push(ring, &sync)?;
-    submit(ring, 1)?;
-    for (_, res) in reap(ring, 1)? {
-        if res < 0 {
-            return Err(io::Error::from_raw_os_error(-res));
+    if resync {
+        // SAFETY: plain syscall on a descriptor the caller keeps open.
+        if unsafe { libc::fdatasync(fd) } != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())

@@ -57,6 +57,7 @@ pub fn router(store: Shared) -> axum::Router {
         .route("/files", get(list))
         .route("/stat/{*path}", get(stat))
         .route("/scrub", post(scrub))
+        .route("/check", post(check))
         .with_state(store)
 }
 
@@ -291,6 +292,21 @@ async fn stat(State(store): State<Shared>, Path(path): Path<String>) -> Response
     match result.await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /check`: the local store's full consistency check (every record re-read).
+async fn check(State(store): State<Shared>) -> Response {
+    match store.local.check().await {
+        Ok(r) => Json(json!({
+            "consistent": r.is_consistent(),
+            "shards": r.shards,
+            "verified_bytes": r.verified_bytes,
+            "corrupt": r.corrupt.len(),
+            "problems": r.problems,
+        }))
+        .into_response(),
+        Err(e) => FilesError::Internal(e.to_string()).into_response(),
     }
 }
 

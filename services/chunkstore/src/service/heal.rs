@@ -16,7 +16,7 @@ use super::state::{bump, with_coder, Shared};
 use super::tables::{MeshView, CHUNKS};
 use crate::ids::ChunkId;
 use crate::manifest::ChunkRecord;
-use crate::placement::place_replacements;
+use crate::placement::place_replacements_sharing;
 
 /// How often the chunk table is scanned for lost shards.
 const SCAN_EVERY: Duration = Duration::from_secs(2);
@@ -125,8 +125,13 @@ pub async fn repair(
             .await
             .map_err(|e| FilesError::Internal(e.to_string()))?
             .map_err(|e| FilesError::Unavailable(e.to_string()))?;
-    let keep: Vec<NodeId> = layout.shards.iter().map(|s| s.node).collect();
-    let targets = place_replacements(&id.0, &view.candidates(), &keep, lost.len())
+    let keep: Vec<NodeId> = layout
+        .shards
+        .iter()
+        .map(|s| s.node)
+        .filter(|n| !lost_for_good(view, n))
+        .collect();
+    let targets = place_replacements_sharing(&id.0, &view.candidates(), &keep, lost.len())
         .map_err(|e| FilesError::InsufficientNodes(e.to_string()))?;
     let mut new_layout = layout.clone();
     for (&i, node) in lost.iter().zip(targets) {

@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod files_api;
+pub mod gc;
 pub mod heal;
 pub mod peer_server;
 pub mod peers;
@@ -119,6 +120,7 @@ pub async fn run(
     ));
     let healer = tokio::spawn(heal::run(store.clone(), shutdown.clone()));
     let scrubber = tokio::spawn(scrub::run(store.clone(), shutdown.clone()));
+    let collector = tokio::spawn(gc::run(store.clone(), shutdown.clone()));
 
     let status = {
         let store = store.clone();
@@ -144,7 +146,7 @@ pub async fn run(
     shutdown.cancelled().await;
     let _ = rpc_task.await;
     let _ = ipc_task.await;
-    for t in [publisher, healer, scrubber] {
+    for t in [publisher, healer, scrubber, collector] {
         let _ = t.await;
     }
     Ok(())

@@ -15,9 +15,18 @@ use crate::chunking::chunks_for_range;
 use crate::manifest::{ChunkEntry, ChunkLayout, Manifest};
 use crate::pipeline::decode_chunk;
 
-/// Reads and checks a file's manifest (linearizable: a put acknowledged anywhere is seen).
+/// Reads and checks a file's manifest: linearizable (a put acknowledged anywhere is seen) when
+/// the coordinator has a quorum, else this node's applied state, so files stay readable while
+/// the coordinator cannot commit.
 pub async fn load_manifest(store: &Shared, path: &str) -> Result<(Manifest, u64), FilesError> {
-    let Some((text, version)) = store.coord.get(FILES, path, true).await? else {
+    let found = match store.coord.get(FILES, path, true).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(path, error = %e, "linearizable read failed; using this node's state");
+            store.coord.get(FILES, path, false).await?
+        }
+    };
+    let Some((text, version)) = found else {
         return Err(FilesError::NotFound(path.to_string()));
     };
     let m = Manifest::from_json(&text).map_err(|e| FilesError::Internal(format!("{path}: {e}")))?;

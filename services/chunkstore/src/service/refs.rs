@@ -6,7 +6,7 @@ use super::state::Chunkstore;
 use super::tables::CHUNKS;
 use crate::coordinator_client::CoordError;
 use crate::ids::ChunkId;
-use crate::manifest::{ChunkLayout, ChunkRecord};
+use crate::manifest::{ChunkLayout, ChunkRecord, ChunkState};
 
 /// Seconds since the epoch.
 pub fn now_unix() -> u64 {
@@ -17,6 +17,11 @@ pub fn now_unix() -> u64 {
 }
 
 const ATTEMPTS: usize = 50;
+
+/// How long a put waits for the collector to finish reclaiming a chunk it wants again.
+async fn wait_reclaim() {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
 
 impl Chunkstore {
     /// The current record of a chunk and its version.
@@ -63,6 +68,14 @@ impl Chunkstore {
             let Some((mut record, version)) = self.chunk_record(id).await? else {
                 return Ok(None);
             };
+            match record.state {
+                ChunkState::Live => {}
+                ChunkState::Reclaiming => {
+                    wait_reclaim().await;
+                    continue;
+                }
+                ChunkState::Reclaimed => return Ok(None),
+            }
             record.refs += count;
             record.orphaned_unix = None;
             if self.cas_chunk(id, &record, version).await? {
@@ -81,20 +94,24 @@ impl Chunkstore {
         count: u64,
     ) -> Result<ChunkRecord, FilesError> {
         for _ in 0..ATTEMPTS {
+            let fresh = ChunkRecord {
+                state: ChunkState::Live,
+                layout: layout.clone(),
+                refs: count,
+                orphaned_unix: None,
+            };
             let (record, version) = match self.chunk_record(id).await? {
-                Some((mut r, v)) => {
+                Some((mut r, v)) if r.state == ChunkState::Live => {
                     r.refs += count;
                     r.orphaned_unix = None;
                     (r, v)
                 }
-                None => (
-                    ChunkRecord {
-                        layout: layout.clone(),
-                        refs: count,
-                        orphaned_unix: None,
-                    },
-                    0,
-                ),
+                Some((r, v)) if r.state == ChunkState::Reclaimed => (fresh, v),
+                Some(_) => {
+                    wait_reclaim().await;
+                    continue;
+                }
+                None => (fresh, 0),
             };
             if self.cas_chunk(id, &record, version).await? {
                 return Ok(record);
@@ -109,6 +126,9 @@ impl Chunkstore {
             let Some((mut record, version)) = self.chunk_record(id).await? else {
                 return Ok(());
             };
+            if record.state != ChunkState::Live {
+                return Ok(());
+            }
             record.refs = record.refs.saturating_sub(count);
             if record.refs == 0 {
                 record.orphaned_unix = Some(now_unix());
