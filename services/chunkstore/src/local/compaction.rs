@@ -133,13 +133,15 @@ impl ShardStore {
         // The moved entries must be durable before the old copies disappear.
         shared.index.sync()?;
         let reclaimed = {
+            // Under the index lock, so that `check()` never sees the segment half removed.
             let mut a = shared.lock();
             let mut batch = IndexBatch::default();
             batch.forget_segment(n);
             shared.index.write(batch, true)?;
-            a.segments.remove(&n).map_or(0, |s| s.end)
+            let reclaimed = a.segments.remove(&n).map_or(0, |s| s.end);
+            shared.segments.remove(n)?;
+            reclaimed
         };
-        shared.segments.remove(n)?;
         report.segments_compacted += 1;
         report.bytes_reclaimed += reclaimed;
         Ok(())

@@ -394,7 +394,14 @@ impl Writer {
             }
             _ => 0,
         };
-        let file = self.shared.segments.create(n, prealloc)?;
+        let file = {
+            // Under the index lock, so that `check()` never sees a segment it has no figures for.
+            let shared = self.shared.clone();
+            let mut accounts = shared.lock();
+            let file = shared.segments.create(n, prealloc)?;
+            accounts.extend(n, 0);
+            file
+        };
         self.active = ActiveSegment {
             number: n,
             file,
