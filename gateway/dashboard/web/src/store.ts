@@ -52,6 +52,12 @@ function set(patch: Partial<LiveState>) {
   listeners.forEach((l) => l());
 }
 
+/** Samples unless the last sample is under 4 s old (updates and the timer both call it). */
+function maybeSample() {
+  const last = state.history.t[state.history.t.length - 1];
+  if (last === undefined || Date.now() / 1000 - last >= 4) sample();
+}
+
 function sample() {
   const h = state.history;
   const nodes = state.nodes.data;
@@ -63,7 +69,7 @@ function sample() {
   const next: History = { t: [...h.t], up: [...h.up], total: [...h.total], used: [...h.used], capacity: [...h.capacity] };
   push(next.t, Date.now() / 1000);
   push(next.up, nodes ? nodes.filter((n) => n.status === "up").length : 0);
-  push(next.total, nodes ? nodes.length : 0);
+  push(next.total, nodes ? nodes.filter((n) => !["pending", "left", "revoked"].includes(n.status ?? "")).length : 0);
   push(next.used, typeof s?.used_bytes === "number" ? s.used_bytes : null);
   push(next.capacity, typeof s?.capacity_bytes === "number" ? s.capacity_bytes : null);
   set({ history: next });
@@ -102,7 +108,7 @@ function parse(e: MessageEvent): unknown {
 /** Starts the REST read and the SSE stream (idempotent). */
 export function startLive() {
   if (source) return;
-  void refresh().then(sample);
+  void refresh().then(maybeSample);
   set({ stream: "connecting" });
   const es = new EventSource("/api/v1/stream", { withCredentials: true });
   source = es;
@@ -114,7 +120,10 @@ export function startLive() {
   };
   es.addEventListener("nodes", (e) => {
     const v = parse(e as MessageEvent) as NodesResponse | null;
-    if (v && Array.isArray(v.nodes)) set({ nodes: ok(v.nodes), stream: "live" });
+    if (v && Array.isArray(v.nodes)) {
+      set({ nodes: ok(v.nodes), stream: "live" });
+      maybeSample();
+    }
   });
   es.addEventListener("status", (e) => {
     const v = parse(e as MessageEvent) as Status | null;
@@ -128,7 +137,7 @@ export function startLive() {
     const v = parse(e as MessageEvent) as MeshEvent | null;
     if (v) set({ events: ok([...(state.events.data ?? []), v].slice(-500)), stream: "live" });
   });
-  sampleTimer = window.setInterval(sample, 5000);
+  sampleTimer = window.setInterval(maybeSample, 5000);
 }
 
 /** Stops the stream (on logout). */

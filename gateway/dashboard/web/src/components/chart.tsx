@@ -33,7 +33,7 @@ export function TimeChart(props: { t: number[]; series: Series[]; height?: numbe
       width: el.clientWidth || 300,
       height: props.height ?? 180,
       cursor: { drag: { x: false, y: false } },
-      legend: { show: true },
+      legend: { show: true, live: false },
       scales: { y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.15 : 1] } },
       axes: [axis, { ...axis, size: 64, values: fmt ? (_u, vals) => vals.map((v) => fmt(v)) : undefined }],
       series: [

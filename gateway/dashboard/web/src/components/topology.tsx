@@ -13,15 +13,29 @@ interface SimNode extends SimulationNodeDatum {
 }
 type SimLink = SimulationLinkDatum<SimNode> & { status: string };
 
-const radius = (role?: string) => (role === "queen" ? 22 : role === "prince" ? 16 : 11);
+const radius = (role?: string) => (role === "queen" ? 28 : role === "prince" ? 20 : 15);
+
+/** Whether the screen is phone-sized (the topology then uses a squarer canvas). */
+function useNarrow() {
+  const q = "(max-width: 600px)";
+  const [narrow, setNarrow] = useState(() => matchMedia(q).matches);
+  useEffect(() => {
+    const m = matchMedia(q);
+    const l = () => setNarrow(m.matches);
+    m.addEventListener("change", l);
+    return () => m.removeEventListener("change", l);
+  }, []);
+  return narrow;
+}
 
 export function nodeLabel(n: MeshNode) {
   return n.name || short(n.id, 8);
 }
 
 export function Topology(props: { nodes: MeshNode[]; queen?: string | null; selected?: string | null; onSelect?: (id: string | null) => void; height?: number }) {
-  const W = 800;
-  const H = props.height ?? 440;
+  const narrow = useNarrow();
+  const W = narrow ? 420 : 800;
+  const H = narrow ? 440 : props.height ?? 420;
   const sim = useRef<Simulation<SimNode, SimLink> | null>(null);
   const simNodes = useRef(new Map<string, SimNode>());
   const [, tick] = useState(0);
@@ -59,28 +73,29 @@ export function Topology(props: { nodes: MeshNode[]; queen?: string | null; sele
       }
     }
     return { nodes: list, links: ls };
-  }, [shape]);
+  }, [shape, W]);
 
   useEffect(() => {
     const s =
       sim.current ??
       forceSimulation<SimNode, SimLink>()
-        .force("charge", forceManyBody<SimNode>().strength(-420))
-        .force("center", forceCenter(W / 2, H / 2).strength(0.05))
+        .force("charge", forceManyBody<SimNode>().strength(-600))
+
         .force("collide", forceCollide<SimNode>((d) => radius(d.node.role) + 26));
     sim.current = s;
+    s.force("center", forceCenter(W / 2, H / 2).strength(0.05));
     s.nodes(nodes);
     s.force(
       "link",
       forceLink<SimNode, SimLink>(links)
         .id((d) => d.id)
-        .distance((l) => ((l.target as SimNode).node?.role === "prince" ? 110 : 170))
+        .distance((l) => ((l.target as SimNode).node?.role === "prince" ? 1 : 1.4) * (narrow ? 105 : 135))
         .strength(0.7),
     );
     s.on("tick", () => {
       for (const n of nodes) {
         const r = radius(n.node.role) + 4;
-        n.x = Math.max(r, Math.min(W - r, n.x ?? W / 2));
+        n.x = Math.max(r + 34, Math.min(W - r - 34, n.x ?? W / 2));
         n.y = Math.max(r + 4, Math.min(H - r - 18, n.y ?? H / 2));
       }
       if (!frame.current) frame.current = requestAnimationFrame(() => {

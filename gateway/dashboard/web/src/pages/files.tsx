@@ -234,10 +234,10 @@ export function Files() {
               <thead>
                 <tr>
                   <th>Name</th>
-                  <th>Size</th>
+                  <th class="hide-sm">Size</th>
                   <th class="hide-sm">Chunks</th>
                   <th class="hide-sm">Created</th>
-                  <th>Health</th>
+                  <th class="hide-sm">Health</th>
                   <th />
                 </tr>
               </thead>
@@ -255,11 +255,14 @@ export function Files() {
                       <button class="linklike" onClick={() => setStatPath(f.path)} title="Show placement">
                         {f.path.slice(prefix.length)}
                       </button>
+                      <div class="show-sm muted small">
+                        {bytes(f.size)} · <Badge value={f.health ?? "unknown"} />
+                      </div>
                     </td>
-                    <td>{bytes(f.size)}</td>
+                    <td class="hide-sm">{bytes(f.size)}</td>
                     <td class="hide-sm">{f.chunks ?? "—"}</td>
                     <td class="hide-sm">{time(f.created_unix)}</td>
-                    <td>
+                    <td class="hide-sm">
                       <Badge value={f.health ?? "unknown"} />
                     </td>
                     <td class="row-actions">

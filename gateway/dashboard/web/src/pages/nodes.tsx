@@ -72,7 +72,10 @@ export function Heatmap(props: { nodes: MeshNode[] }) {
           {rows.map((n, i) => (
             <tr>
               <th>
-                <Badge value={n.status} /> {nodeLabel(n)}
+                <span class="hide-sm">
+                  <Badge value={n.status} />
+                </span>{" "}
+                {nodeLabel(n)}
               </th>
               {cols.map((c, j) => {
                 const v = fields[i][c];
@@ -134,7 +137,7 @@ export function Nodes() {
                     <td class="mono hide-sm">{n.addresses?.[0] ?? "—"}</td>
                     <td class="hide-sm">{duration(n.uptime_s)}</td>
                     <td class="hide-sm">{typeof n.jitter_ms === "number" ? `${n.jitter_ms} ms` : "—"}</td>
-                    <td>{ago(n.last_seen_unix)}</td>
+                    <td class="nowrap">{ago(n.last_seen_unix)}</td>
                   </tr>
                 ))}
               </tbody>

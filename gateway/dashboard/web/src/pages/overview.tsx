@@ -42,6 +42,8 @@ export function NodeDetail(props: { node: MeshNode }) {
   );
 }
 
+const roleOrder = (r?: string) => ["queen", "prince", "bee"].indexOf(r ?? "") + 1 || 9;
+
 export function Overview() {
   const live = useLive();
   const [selected, setSelected] = useState<string | null>(null);
@@ -68,8 +70,14 @@ export function Overview() {
         />
         <Stat
           label="Redundancy"
-          value={s ? (s.under_replicated_chunks ? `${s.under_replicated_chunks} chunks degraded` : typeof s.under_replicated_chunks === "number" ? "Healthy" : "—") : "—"}
-          hint={s?.healing?.active ? `healing ${s.healing.done ?? 0} / ${s.healing.total ?? "?"}` : s ? "no healing running" : "no data"}
+          value={s ? (s.under_replicated_chunks ? "Degraded" : typeof s.under_replicated_chunks === "number" ? "Healthy" : "—") : "—"}
+          hint={
+            s
+              ? `${s.under_replicated_chunks ? `${s.under_replicated_chunks} chunks under-replicated · ` : ""}${s.healing?.active ? `healing ${s.healing.done ?? 0} / ${s.healing.total ?? "?"}` : "no repair running"}`
+              : live.storage.error
+                ? "storage unavailable"
+                : "no data"
+          }
           tone={s?.under_replicated_chunks ? "warn" : s ? "good" : undefined}
         />
       </div>
@@ -91,13 +99,31 @@ export function Overview() {
             <Empty title={live.nodes.error ? "Topology unavailable" : "No nodes yet"}>{live.nodes.error ? "The gateway could not list the mesh's nodes." : "Waiting for the directory…"}</Empty>
           )}
         </Card>
-        <Card title={sel ? nodeLabel(sel) : "Node"}>
-          {sel ? <NodeDetail node={sel} /> : <Empty title="Select a node">Click a node in the topology to see its details.</Empty>}
+        <Card title={sel ? nodeLabel(sel) : "Members"} actions={sel && <button class="btn ghost small" onClick={() => setSelected(null)}>All nodes</button>} class="side-card">
+          {sel ? (
+            <NodeDetail node={sel} />
+          ) : nodes.length ? (
+            <ul class="roster">
+              {[...nodes]
+                .sort((a, b) => roleOrder(a.role) - roleOrder(b.role) || nodeLabel(a).localeCompare(nodeLabel(b)))
+                .map((n) => (
+                  <li onClick={() => setSelected(n.id)}>
+                    <span class={`role-chip status-${n.status}`}>{n.role === "queen" ? "Q" : n.role === "prince" ? "P" : n.role === "bee" ? "B" : "·"}</span>
+                    <span class="grow">
+                      <span class="strong">{nodeLabel(n)}</span> <span class="muted small">{n.role}</span>
+                    </span>
+                    <Badge value={n.status} />
+                  </li>
+                ))}
+            </ul>
+          ) : (
+            <Empty title="No nodes" />
+          )}
         </Card>
       </div>
       <div class="grid-2">
         <Card title="Members up" actions={<span class="muted small">since this page opened</span>}>
-          {h.t.length > 1 ? (
+          {h.t.length > 2 ? (
             <TimeChart t={h.t} series={[{ label: "up", color: "#10b981", values: h.up, fill: true }, { label: "members", color: "#64748b", values: h.total }]} />
           ) : (
             <Empty title="Collecting samples">A point every 5 seconds while this page is open.</Empty>

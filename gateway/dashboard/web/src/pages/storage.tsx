@@ -76,7 +76,7 @@ export function Storage() {
             </Card>
           </div>
           <Card title="Use over time" actions={<span class="muted small">since this page opened</span>}>
-            {h.t.length > 1 && h.used.some((v) => v !== null) ? (
+            {h.t.length > 2 && h.used.some((v) => v !== null) ? (
               <TimeChart t={h.t} format={(v) => bytes(v)} series={[{ label: "used", color: "#14b8a6", values: h.used, fill: true }, { label: "capacity", color: "#64748b", values: h.capacity }]} />
             ) : (
               <Empty title="Collecting samples">A point every 5 seconds while this page is open.</Empty>
