@@ -80,8 +80,9 @@ const failed = <T>(prev: Part<T>, e: unknown): Part<T> => ({ ...prev, error: des
 
 async function load<T>(key: "status" | "nodes" | "storage" | "events", path: string, pick: (v: any) => T) {
   try {
-    const v = await get<unknown>(path);
-    set({ [key]: ok(pick(v)) } as Partial<LiveState>);
+    const v = pick(await get<unknown>(path));
+    if (v === null || v === undefined) throw new Error("the service reports no data");
+    set({ [key]: ok(v) } as Partial<LiveState>);
   } catch (e) {
     set({ [key]: failed(state[key] as Part<T>, e) } as Partial<LiveState>);
   }

@@ -46,7 +46,7 @@ export function Login(props: { onLogin: () => void }) {
           {busy ? "Signing in…" : "Sign in"}
         </button>
         <p class="muted small">
-          The password is set on the node: <span class="mono">hyphae gateway password</span>.
+          Set or change it on any node with <span class="mono">hyphae passwd</span>.
         </p>
       </form>
     </div>
