@@ -119,6 +119,9 @@ async function admit(page) {
     await login(page, "desktop");
     await topologyShowsEveryNode(page);
     await shot(page, "desktop-overview");
+    await page.emulateMedia({ colorScheme: "dark" });
+    await shot(page, "desktop-overview-dark");
+    await page.emulateMedia({ colorScheme: "light" });
     for (const name of ["nodes", "storage", "names", "events"]) {
       await go(page, name, "desktop");
       await shot(page, `desktop-${name}`);
@@ -160,6 +163,9 @@ async function admit(page) {
     if (await p.locator('[data-testid="nav-nodes"]').isVisible()) throw new Error("the navigation is not collapsed on a phone-sized screen");
     await topologyShowsEveryNode(p);
     await shot(p, "phone-overview");
+    await p.emulateMedia({ colorScheme: "dark" });
+    await shot(p, "phone-overview-dark");
+    await p.emulateMedia({ colorScheme: "light" });
     await p.click('[data-testid="menu"]');
     await p.locator('[data-testid="nav-nodes"]').waitFor({ state: "visible", timeout });
     await shot(p, "phone-menu");
