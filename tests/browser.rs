@@ -132,6 +132,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .env("HYPHAE_EXPECT_NODES", members.join(","))
         .env("HYPHAE_PENDING_NODE", &pending)
         .env("HYPHAE_FILES", if FILES_READY { "1" } else { "0" })
+        .env("HYPHAE_NAME_TARGET", c[1].ip().to_string())
         .env("HYPHAE_ARTIFACTS", &artifacts)
         .env("HYPHAE_CHROMIUM", &chromium)
         .output()

@@ -9,6 +9,7 @@
 //   HYPHAE_EXPECT_NODES   comma-separated node ids the topology must show
 //   HYPHAE_PENDING_NODE   id of a node waiting for admission, to admit through the UI (optional)
 //   HYPHAE_FILES          "1" to exercise the file browser (upload, download, stat, delete)
+//   HYPHAE_NAME_TARGET    an IP to point a test name at through the Names page (optional)
 //   HYPHAE_ARTIFACTS      directory for screenshots
 //   HYPHAE_CHROMIUM       the browser binary (default /usr/bin/chromium)
 //
@@ -26,6 +27,7 @@ const password = env("HYPHAE_PASSWORD");
 const expectNodes = env("HYPHAE_EXPECT_NODES", "").split(",").filter(Boolean);
 const pendingNode = env("HYPHAE_PENDING_NODE", "");
 const withFiles = env("HYPHAE_FILES", "0") === "1";
+const nameTarget = env("HYPHAE_NAME_TARGET", "");
 const artifacts = env("HYPHAE_ARTIFACTS", "browser-artifacts");
 const timeout = Number(env("HYPHAE_STEP_TIMEOUT_MS", "60000"));
 if (!url || !password) {
@@ -98,6 +100,20 @@ async function files(page) {
   return { name, row };
 }
 
+async function names(page) {
+  const name = "browser-test";
+  await page.fill('input[name="name"]', name);
+  await page.fill('input[name="target"]', nameTarget);
+  await page.click('form:has(input[name="target"]) button[type="submit"]');
+  const row = page.locator(`[data-testid="name-row"][data-name="${name}"]`);
+  await row.waitFor({ timeout });
+  step(`set the name ${name} -> ${nameTarget}`);
+  await page.fill('input[name="lookup"]', name);
+  await page.click('form:has(input[name="lookup"]) button[type="submit"]');
+  await page.locator('[data-testid="record"]', { hasText: nameTarget }).waitFor({ timeout });
+  step(`${name} resolves to ${nameTarget}`);
+}
+
 async function admit(page) {
   const item = page.locator(`[data-testid="pending-node"][data-node-id="${pendingNode}"]`);
   await item.waitFor({ timeout });
@@ -122,10 +138,13 @@ async function admit(page) {
     await page.emulateMedia({ colorScheme: "dark" });
     await shot(page, "desktop-overview-dark");
     await page.emulateMedia({ colorScheme: "light" });
-    for (const name of ["nodes", "storage", "names", "events"]) {
+    for (const name of ["nodes", "storage", "events"]) {
       await go(page, name, "desktop");
       await shot(page, `desktop-${name}`);
     }
+    await go(page, "names", "desktop");
+    if (nameTarget) await names(page);
+    await shot(page, "desktop-names");
     await go(page, "files", "desktop");
     if (withFiles) {
       const { name, row } = await files(page);

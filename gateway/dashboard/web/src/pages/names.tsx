@@ -72,11 +72,11 @@ export function Names() {
           <form class="form-row" onSubmit={save}>
             <label>
               Name
-              <input required placeholder="nas" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+              <input required name="name" placeholder="nas" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
             </label>
             <label>
               Target
-              <input required placeholder="node name, IP or name" value={target} onInput={(e) => setTarget((e.target as HTMLInputElement).value)} />
+              <input required name="target" placeholder="node name, IP or name" value={target} onInput={(e) => setTarget((e.target as HTMLInputElement).value)} />
             </label>
             <button class="btn primary" type="submit">
               Save
@@ -87,7 +87,7 @@ export function Names() {
           <form class="form-row" onSubmit={resolve}>
             <label>
               Name
-              <input required placeholder="nas" value={lookup} onInput={(e) => setLookup((e.target as HTMLInputElement).value)} />
+              <input required name="lookup" placeholder="nas" value={lookup} onInput={(e) => setLookup((e.target as HTMLInputElement).value)} />
             </label>
             <button class="btn" type="submit">
               Resolve
@@ -98,7 +98,7 @@ export function Names() {
             (resolved.records.length ? (
               <ul class="records">
                 {resolved.records.map((r) => (
-                  <li>
+                  <li data-testid="record">
                     <span class="badge tone-info">{r.type}</span> <span class="mono">{r.value}</span>
                   </li>
                 ))}
@@ -125,7 +125,7 @@ export function Names() {
               </thead>
               <tbody>
                 {names.map((n) => (
-                  <tr>
+                  <tr data-testid="name-row" data-name={n.name}>
                     <td class="mono">{n.name}</td>
                     <td class="mono">{n.target}</td>
                     <td class="row-actions">
