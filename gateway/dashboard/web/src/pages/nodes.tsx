@@ -96,6 +96,30 @@ export function Heatmap(props: { nodes: MeshNode[] }) {
   );
 }
 
+/** The services of the node this dashboard is served by, from its gateway's `/status`. */
+function Services() {
+  const live = useLive();
+  const st = live.status.data;
+  const services = Object.entries(st?.services ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  return (
+    <Card title={`Services on ${st?.node?.name || short(st?.node?.id, 10)}`} actions={st?.role && <Badge value={st.role} tone="accent" />}>
+      <ErrorNote error={live.status.error} what="this node's status" />
+      {services.length ? (
+        <div class="services">
+          {services.map(([name, s]) => (
+            <div class="service" data-testid="service">
+              <span class="strong">{name}</span>
+              <Badge value={s.ready ? "ready" : "not ready"} tone={s.ready ? "good" : "warn"} />
+            </div>
+          ))}
+        </div>
+      ) : (
+        <Empty title="No services reported">{live.status.error ? null : "Waiting for the node's status…"}</Empty>
+      )}
+    </Card>
+  );
+}
+
 export function Nodes() {
   const live = useLive();
   const nodes = live.nodes.data ?? [];
@@ -105,6 +129,7 @@ export function Nodes() {
     <div class="page">
       <PageHead title="Nodes" sub="Scores, load and hardware across the mesh." />
       <ErrorNote error={live.nodes.error} what="the nodes" />
+      <Services />
       <Card title="Heatmap" actions={<span class="muted small">each column scaled low → high</span>}>
         <Heatmap nodes={nodes} />
       </Card>
