@@ -38,6 +38,8 @@ fs.mkdirSync(artifacts, { recursive: true });
 
 const pages = ["overview", "nodes", "storage", "files", "admission", "names", "events"];
 const step = (msg) => console.log(`browser: ${msg}`);
+/** The page in use, for a screenshot when a step fails. */
+let current = null;
 
 async function shot(page, name) {
   const file = path.join(artifacts, `${name}.png`);
@@ -131,6 +133,7 @@ async function admit(page) {
     // --- desktop: every check, and the screenshots --------------------------------------------
     const desktop = await browser.newContext({ viewport: { width: 1440, height: 900 }, ignoreHTTPSErrors: true, acceptDownloads: true });
     const page = await desktop.newPage();
+    current = page;
     page.on("pageerror", (e) => step(`page error: ${e.message}`));
     await login(page, "desktop");
     await topologyShowsEveryNode(page);
@@ -177,6 +180,7 @@ async function admit(page) {
     // --- phone: the layout collapses to a menu; a picture of each page ------------------------
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, ignoreHTTPSErrors: true });
     const p = await phone.newPage();
+    current = p;
     await login(p, "phone");
     if (!(await p.locator('[data-testid="menu"]').isVisible())) throw new Error("no menu button on a phone-sized screen");
     if (await p.locator('[data-testid="nav-nodes"]').isVisible()) throw new Error("the navigation is not collapsed on a phone-sized screen");
@@ -195,6 +199,13 @@ async function admit(page) {
     }
     await phone.close();
     step("ok");
+  } catch (e) {
+    if (current) {
+      const file = path.join(artifacts, "failure.png");
+      await current.screenshot({ path: file, fullPage: true }).catch(() => {});
+      step(`failure screenshot ${file}`);
+    }
+    throw e;
   } finally {
     await browser.close();
   }

@@ -4,6 +4,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { describe, get } from "./api";
+import { learnNodes } from "./labels";
 import type { MeshEvent, MeshNode, NodesResponse, Status, Storage } from "./types";
 
 export type StreamState = "off" | "connecting" | "live" | "reconnecting";
@@ -48,6 +49,7 @@ let source: EventSource | null = null;
 let sampleTimer: number | undefined;
 
 function set(patch: Partial<LiveState>) {
+  if (patch.nodes?.data) learnNodes(patch.nodes.data);
   state = { ...state, ...patch };
   listeners.forEach((l) => l());
 }

@@ -5,7 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { forceCenter, forceCollide, forceLink, forceManyBody, forceSimulation, type Simulation, type SimulationLinkDatum, type SimulationNodeDatum } from "d3-force";
 import type { MeshNode } from "../types";
-import { short } from "../format";
+import { nodeLabel } from "../labels";
 
 interface SimNode extends SimulationNodeDatum {
   id: string;
@@ -28,9 +28,7 @@ function useNarrow() {
   return narrow;
 }
 
-export function nodeLabel(n: MeshNode) {
-  return n.name || short(n.id, 8);
-}
+export { nodeLabel };
 
 export function Topology(props: { nodes: MeshNode[]; queen?: string | null; selected?: string | null; onSelect?: (id: string | null) => void; height?: number }) {
   const narrow = useNarrow();

@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { useLive } from "../store";
 import { Badge, Card, Empty, ErrorNote, PageHead } from "../components/ui";
 import { short, time, ago } from "../format";
+import { nodeLabel } from "../labels";
 import type { MeshEvent, MeshNode } from "../types";
 
 const kindTone: Record<string, string> = { admitted: "good", up: "good", pending: "info", suspect: "warn", down: "bad", revoked: "bad", left: "muted" };
@@ -20,7 +21,7 @@ export function EventRow(props: { event: MeshEvent; nodes: MeshNode[] }) {
     <li class="event" data-testid="event">
       <Badge value={kind} tone={kindTone[kind] ?? "muted"} />
       <span class="event-node" title={nodeId ?? ""}>
-        {node?.name || short(nodeId, 12)}
+        {node ? nodeLabel(node) : short(nodeId, 12)}
       </span>
       {rest.length > 0 && <span class="event-extra mono">{rest.map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")}</span>}
       <time class="event-time" title={time(at)}>

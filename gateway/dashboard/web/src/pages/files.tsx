@@ -6,6 +6,7 @@ import { del, describe, encodePath, get, upload } from "../api";
 import { Badge, Card, Empty, ErrorNote, PageHead, Progress } from "../components/ui";
 import { useLive } from "../store";
 import { bytes, short, time } from "../format";
+import { nodeLabel } from "../labels";
 import type { FileEntry, FileStat, MeshNode } from "../types";
 
 interface Upload {
@@ -30,7 +31,10 @@ function StatPanel(props: { path: string; nodes: MeshNode[]; onClose: () => void
   }, [props.path]);
   const nodeIds = [...new Set((stat?.chunks ?? []).flatMap((c) => c.shards.map((s) => s.node)))];
   const color = (id: string) => palette[nodeIds.indexOf(id) % palette.length];
-  const name = (id: string) => props.nodes.find((n) => n.id === id)?.name || short(id, 8);
+  const name = (id: string) => {
+    const n = props.nodes.find((x) => x.id === id);
+    return n ? nodeLabel(n) : short(id, 8);
+  };
   return (
     <Card title={<span class="mono">{props.path}</span>} actions={<button class="btn ghost" onClick={props.onClose}>Close</button>} class="stat-panel">
       <ErrorNote error={error} what="the file's placement" />
@@ -103,6 +107,8 @@ export function Files() {
     );
   useEffect(() => {
     void reload();
+    const t = window.setInterval(() => void reload(), 5000);
+    return () => window.clearInterval(t);
   }, [prefix]);
 
   const send = (list: FileList | File[]) => {

@@ -30,6 +30,9 @@ export function Names() {
     );
   useEffect(() => {
     void load();
+    // Writes go through the queen; this node's copy may show them a moment later.
+    const t = window.setInterval(() => void load(), 3000);
+    return () => window.clearInterval(t);
   }, []);
 
   const save = async (e: Event) => {

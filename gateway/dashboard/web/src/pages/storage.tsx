@@ -5,6 +5,7 @@ import { useLive } from "../store";
 import { Badge, Card, Empty, ErrorNote, PageHead, Progress, Stat } from "../components/ui";
 import { TimeChart } from "../components/chart";
 import { bytes, pct, short } from "../format";
+import { nodeLabel } from "../labels";
 import type { Storage as StorageT } from "../types";
 
 function perNode(s: StorageT): { node: string; s: StorageT }[] {
@@ -99,7 +100,7 @@ export function Storage() {
                       const n = nodes.find((x) => x.id === r.node);
                       return (
                         <tr>
-                          <td>{n?.name || short(r.node, 12)}</td>
+                          <td>{n ? nodeLabel(n) : short(r.node, 12)}</td>
                           <td>
                             {bytes(r.s.used_bytes)}
                             {typeof r.s.capacity_bytes === "number" && <Progress value={pct(r.s.used_bytes ?? 0, r.s.capacity_bytes)} />}
