@@ -122,10 +122,19 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
     let artifacts = artifacts_dir();
     println!("browser artifacts (screenshots): {}", artifacts.display());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.cjs");
-    let out = Command::new("timeout")
-        .arg("300")
-        .arg("node")
-        .arg(script)
+    // The browser runs in n3's network namespace, a client on the mesh's LAN: there it sees
+    // only `lo` and `eth0`, so veths and bridges that other cluster tests create and delete
+    // on the host do not make Chromium abort its requests (ERR_NETWORK_CHANGED).
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            c[3].netns(),
+            "timeout",
+            "300",
+            "node",
+            script,
+        ])
         .env("NODE_PATH", hyphae_dashboard::node_modules_dir())
         .env("HYPHAE_URL", &url)
         .env("HYPHAE_PASSWORD", &password)
