@@ -49,7 +49,10 @@ function Shell(props: { onLogout: () => void }) {
   const self = live.nodes.data?.find((n) => n.id === live.status.data?.node?.id);
   const pending = (live.nodes.data ?? []).filter((n) => n.status === "pending").length;
 
-  useEffect(() => setOpen(false), [path]);
+  useEffect(() => {
+    setOpen(false);
+    window.scrollTo(0, 0);
+  }, [path]);
   useEffect(() => {
     if (path === "/login") history.replaceState(null, "", "/");
   }, [path]);

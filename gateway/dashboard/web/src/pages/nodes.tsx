@@ -101,8 +101,9 @@ function Services() {
   const live = useLive();
   const st = live.status.data;
   const services = Object.entries(st?.services ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const self = live.nodes.data?.find((n) => n.id === st?.node?.id);
   return (
-    <Card title={`Services on ${st?.node?.name || short(st?.node?.id, 10)}`} actions={st?.role && <Badge value={st.role} tone="accent" />}>
+    <Card title={`Services on ${self ? nodeLabel(self) : st?.node?.name || short(st?.node?.id, 10)}`} actions={st?.role && <Badge value={st.role} tone="accent" />}>
       <ErrorNote error={live.status.error} what="this node's status" />
       {services.length ? (
         <div class="services">
