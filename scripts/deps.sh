@@ -29,6 +29,8 @@ say() { printf '\033[1mdeps:\033[0m %s\n' "$*" >&2; }
 # dpkg-deb, always present). The image's tools (mmdebstrap, mtools, QEMU, OVMF, ...) are in
 # scripts/image-deps.sh.
 packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg-config clang libclang-dev librocksdb-dev systemd)
+# bind9-dnsutils: `dig` for the gateway's DNS tests (tests/gateway_api.rs).
+packages+=(bind9-dnsutils)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

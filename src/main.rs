@@ -76,8 +76,32 @@ enum Command {
     /// First boot of a flashed node: install boot-partition and kernel command-line settings,
     /// create the node identity (run by hyphae-firstboot.service).
     Firstboot(commands::firstboot::FirstbootArgs),
+    /// Run only the gateway (HTTPS + HTTP/3 on [gateway] port, DNS on dns_port, gateway.sock).
+    Gateway,
+    /// Set the admin password of the dashboard and API (read from standard input).
+    Passwd(commands::passwd::PasswdArgs),
+    /// API tokens for scripts (`Authorization: Bearer ...`).
+    #[command(subcommand, name = "api-token")]
+    ApiToken(commands::api_token::ApiTokenCommand),
+    /// Names of the mesh namespace (NAME.hyphae.internal).
+    #[command(subcommand)]
+    Name(commands::name::NameCommand),
     /// Print the version.
     Version,
+    /// Run only the chunkstore (shards on udp/7442, chunkstore.sock).
+    Chunkstore(commands::node::NodeArgs),
+    /// Store a local file (or `-` for stdin) in the mesh.
+    Put(commands::files::PutArgs),
+    /// Fetch a file from the mesh to a local file (or `-` for stdout).
+    Get(commands::files::GetArgs),
+    /// List the mesh's files.
+    Ls(commands::files::LsArgs),
+    /// Delete a file from the mesh.
+    Rm(commands::files::PathArgs),
+    /// Where a file's chunks and shards are, and whether each is present.
+    Stat(commands::files::PathArgs),
+    /// Re-verify this node's shards (`--now`).
+    Scrub(commands::files::ScrubArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,7 +120,11 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
     // Verbs that serve log at the configured level; admin verbs stay quiet unless -v.
     let serves = matches!(
         cli.command,
-        Command::Node(_) | Command::Agent | Command::Coordinator(_)
+        Command::Node(_)
+            | Command::Agent
+            | Command::Coordinator(_)
+            | Command::Chunkstore(_)
+            | Command::Gateway
     );
     let verbose = cli.verbose;
     // Loads and validates the configuration, and starts logging; only verbs that need it call it.
@@ -141,7 +169,16 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Coordinator(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Coordinator)
         }
+        Command::Gateway => commands::node::run(
+            paths.clone(),
+            configure()?,
+            &NodeArgs::default(),
+            Services::Gateway,
+        ),
         Command::Ping(args) => commands::ping::run(&paths, &configure()?, &args),
+        Command::Chunkstore(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::Chunkstore)
+        }
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a
             // broken configuration, so a typo is caught before the node restarts on it.
@@ -156,6 +193,15 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Status(args) => commands::status::run(&paths, &args),
                 Command::Cert(cmd) => commands::cert::run(&paths, cmd),
                 Command::Ca(cmd) => commands::cert::run_ca(&paths, cmd),
+                Command::Passwd(args) => commands::passwd::run(&paths, &args),
+                Command::ApiToken(cmd) => commands::api_token::run(&paths, &cmd),
+                Command::Name(cmd) => commands::name::run(&paths, &cmd),
+                Command::Put(args) => commands::files::put(&paths, &args),
+                Command::Get(args) => commands::files::get(&paths, &args),
+                Command::Ls(args) => commands::files::ls(&paths, &args),
+                Command::Rm(args) => commands::files::rm(&paths, &args),
+                Command::Stat(args) => commands::files::stat(&paths, &args),
+                Command::Scrub(args) => commands::files::scrub(&paths, &args),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

@@ -1,15 +1,19 @@
 //! One file per CLI verb. Each exposes `run(...) -> anyhow::Result<ExitCode>`.
 
 pub mod admit;
+pub mod api_token;
 pub mod cert;
 pub mod coordinator;
 pub mod doctor;
+pub mod files;
 pub mod firstboot;
 pub mod init;
 pub mod kv;
 pub mod leave;
+pub mod name;
 pub mod node;
 pub mod nodes;
+pub mod passwd;
 pub mod ping;
 pub mod revoke;
 pub mod status;

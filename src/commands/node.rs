@@ -22,6 +22,10 @@ pub enum Services {
     Agent,
     /// Only the coordinator (`hyphae coordinator`).
     Coordinator,
+    /// Only the gateway (`hyphae gateway`).
+    Gateway,
+    /// Only the chunkstore (`hyphae chunkstore`).
+    Chunkstore,
 }
 
 /// Options of `hyphae node` and `hyphae coordinator`: joining a mesh at start.
@@ -61,11 +65,23 @@ pub fn run(
         notify::spawn_watchdog(shutdown.clone());
         // Each service is one task; the first to fail stops the node (systemd restarts units).
         let mut tasks = tokio::task::JoinSet::new();
-        if services != Services::Coordinator {
+        if matches!(services, Services::All | Services::Agent) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { agent::run(ctx, shutdown).await.context("node agent") });
         }
-        if services != Services::Agent {
+        if matches!(services, Services::All | Services::Gateway) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_gateway::run(ctx, shutdown).await.context("gateway") });
+        }
+        if matches!(services, Services::All | Services::Chunkstore) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                hyphae_chunkstore::run(ctx, shutdown)
+                    .await
+                    .context("chunkstore")
+            });
+        }
+        if matches!(services, Services::All | Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move {
                 hyphae_coordinator::run(ctx, shutdown)

@@ -186,3 +186,4 @@ pub fn events(node: &Node) -> Result<Vec<(String, String)>> {
 pub fn ms_since(t: Instant) -> u128 {
     t.elapsed().as_millis()
 }
+pub mod https;

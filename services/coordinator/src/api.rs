@@ -10,6 +10,9 @@
 //! | `POST /leave` | this node leaves the mesh |
 //! | `GET /kv/{table}/{key}[?linearizable=true]`, `PUT /kv/{table}/{key}` `{"value": "..", "expect_version": N}` | the key space |
 //! | `GET /events` | committed liveness and admission events |
+//! | `POST /gateway-cert` `{"csr_pem": ".."}` | this node's gateway certificate, signed by the queen |
+//! | `GET /kv/{table}?prefix=P` | every key of a table starting with `P`, in key order |
+//! | `DELETE /kv/{table}/{key}` | removes a key (idempotent) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +62,12 @@ pub fn router(coord: Arc<Coordinator>, metrics: MetricsRegistry) -> axum::Router
         .route("/admit", post(admit))
         .route("/revoke", post(revoke))
         .route("/leave", post(leave))
-        .route("/kv/{table}/{key}", get(kv_get).put(kv_put))
+        .route("/gateway-cert", post(gateway_cert))
+        .route(
+            "/kv/{table}/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .route("/kv/{table}", get(kv_scan))
         .with_state(coord);
     base.merge(api)
 }
@@ -294,6 +302,68 @@ async fn kv_put(
         expect_version: body.expect_version,
     };
     match coord.propose_ok(command).await {
+        Ok(version) => Json(json!({ "version": version })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct GatewayCertBody {
+    csr_pem: String,
+}
+
+async fn gateway_cert(State(coord): Shared, Json(body): Json<GatewayCertBody>) -> Response {
+    match coord.gateway_cert(body.csr_pem).await {
+        Ok(cert_pem) => Json(json!({
+            "cert_pem": cert_pem,
+            "ca_pem": pem::encode(&pem::Pem::new(
+                "CERTIFICATE",
+                coord.membership.ca_cert.to_vec()
+            )),
+        }))
+        .into_response(),
+        Err(e) => error_response(CoordinatorError::Refused(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScanQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+/// `GET /kv/{table}?prefix=`: the keys of a table with that prefix, with values and versions
+/// (this node's applied state; the chunkstore's listings and repair scans use it).
+async fn kv_scan(
+    State(coord): Shared,
+    Path(table): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> Response {
+    if let Err(e) = check_name("table", &table) {
+        return error_response(e);
+    }
+    let entries: Vec<Value> = coord
+        .view
+        .scan(&table)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&q.prefix))
+        .map(|(k, v)| {
+            json!({
+                "key": k,
+                "value": String::from_utf8_lossy(&v.value),
+                "version": v.version,
+            })
+        })
+        .collect();
+    Json(json!({ "entries": entries })).into_response()
+}
+
+/// `DELETE /kv/{table}/{key}`: removes a key through Raft.
+async fn kv_delete(State(coord): Shared, Path((table, key)): Path<(String, String)>) -> Response {
+    if let Err(e) = check_name("table", &table).and_then(|_| check_name("key", &key)) {
+        return error_response(e);
+    }
+    match coord.propose_ok(Command::Delete { table, key }).await {
         Ok(version) => Json(json!({ "version": version })).into_response(),
         Err(e) => error_response(e),
     }

@@ -12,6 +12,7 @@ pub mod command;
 pub mod directory;
 pub mod duties;
 pub mod error;
+pub mod gateway_cert;
 pub mod join;
 pub mod liveness;
 pub mod methods;

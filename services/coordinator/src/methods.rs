@@ -151,3 +151,14 @@ impl Method for LinearizableRead {
     type Request = (String, String);
     type Response = Result<Option<crate::command::Versioned>, String>;
 }
+
+/// Member → queen: sign the sender's gateway (HTTPS) certificate request; the queen checks its
+/// names against the sender's directory record. Answers the certificate as PEM.
+#[derive(Debug)]
+pub struct GatewayCert;
+impl Method for GatewayCert {
+    const NAME: &'static str = "coordinator.gateway_cert";
+    /// PEM CSR.
+    type Request = String;
+    type Response = Result<String, String>;
+}

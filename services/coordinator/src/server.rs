@@ -9,8 +9,8 @@ use hyphae_core::rpc::{ErrorCode, Peer, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
 
 use crate::methods::{
-    Admit, ForwardJoin, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead, RaftAppend,
-    RaftSnapshot, RaftVote, Write,
+    Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead,
+    RaftAppend, RaftSnapshot, RaftVote, Write,
 };
 use crate::service::Coordinator;
 
@@ -35,6 +35,7 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
     let c7 = coord.clone();
     let c8 = coord.clone();
     let c9 = coord.clone();
+    let c10 = coord.clone();
     Router::new(ServiceSpec::COORDINATOR, coord.id)
         .unary::<RaftAppend, _, _>(move |peer, req| {
             let c = c1.clone();
@@ -120,6 +121,16 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
                     .await
                     .map(|_| crate::command::Kv::get(&c.view, &table, &key))
                     .map_err(|e| e.to_string()))
+            }
+        })
+        .unary::<GatewayCert, _, _>(move |peer, csr_pem| {
+            let c = c10.clone();
+            async move {
+                member(&c, &peer)?;
+                if !c.is_queen() {
+                    return Ok(Err("not the queen".to_string()));
+                }
+                Ok(c.sign_gateway_cert_as_queen(peer.node, &csr_pem))
             }
         })
 }

@@ -51,6 +51,85 @@ pub struct Config {
     pub mesh: MeshSection,
     /// The coordinator's timings (Raft, liveness).
     pub coordinator: CoordinatorSection,
+    /// The gateway: HTTPS/HTTP/3 and DNS ports, login sessions.
+    pub gateway: GatewaySection,
+    /// The mesh store on this node (`hyphae chunkstore`).
+    pub storage: StorageSection,
+}
+
+/// `[gateway]`: the web/API gateway and the mesh DNS server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The HTTPS port: TCP for HTTP/1.1 and HTTP/2, UDP for HTTP/3 (the same number). Default
+    /// 8443 (the development profile); the image sets 443, which needs CAP_NET_BIND_SERVICE.
+    pub port: u16,
+    /// The DNS port (UDP and TCP) of the `hyphae.internal.` zone. Default 8053; 53 on the image.
+    pub dns_port: u16,
+    /// How long a login session lasts. Default 12 h.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Login attempts a single client address may make in a burst. Default 5.
+    pub login_burst: u32,
+    /// Login attempts a single client address regains per minute after the burst. Default 10.
+    pub login_per_minute: u32,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            port: 8443,
+            dns_port: 8053,
+            session_ttl: Duration::from_secs(12 * 3600),
+            login_burst: 5,
+            login_per_minute: 10,
+        }
+    }
+}
+
+/// `[storage]`: this node's part of the mesh store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Share of this node's free disk the mesh may use, weighting placement (0 = store
+    /// nothing here; 1 = all of it). Default 1.0.
+    pub share: f64,
+    /// Failure domain label (rack, room, power strip): shards of one chunk go to distinct
+    /// domains first. Default: none (the node is its own domain).
+    pub domain: Option<String>,
+    /// Chunk size for files written through this node, in bytes. Default 4 MiB.
+    pub chunk_size: u64,
+    /// Data shards per chunk; with `parity`, overrides the default by mesh size.
+    pub data_shards: Option<u32>,
+    /// Parity shards per chunk (how many node losses a file survives).
+    pub parity_shards: Option<u32>,
+    /// How often every local shard is re-verified. Default a week.
+    #[serde(with = "humantime_serde")]
+    pub scrub_interval: Duration,
+    /// Largest share of the disk's read bandwidth scrubbing may take (0..1]. Default 0.1.
+    pub scrub_bandwidth: f64,
+    /// How long a chunk no file references is kept before its shards are reclaimed.
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
+    /// Repair bandwidth cap (bytes/s of rebuilt shards) so client I/O keeps its latency.
+    /// Default 64 MiB/s.
+    pub heal_bytes_per_sec: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            share: 1.0,
+            domain: None,
+            chunk_size: 4 << 20,
+            data_shards: None,
+            parity_shards: None,
+            scrub_interval: Duration::from_secs(7 * 24 * 3600),
+            scrub_bandwidth: 0.1,
+            gc_grace: Duration::from_secs(3600),
+            heal_bytes_per_sec: 64 << 20,
+        }
+    }
 }
 
 /// `[mesh]`: how a node that is not a member yet gets admitted.
@@ -131,6 +210,8 @@ pub struct PortsSection {
     pub coordinator: u16,
     /// The admission endpoint (joiners without a certificate; server-only TLS); default 7445.
     pub admission: u16,
+    /// The chunkstore's QUIC endpoint (shards between nodes); default 7442.
+    pub chunkstore: u16,
 }
 
 impl Default for PortsSection {
@@ -139,6 +220,7 @@ impl Default for PortsSection {
             node: 7440,
             coordinator: 7441,
             admission: 7445,
+            chunkstore: 7442,
         }
     }
 }
@@ -272,6 +354,34 @@ impl Config {
         }
         if self.ports.admission == 0 {
             return Err(invalid("ports.admission", "must be between 1 and 65535"));
+        }
+        if self.ports.chunkstore == 0 {
+            return Err(invalid("ports.chunkstore", "must be between 1 and 65535"));
+        }
+        let st = &self.storage;
+        if !(0.0..=1.0).contains(&st.share) {
+            return Err(invalid("storage.share", "must be between 0 and 1"));
+        }
+        if !(st.scrub_bandwidth > 0.0 && st.scrub_bandwidth <= 1.0) {
+            return Err(invalid("storage.scrub_bandwidth", "must be in (0, 1]"));
+        }
+        if st.chunk_size < 4096 || st.chunk_size > 64 << 20 {
+            return Err(invalid(
+                "storage.chunk_size",
+                "must be between 4 KiB and 64 MiB",
+            ));
+        }
+        if st.data_shards.is_some() != st.parity_shards.is_some() || st.data_shards == Some(0) {
+            return Err(invalid(
+                "storage.data_shards",
+                "set data_shards (>= 1) and parity_shards together",
+            ));
+        }
+        if st.scrub_interval.is_zero() || st.heal_bytes_per_sec == 0 {
+            return Err(invalid(
+                "storage.scrub_interval",
+                "scrub_interval and heal_bytes_per_sec must be positive",
+            ));
         }
         let c = &self.coordinator;
         if c.raft_heartbeat.is_zero() || c.election_timeout <= c.raft_heartbeat * 2 {

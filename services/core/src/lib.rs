@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod notify;
 pub mod paths;
 pub mod pki;
+#[cfg(all(feature = "rocksdb-compat", system_rocksdb))]
+pub mod rocksdb_compat;
 pub mod rpc;
 pub mod secret_file;
 pub mod telemetry;

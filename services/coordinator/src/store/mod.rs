@@ -14,8 +14,6 @@
 // openraft's traits fix the error type (`StorageError`, ~185 bytes); our helpers return it too.
 #![allow(clippy::result_large_err)]
 
-#[cfg(system_rocksdb)]
-mod compat;
 mod log;
 mod state_machine;
 

@@ -17,12 +17,14 @@ mod enrolment;
 mod membership;
 mod mesh;
 mod revocation;
+mod server_cert;
 
 pub use ca::{node_id_of_request, CertificateAuthority, NODE_CERT_VALIDITY_DAYS};
 pub use enrolment::{request_certificate, EnrolmentBundle};
 pub use membership::Membership;
 pub use mesh::{MeshId, MeshSecrets};
 pub use revocation::{Revocation, RevocationList, Revocations};
+pub use server_cert::{AllowedServerNames, SERVER_CERT_VALIDITY_DAYS};
 
 use std::path::PathBuf;
 

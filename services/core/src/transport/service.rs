@@ -34,4 +34,11 @@ impl ServiceSpec {
         alpn: b"hyphae-admission/1",
         default_port: 7445,
     };
+
+    /// The chunkstore: shard put/get/delete/verify between nodes (mutual TLS).
+    pub const CHUNKSTORE: ServiceSpec = ServiceSpec {
+        name: "chunkstore",
+        alpn: b"hyphae-chunkstore/1",
+        default_port: 7442,
+    };
 }

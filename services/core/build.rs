@@ -1,5 +1,5 @@
 //! Tells the crate whether RocksDB comes from the system (Debian's librocksdb, see
-//! `.cargo/config.toml`) so that `store::compat` can fill the one C symbol it lacks.
+//! `.cargo/config.toml`) so that `rocksdb_compat` can fill the one C symbol it lacks.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(system_rocksdb)");

@@ -1,0 +1,313 @@
+//! The write path: stream → chunks → (blocking threads) encrypt + erasure-code → dedup check
+//! → placement → parallel shard uploads → chunk records → manifest. The manifest is committed
+//! only after every shard of every chunk is durable; a failed put releases what it took.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::{Stream, StreamExt};
+use hyphae_core::NodeId;
+
+use super::errors::FilesError;
+use super::refs::now_unix;
+use super::state::{with_coder, Chunkstore, Shared};
+use super::tables::{MeshView, FILES};
+use crate::chunking::Chunker;
+use crate::ids::ChunkId;
+use crate::manifest::{ChunkEntry, ChunkLayout, Manifest, ShardPlacement, MANIFEST_VERSION};
+use crate::pipeline::{encode_chunk, EncodedChunk};
+use crate::placement::{place, place_replacements};
+use crate::redundancy::Redundancy;
+
+/// Chunks being encoded/uploaded at once per put (bounds memory: ~this many chunks × (1 +
+/// m/k) of buffers).
+const IN_FLIGHT: usize = 3;
+
+/// What a committed put reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PutOutcome {
+    /// The file's path.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Data shards per chunk.
+    pub k: u8,
+    /// Parity shards per chunk.
+    pub m: u8,
+    /// BLAKE3 of the content (hex).
+    pub blake3: String,
+    /// Chunks that were already stored (dedup).
+    pub deduplicated_chunks: usize,
+}
+
+/// Picks the layout: the request's, else `[storage]`'s, else the default by mesh size.
+pub fn choose_redundancy(
+    store: &Chunkstore,
+    view: &MeshView,
+    k: Option<u32>,
+    m: Option<u32>,
+) -> Result<Redundancy, FilesError> {
+    let usable = view.usable();
+    let r = match (k, m, store.config.data_shards, store.config.parity_shards) {
+        (Some(k), Some(m), _, _) => Redundancy::new(k, m),
+        (Some(_), None, _, _) | (None, Some(_), _, _) => {
+            return Err(FilesError::BadRequest("give k and m together".into()))
+        }
+        (None, None, Some(k), Some(m)) => Redundancy::new(k, m),
+        _ => Ok(Redundancy::default_for(usable)),
+    }
+    .map_err(|e| FilesError::BadRequest(e.to_string()))?;
+    r.check_fits(usable)
+        .map_err(|e| FilesError::InsufficientNodes(e.to_string()))?;
+    Ok(r)
+}
+
+struct StoredChunk {
+    entry: ChunkEntry,
+    deduplicated: bool,
+}
+
+/// Uploads every shard of an encoded chunk to distinct nodes, replacing a node that fails.
+async fn upload(
+    store: &Chunkstore,
+    view: &MeshView,
+    enc: &EncodedChunk,
+) -> Result<ChunkLayout, FilesError> {
+    let candidates = view.candidates();
+    let total = enc.shards.len();
+    let mut nodes = place(&enc.id.0, &candidates, total)
+        .map_err(|e| FilesError::InsufficientNodes(e.to_string()))?;
+    let mut failed: Vec<NodeId> = Vec::new();
+    let mut pending: Vec<usize> = (0..total).collect();
+    for _attempt in 0..3 {
+        let mut uploads = FuturesUnordered::new();
+        for &i in &pending {
+            let (id, data) = enc.shards[i].clone();
+            let node = nodes[i];
+            uploads.push(async move { (i, store.store_shard(view, node, id, data).await) });
+        }
+        let mut again = Vec::new();
+        while let Some((i, result)) = uploads.next().await {
+            if let Err(e) = result {
+                tracing::warn!(chunk = %enc.id, node = %nodes[i], error = %e, "shard upload failed");
+                failed.push(nodes[i]);
+                again.push(i);
+            }
+        }
+        if again.is_empty() {
+            let shards = (0..total)
+                .map(|i| ShardPlacement {
+                    index: i as u8,
+                    id: enc.shards[i].0,
+                    node: nodes[i],
+                })
+                .collect();
+            return Ok(ChunkLayout {
+                redundancy: enc.redundancy,
+                ct_len: enc.ct_len,
+                shard_len: enc.shard_len,
+                shards,
+            });
+        }
+        let keep: Vec<NodeId> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !again.contains(i))
+            .map(|(_, n)| *n)
+            .chain(failed.iter().copied())
+            .collect();
+        let fresh = place_replacements(&enc.id.0, &candidates, &keep, again.len())
+            .map_err(|e| FilesError::InsufficientNodes(format!("after failed uploads: {e}")))?;
+        for (slot, node) in again.iter().zip(fresh) {
+            nodes[*slot] = node;
+        }
+        pending = again;
+    }
+    Err(FilesError::Unavailable(format!(
+        "chunk {}: shard uploads kept failing",
+        enc.id
+    )))
+}
+
+/// Encodes, dedups or uploads, and records one chunk.
+async fn store_chunk(
+    store: Shared,
+    view: Arc<MeshView>,
+    r: Redundancy,
+    offset: u64,
+    plaintext: Bytes,
+) -> Result<StoredChunk, FilesError> {
+    let keys = store.keys.clone();
+    let enc = tokio::task::spawn_blocking(move || {
+        with_coder(|coder| encode_chunk(&keys, coder, r, BytesMut::from(plaintext)))
+    })
+    .await
+    .map_err(|e| FilesError::Internal(format!("encoder task: {e}")))?
+    .map_err(|e| FilesError::Internal(e.to_string()))?;
+    let wrapped_key = data_encoding::HEXLOWER.encode(&enc.wrapped_key);
+    if let Some(record) = store.reuse_chunk(&enc.id, 1).await? {
+        return Ok(StoredChunk {
+            entry: ChunkEntry {
+                id: enc.id,
+                offset,
+                size: enc.plain_len,
+                wrapped_key,
+                layout: record.layout,
+            },
+            deduplicated: true,
+        });
+    }
+    let layout = upload(&store, &view, &enc).await?;
+    let record = store.record_chunk(&enc.id, layout, 1).await?;
+    Ok(StoredChunk {
+        entry: ChunkEntry {
+            id: enc.id,
+            offset,
+            size: enc.plain_len,
+            wrapped_key,
+            layout: record.layout,
+        },
+        deduplicated: false,
+    })
+}
+
+/// Releases the references a failed or replaced put holds.
+pub async fn release_all(store: &Chunkstore, chunks: &[ChunkId]) {
+    let mut counts: HashMap<ChunkId, u64> = HashMap::new();
+    for c in chunks {
+        *counts.entry(*c).or_default() += 1;
+    }
+    for (id, n) in counts {
+        if let Err(e) = store.release_chunk(&id, n).await {
+            tracing::warn!(chunk = %id, error = %e, "could not release a chunk reference");
+        }
+    }
+}
+
+/// Writes a file from a byte stream. Answers only after the manifest is committed.
+#[tracing::instrument(skip(store, body), fields(node = %store.node))]
+pub async fn put_file<S, E>(
+    store: Shared,
+    path: String,
+    mut body: S,
+    k: Option<u32>,
+    m: Option<u32>,
+) -> Result<PutOutcome, FilesError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let view = Arc::new(MeshView::load(&store.coord).await?);
+    let r = choose_redundancy(&store, &view, k, m)?;
+    let previous = store.coord.get(FILES, &path, true).await?;
+    let chunk_size = store.config.chunk_size as usize;
+    let mut chunker = Chunker::new(chunk_size);
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0u64;
+    let mut in_flight = FuturesOrdered::new();
+    let mut done: Vec<StoredChunk> = Vec::new();
+    let mut failure: Option<FilesError> = None;
+
+    'read: loop {
+        let piece = match body.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                failure = Some(FilesError::Upload(e.to_string()));
+                break 'read;
+            }
+            None => break 'read,
+        };
+        hasher.update(&piece);
+        for chunk in chunker.push(&piece) {
+            let len = chunk.len() as u64;
+            in_flight.push_back(store_chunk(store.clone(), view.clone(), r, offset, chunk));
+            offset += len;
+            while in_flight.len() >= IN_FLIGHT {
+                match in_flight.next().await {
+                    Some(Ok(c)) => done.push(c),
+                    Some(Err(e)) => {
+                        failure = Some(e);
+                        break 'read;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    if failure.is_none() {
+        if let Some(last) = chunker.finish() {
+            let len = last.len() as u64;
+            in_flight.push_back(store_chunk(store.clone(), view.clone(), r, offset, last));
+            offset += len;
+        }
+    }
+    while let Some(result) = in_flight.next().await {
+        match result {
+            Ok(c) => done.push(c),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let ids: Vec<ChunkId> = done.iter().map(|c| c.entry.id).collect();
+    if let Some(e) = failure {
+        release_all(&store, &ids).await;
+        return Err(e);
+    }
+
+    let deduplicated_chunks = done.iter().filter(|c| c.deduplicated).count();
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        path: path.clone(),
+        size: offset,
+        created_unix: now_unix(),
+        chunk_size: chunk_size as u64,
+        blake3: hasher.finalize().to_hex().to_string(),
+        chunks: done.into_iter().map(|c| c.entry).collect(),
+    };
+    let expect = previous.as_ref().map(|(_, v)| *v).unwrap_or(0);
+    match store
+        .coord
+        .put(FILES, &path, &manifest.to_json(), Some(expect))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            release_all(&store, &ids).await;
+            return Err(match e {
+                crate::coordinator_client::CoordError::Conflict => FilesError::Conflict,
+                other => other.into(),
+            });
+        }
+    }
+    // The replaced version's chunks lose a reference.
+    if let Some((text, _)) = previous {
+        if let Ok(old) = Manifest::from_json(&text) {
+            let old_ids: Vec<ChunkId> = old.chunks.iter().map(|c| c.id).collect();
+            release_all(&store, &old_ids).await;
+        }
+    }
+    store.metrics.bytes_written.inc_by(manifest.size);
+    store.metrics.files_put.inc();
+    tracing::info!(
+        path,
+        size = manifest.size,
+        chunks = manifest.chunks.len(),
+        k = r.k,
+        m = r.m,
+        "file committed"
+    );
+    Ok(PutOutcome {
+        path,
+        size: manifest.size,
+        chunks: manifest.chunks.len(),
+        k: r.k,
+        m: r.m,
+        blake3: manifest.blake3,
+        deduplicated_chunks,
+    })
+}
