@@ -16,7 +16,7 @@ use support::{join_config, node_id, nodes, token, wait_directory};
 
 /// Whether the file routes (`/api/v1/files...`, the chunkstore behind the gateway) exist in
 /// this build; the browser test exercises the file browser only then.
-const FILES_READY: bool = false;
+const FILES_READY: bool = true;
 
 /// The gateway's HTTPS port in development and tests.
 const GATEWAY_PORT: u16 = 8443;
