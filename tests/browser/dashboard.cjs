@@ -99,7 +99,7 @@ async function files(page) {
   await row.locator("button.linklike").click();
   await page.locator(".shard").first().waitFor({ timeout });
   step("stat panel shows shard placement");
-  return { name, row };
+  return { name };
 }
 
 async function names(page) {
@@ -141,26 +141,25 @@ async function admit(page) {
     await page.emulateMedia({ colorScheme: "dark" });
     await shot(page, "desktop-overview-dark");
     await page.emulateMedia({ colorScheme: "light" });
-    for (const name of ["nodes", "storage", "events"]) {
+    await go(page, "nodes", "desktop");
+    await shot(page, "desktop-nodes");
+    await go(page, "files", "desktop");
+    let stored = null;
+    if (withFiles) {
+      stored = await files(page);
+      await shot(page, "desktop-files");
+    } else {
+      await page.waitForTimeout(1000);
+      await shot(page, "desktop-files");
+      step("file browser not exercised (HYPHAE_FILES != 1)");
+    }
+    for (const name of ["storage", "events"]) {
       await go(page, name, "desktop");
       await shot(page, `desktop-${name}`);
     }
     await go(page, "names", "desktop");
     if (nameTarget) await names(page);
     await shot(page, "desktop-names");
-    await go(page, "files", "desktop");
-    if (withFiles) {
-      const { name, row } = await files(page);
-      await shot(page, "desktop-files");
-      page.once("dialog", (d) => d.accept());
-      await row.locator("button.danger").click();
-      await page.locator(`[data-testid="file-row"][data-path="${name}"]`).waitFor({ state: "detached", timeout });
-      step("deleted the file");
-    } else {
-      await page.waitForTimeout(1000);
-      await shot(page, "desktop-files");
-      step("file browser not exercised (HYPHAE_FILES != 1)");
-    }
     await go(page, "admission", "desktop");
     if (pendingNode) {
       const item = await admit(page);
@@ -196,6 +195,15 @@ async function admit(page) {
     for (const name of pages.slice(1)) {
       await go(p, name, "phone");
       await shot(p, `phone-${name}`);
+    }
+    if (stored) {
+      // Delete the file from the phone layout.
+      await go(p, "files", "phone");
+      const row = p.locator(`[data-testid="file-row"][data-path="${stored.name}"]`);
+      p.once("dialog", (d) => d.accept());
+      await row.locator("button.danger").click();
+      await row.waitFor({ state: "detached", timeout });
+      step("deleted the file (phone layout)");
     }
     await phone.close();
     step("ok");

@@ -67,7 +67,7 @@ export function Storage() {
                 <div class="big-bar">
                   <Progress value={healPct} tone={heal.active ? "warn" : "good"} label="healing progress" />
                   <div class="big-bar-legend">
-                    <span>{heal.active ? `${heal.done ?? 0} of ${heal.total ?? "?"} chunks rebuilt` : "No repair running"}</span>
+                    <span>{heal.active ? `${heal.done ?? 0} of ${heal.total ?? "?"} chunks rebuilt` : "Nothing to repair"}</span>
                     <span>{heal.total ? `${healPct.toFixed(0)}%` : ""}</span>
                   </div>
                 </div>
