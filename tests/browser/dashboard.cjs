@@ -136,6 +136,9 @@ async function admit(page) {
     current = page;
     page.on("pageerror", (e) => step(`page error: ${e.message}`));
     await login(page, "desktop");
+    // The Server-Sent Events stream is connected (the sidebar says "Live").
+    await page.locator(".live.live-live").waitFor({ timeout });
+    step("live updates connected (SSE)");
     await topologyShowsEveryNode(page);
     await shot(page, "desktop-overview");
     await page.emulateMedia({ colorScheme: "dark" });
