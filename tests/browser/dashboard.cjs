@@ -164,6 +164,10 @@ async function admit(page) {
     if (nameTarget) await names(page);
     await shot(page, "desktop-names");
     await go(page, "admission", "desktop");
+    await page.click('form:has(input[type="number"]) button[type="submit"]');
+    const token = (await page.locator('[data-testid="token"]').textContent({ timeout })) ?? "";
+    if (token.trim().length < 16) throw new Error(`no join token shown (got ${JSON.stringify(token)})`);
+    step("created a join token");
     if (pendingNode) {
       const item = await admit(page);
       await shot(page, "desktop-admission");
