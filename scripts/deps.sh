@@ -38,6 +38,13 @@ packages+=(bind9-dnsutils)
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"
 
+# The web dashboard (gateway/dashboard) is built with Node.js + npm (Debian 12's nodejs 18 is
+# enough; a newer node already on PATH is kept) and tested in headless Chromium (tests/browser.rs).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_ensure deps nodejs npm
+fi
+apt_ensure deps chromium
+
 # --- Rust toolchain pieces -------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null; then

@@ -1,0 +1,184 @@
+// Nodes: a heatmap of each node's score and the numbers in its hardware report (load, cores,
+// memory... whatever the node reports), each column coloured from its lowest to its highest
+// value across the mesh, and a table of every node. Cells a node does not report say "no data".
+
+import { useState } from "preact/hooks";
+import { useLive } from "../store";
+import { Badge, Card, Empty, ErrorNote, PageHead } from "../components/ui";
+import { nodeLabel } from "../components/topology";
+import { ago, duration, short } from "../format";
+import { NodeDetail } from "./overview";
+import type { MeshNode } from "../types";
+
+/** Numeric leaves of a hardware report, keyed by dotted path ("cpu.load1"). */
+export function numericFields(v: unknown, prefix = "", out: Record<string, number> = {}): Record<string, number> {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) numericFields(x, prefix ? `${prefix}.${k}` : k, out);
+  } else if (typeof v === "number" && Number.isFinite(v)) {
+    out[prefix] = v;
+  } else if (typeof v === "boolean") {
+    out[prefix] = v ? 1 : 0;
+  }
+  return out;
+}
+
+function heatColor(t: number) {
+  // Teal (low) through amber to rose (high), readable in both themes.
+  const stops = [
+    [20, 184, 166],
+    [245, 158, 11],
+    [244, 63, 94],
+  ];
+  const x = Math.max(0, Math.min(1, t)) * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((a, j) => Math.round(a + (stops[i + 1][j] - a) * f));
+  return `rgb(${c[0]} ${c[1]} ${c[2]} / 0.85)`;
+}
+
+function fmtNum(v: number) {
+  if (Math.abs(v) >= 1e9) return `${(v / 2 ** 30).toFixed(1)}G`;
+  if (Math.abs(v) >= 1e6) return `${(v / 2 ** 20).toFixed(0)}M`;
+  return Number.isInteger(v) ? String(v) : v.toFixed(2);
+}
+
+export function Heatmap(props: { nodes: MeshNode[] }) {
+  const rows = props.nodes.filter((n) => n.status !== "left" && n.status !== "revoked");
+  const fields: Record<string, number>[] = rows.map((n) => ({ ...numericFields(n.hardware ?? {}), ...(typeof n.score === "number" ? { score: n.score } : {}) }));
+  const cols = [...new Set(fields.flatMap((f) => Object.keys(f)))].sort((a, b) => (a === "score" ? -1 : b === "score" ? 1 : a.localeCompare(b)));
+  if (!cols.length) {
+    return (
+      <Empty title="No data">
+        No node reports a score or hardware profile yet. The heatmap fills in as nodes publish them.
+      </Empty>
+    );
+  }
+  const range = cols.map((c) => {
+    const vs = fields.map((f) => f[c]).filter((v): v is number => typeof v === "number");
+    return [Math.min(...vs), Math.max(...vs)];
+  });
+  return (
+    <div class="heatmap-scroll">
+      <table class="heatmap">
+        <thead>
+          <tr>
+            <th>Node</th>
+            {cols.map((c) => (
+              <th title={c}>{c}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((n, i) => (
+            <tr>
+              <th>
+                <span class="hide-sm">
+                  <Badge value={n.status} />
+                </span>{" "}
+                {nodeLabel(n)}
+              </th>
+              {cols.map((c, j) => {
+                const v = fields[i][c];
+                if (typeof v !== "number") return <td class="nodata">no data</td>;
+                const [lo, hi] = range[j];
+                const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+                return (
+                  <td style={{ background: heatColor(t) }} title={`${c} = ${v}`}>
+                    {fmtNum(v)}
+                  </td>
+                );
+              })}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** The services of the node this dashboard is served by, from its gateway's `/status`. */
+function Services() {
+  const live = useLive();
+  const st = live.status.data;
+  const services = Object.entries(st?.services ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const self = live.nodes.data?.find((n) => n.id === st?.node?.id);
+  return (
+    <Card title={`Services on ${self ? nodeLabel(self) : st?.node?.name || short(st?.node?.id, 10)}`} actions={st?.role && <Badge value={st.role} tone="accent" />}>
+      <ErrorNote error={live.status.error} what="this node's status" />
+      {services.length ? (
+        <div class="services">
+          {services.map(([name, s]) => (
+            <div class="service" data-testid="service">
+              <span class="strong">{name}</span>
+              <Badge value={s.ready ? "ready" : "not ready"} tone={s.ready ? "good" : "warn"} />
+            </div>
+          ))}
+        </div>
+      ) : (
+        <Empty title="No services reported">{live.status.error ? null : "Waiting for the node's status…"}</Empty>
+      )}
+    </Card>
+  );
+}
+
+export function Nodes() {
+  const live = useLive();
+  const nodes = live.nodes.data ?? [];
+  const [open, setOpen] = useState<string | null>(null);
+  const sel = nodes.find((n) => n.id === open);
+  return (
+    <div class="page">
+      <PageHead title="Nodes" sub="Scores, load and hardware across the mesh." />
+      <ErrorNote error={live.nodes.error} what="the nodes" />
+      <Services />
+      <Card title="Heatmap" actions={<span class="muted small">each column scaled low → high</span>}>
+        <Heatmap nodes={nodes} />
+      </Card>
+      <Card title={`All nodes (${nodes.length})`}>
+        {nodes.length ? (
+          <div class="table-scroll">
+            <table class="table">
+              <thead>
+                <tr>
+                  <th>Name</th>
+                  <th>Role</th>
+                  <th>Status</th>
+                  <th class="hide-sm">Address</th>
+                  <th class="hide-sm">Uptime</th>
+                  <th class="hide-sm">Jitter</th>
+                  <th>Seen</th>
+                </tr>
+              </thead>
+              <tbody>
+                {nodes.map((n) => (
+                  <tr class={`clickable ${open === n.id ? "selected" : ""}`} onClick={() => setOpen(open === n.id ? null : n.id)} data-testid="node-row" data-node-id={n.id}>
+                    <td>
+                      <div class="strong">{nodeLabel(n)}</div>
+                      <div class="mono muted small">{short(n.id, 14)}</div>
+                    </td>
+                    <td>{n.role ?? "none"}</td>
+                    <td>
+                      <Badge value={n.status} />
+                    </td>
+                    <td class="mono hide-sm">{n.addresses?.[0] ?? "—"}</td>
+                    <td class="hide-sm">{duration(n.uptime_s)}</td>
+                    <td class="hide-sm">{typeof n.jitter_ms === "number" ? `${n.jitter_ms} ms` : "—"}</td>
+                    <td class="nowrap">{ago(n.last_seen_unix)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ) : (
+          <Empty title="No nodes">{live.nodes.error ? "The directory is unavailable." : "Waiting for the directory…"}</Empty>
+        )}
+      </Card>
+      {sel && (
+        <Card title={nodeLabel(sel)} actions={<button class="btn ghost" onClick={() => setOpen(null)}>Close</button>}>
+          <NodeDetail node={sel} />
+          {sel.hardware && <pre class="json">{JSON.stringify(sel.hardware, null, 2)}</pre>}
+        </Card>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,168 @@
+//! The web dashboard in a real browser against a real mesh: a 3-node harness cluster with
+//! gateways plus a 4th node waiting for admission; `tests/browser/dashboard.cjs` drives Debian's
+//! headless Chromium through playwright-core (installed by the dashboard's build) to log in,
+//! see every node on the topology, use the file browser, admit the pending node, and take
+//! screenshots of every page at desktop and phone sizes.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hyphae_harness::{init_mesh, wait_for, wait_until, Cluster, Node};
+use support::{join_config, node_id, nodes, token, wait_directory};
+
+/// Whether the file routes (`/api/v1/files...`, the chunkstore behind the gateway) exist in
+/// this build; the browser test exercises the file browser only then.
+const FILES_READY: bool = true;
+
+/// The gateway's HTTPS port in development and tests.
+const GATEWAY_PORT: u16 = 8443;
+
+/// Where screenshots go: `$HYPHAE_ARTIFACTS`, else `target/tmp/browser-artifacts`.
+fn artifacts_dir() -> PathBuf {
+    std::env::var_os("HYPHAE_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts"))
+}
+
+/// The admin password the first gateway generated and printed once in its node's log.
+fn admin_password(c: &Cluster) -> Result<String> {
+    const MARK: &str = "admin password (shown once): ";
+    wait_for(
+        Duration::from_secs(60),
+        "the generated admin password in a node log",
+        || {
+            for n in c.nodes() {
+                let log = std::fs::read_to_string(n.log_path()).unwrap_or_default();
+                if let Some(line) = log.lines().find(|l| l.contains(MARK)) {
+                    let pw = line.split(MARK).nth(1).unwrap_or("").trim();
+                    let pw = pw.split_whitespace().next().unwrap_or("");
+                    if !pw.is_empty() {
+                        return Ok(Some(pw.to_string()));
+                    }
+                }
+            }
+            Ok(None)
+        },
+    )
+}
+
+/// The HTTP status `curl` gets for `url` (certificate not checked: the mesh CA is not ours).
+fn http_status(url: &str) -> Result<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-k",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-m",
+            "5",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .context("running curl (scripts/deps.sh installs it)")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+fn start_joined(c: &Cluster, who: &[&Node], token: Option<&str>) -> Result<()> {
+    for n in who {
+        n.write_config(&join_config(token, &[&c[0]]))?;
+        n.start()?;
+    }
+    for n in who {
+        n.wait_ready(c.ready_timeout())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
+    let chromium = std::env::var("HYPHAE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        bail!("no Chromium at {chromium}: run scripts/deps.sh (it installs Debian's chromium)");
+    }
+    let c = Cluster::builder()
+        .nodes(4)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    // n0 founds the mesh, n1 and n2 join with a token: one queen, two princes.
+    init_mesh(&c[0])?;
+    c[0].start()?;
+    c[0].wait_ready(c.ready_timeout())?;
+    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
+    let t = token(&c[0], 2, "1h")?;
+    start_joined(&c, &[&c[1], &c[2]], Some(&t))?;
+    wait_directory(&c[0], 3, 2, Duration::from_secs(60))?;
+    let members: Vec<String> = (0..3).map(|i| node_id(&c[i])).collect::<Result<_>>()?;
+
+    // n3 asks to join without a token: it waits as pending for someone to admit it.
+    start_joined(&c, &[&c[3]], None)?;
+    let pending = node_id(&c[3])?;
+    wait_until(Duration::from_secs(30), "n3 pending", || {
+        Ok(nodes(&c[0])?
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n["id"] == pending.as_str() && n["status"] == "pending"))
+    })?;
+
+    let password = admin_password(&c)?;
+    let url = format!("https://{}:{GATEWAY_PORT}/", c[0].ip());
+    wait_until(Duration::from_secs(60), "the gateway's /healthz", || {
+        Ok(http_status(&format!("{url}healthz"))? == 200)
+    })?;
+
+    let artifacts = artifacts_dir();
+    println!("browser artifacts (screenshots): {}", artifacts.display());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.cjs");
+    // The browser runs in n3's network namespace, a client on the mesh's LAN: there it sees
+    // only `lo` and `eth0`, so veths and bridges that other cluster tests create and delete
+    // on the host do not make Chromium abort its requests (ERR_NETWORK_CHANGED).
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            c[3].netns(),
+            "timeout",
+            "300",
+            "node",
+            script,
+        ])
+        .env("NODE_PATH", hyphae_dashboard::node_modules_dir())
+        .env("HYPHAE_URL", &url)
+        .env("HYPHAE_PASSWORD", &password)
+        .env("HYPHAE_EXPECT_NODES", members.join(","))
+        .env("HYPHAE_PENDING_NODE", &pending)
+        .env("HYPHAE_FILES", if FILES_READY { "1" } else { "0" })
+        .env("HYPHAE_NAME_TARGET", c[1].ip().to_string())
+        .env("HYPHAE_ARTIFACTS", &artifacts)
+        .env("HYPHAE_CHROMIUM", &chromium)
+        .output()
+        .context("running node (scripts/deps.sh installs Node.js)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser test failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("browser: ok"), "{stdout}");
+
+    // The admission done in the browser reached the coordinator: n3 is a member, up.
+    let list = wait_directory(&c[0], 4, 2, Duration::from_secs(60))?;
+    assert!(
+        list.iter().any(|n| n["id"] == pending.as_str()),
+        "{list:#?}"
+    );
+    assert!(c[3].state_dir().join("identity/node.crt").exists());
+    Ok(())
+}
