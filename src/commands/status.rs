@@ -22,7 +22,11 @@ pub fn run(paths: &NodePaths, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     // Each service's own view, when it runs (it may be a separate unit, or not started yet):
     // the coordinator (mesh, queen, Raft), the beacon (which step of discovery found the mesh),
     // the chunkstore (storage, healing, scrub).
-    let coordinator = service_status(&mut status, "coordinator", &super::coordinator::socket(paths))?;
+    let coordinator = service_status(
+        &mut status,
+        "coordinator",
+        &super::coordinator::socket(paths),
+    )?;
     let beacon = service_status(&mut status, "beacon", &paths.socket("beacon"))?;
     let chunkstore = service_status(
         &mut status,
