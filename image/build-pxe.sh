@@ -6,9 +6,10 @@
 #
 # OUT_DIR/pxe/ then holds
 #   vmlinuz      the Debian kernel of the image;
-#   initrd.img   an initramfs-tools initrd with loop, squashfs and overlay, losetup, the
-#                `hyphae-ram` boot script (image/pxe/hyphae-ram, image/pxe/hook) and, appended as a second cpio archive, the
-#                whole root file system as hyphae-root.squashfs: the node runs from RAM;
+#   initrd.img   an initramfs-tools initrd with loop, squashfs and overlay, losetup and the
+#                `hyphae-ram` boot script (image/pxe/hyphae-ram, image/pxe/hook), preceded by a
+#                cpio archive holding the whole root file system as hyphae-root.squashfs: the
+#                node runs from RAM;
 #   boot.ipxe    the iPXE script (relative URLs: serve the directory over HTTP and point DHCP's
 #                boot file at http://SERVER:PORT/boot.ipxe, or chain-load it);
 #   SHA256SUMS.
@@ -41,10 +42,10 @@ rm -rf "$pxe_root"
 cp -al "$rootfs" "$pxe_root"
 rm -f "$pxe_root/etc/fstab"
 cat >"$pxe_root/etc/fstab" <<'FSTAB'
-# The PXE node runs from RAM (an overlay of the initrd's squashfs and a tmpfs). A local disk
-# labelled hyphae-data, if present, keeps the node's state across reboots; without one the
-# state lives in RAM and the node re-joins with a new identity after a reboot.
-LABEL=hyphae-data  /var/lib/hyphae  ext4  rw,noatime,nofail,x-systemd.device-timeout=5s,x-systemd.growfs  0  2
+# A PXE node runs from RAM (an overlay of the initrd's squashfs and a tmpfs): no partitions.
+# Its state (/var/lib/hyphae) lives in RAM too; after a reboot it joins again as a new node.
+# (A local disk for the state is not supported yet: the units' StateDirectory= makes them
+# require a mount listed here, so an absent disk would keep them from starting.)
 FSTAB
 
 kver=$(basename "$(ls -d "$pxe_root"/lib/modules/* | sort -V | tail -n1)")
