@@ -7,6 +7,9 @@
 #   make image   the x86_64 UEFI appliance image: out/hyphae-x86_64.img.xz + .sha256
 #   make vm      boot that image in QEMU (OVMF, KVM when present), serial console here
 #   make image-test   build the image and boot-test it (tests/image/boot-test.sh)
+#   make pxe     the PXE set (kernel, initrd carrying the root, iPXE script): out/pxe/
+#   make pxe-serve    serve out/pxe over HTTP for a LAN's PXE boot (PXE_PORT, default 8069)
+#   make pxe-test     build the PXE set and network-boot it in QEMU (tests/image/pxe-boot-test.sh)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,9 +22,10 @@ RUN_DIR ?= /var/tmp/hyphae-dev
 HYPHAE := $(CARGO_TARGET_DIR)/debug/hyphae
 IMAGE_OUT ?= out
 IMAGE := $(IMAGE_OUT)/hyphae-x86_64.img
+PXE_PORT ?= 8069
 
 .PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state \
-	image-deps image vm image-test kernel-config-test
+	image-deps image vm image-test kernel-config-test pxe pxe-serve pxe-test
 
 deps:
 	@scripts/deps.sh
@@ -71,3 +75,16 @@ image-test: image
 
 clean-state:
 	rm -rf "$(RUN_DIR)"
+
+# The PXE set reuses the image's root file system (built by `make image`).
+pxe: image
+	image/build-pxe.sh "$(IMAGE_OUT)"
+
+pxe-serve:
+	@test -f "$(IMAGE_OUT)/pxe/boot.ipxe" || $(MAKE) pxe
+	@echo "Point your DHCP server's boot file at http://<this host>:$(PXE_PORT)/boot.ipxe"
+	@echo "(or chain-load it from iPXE). First-boot settings: set hyphae_args in a site script."
+	python3 -m http.server --directory "$(IMAGE_OUT)/pxe" "$(PXE_PORT)"
+
+pxe-test: pxe
+	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"

@@ -11,11 +11,14 @@
 #   xz-utils             the .img.xz
 #   qemu-system-x86 + ovmf  make vm and the image boot test (UEFI firmware for QEMU)
 #   qemu-utils           qemu-img: make vm's copy-on-write overlay
+#   squashfs-tools + cpio  make pxe: the root as squashfs, carried in a cpio archive
+#   ipxe-qemu            the iPXE ROMs QEMU's NICs network-boot with (make pxe-test)
 # (The boot loader, kernel and initrd come from packages inside the image, not from this host;
 # strip comes with build-essential from scripts/deps.sh.)
 set -euo pipefail
 
-packages=(mmdebstrap e2fsprogs dosfstools mtools fdisk xz-utils qemu-system-x86 qemu-utils ovmf)
+packages=(mmdebstrap e2fsprogs dosfstools mtools fdisk xz-utils qemu-system-x86 qemu-utils ovmf
+  squashfs-tools cpio ipxe-qemu)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure image-deps "${packages[@]}"
