@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hyphae_harness::{init_mesh, wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, wait_until, Cluster, Node};
 use support::{join_config, node_id, nodes, token, wait_directory};
 
 /// Whether the file routes (`/api/v1/files...`, the chunkstore behind the gateway) exist in
@@ -94,10 +94,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
     // n0 founds the mesh, n1 and n2 join with a token: one queen, two princes.
-    init_mesh(&c[0])?;
-    c[0].start()?;
-    c[0].wait_ready(c.ready_timeout())?;
-    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
+    support::found_mesh(&c)?;
     let t = token(&c[0], 2, "1h")?;
     start_joined(&c, &[&c[1], &c[2]], Some(&t))?;
     wait_directory(&c[0], 3, 2, Duration::from_secs(60))?;

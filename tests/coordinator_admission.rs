@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use hyphae_harness::{init_mesh, wait_for, wait_until, Cluster};
+use hyphae_harness::{wait_for, wait_until, Cluster};
 use support::{join_config, node_id, nodes, put, token, wait_directory};
 
 #[test]
@@ -15,10 +15,7 @@ fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
         .nodes(4)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
-    init_mesh(&c[0])?;
-    c[0].start()?;
-    c[0].wait_ready(c.ready_timeout())?;
-    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
+    support::found_mesh(&c)?;
 
     // One use: n1 gets in, n2 is refused with the same token.
     let once = token(&c[0], 1, "1h")?;
@@ -105,10 +102,7 @@ fn a_pending_node_is_admitted_then_revoked() -> Result<()> {
         .nodes(3)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
-    init_mesh(&c[0])?;
-    c[0].start()?;
-    c[0].wait_ready(c.ready_timeout())?;
-    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
+    support::found_mesh(&c)?;
     let t = token(&c[0], 1, "1h")?;
     c[1].write_config(&join_config(Some(&t), &[&c[0]]))?;
     c[1].start()?;

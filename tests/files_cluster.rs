@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::form_mesh_with;
+use support::{data, form_mesh_with};
 
 /// Small chunks so that "chunk size ± 1" and "several chunks" stay cheap.
 const CHUNK: usize = 64 * 1024;
@@ -28,19 +28,6 @@ fn sizes() -> Vec<usize> {
         3 * CHUNK + 17,
         (3 << 20) + 5,
     ]
-}
-
-/// Deterministic pseudo-random bytes (xorshift), distinct per seed.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {

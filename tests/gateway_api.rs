@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
+use support::data;
 use support::https::{Client, Proto, ALL};
 
 const PASSWORD: &str = "correct horse battery";
@@ -19,19 +20,6 @@ const PASSWORD: &str = "correct horse battery";
 /// at the end is what trips the limit.
 const STORAGE: &str =
     "[storage]\nchunk_size = 65536\n[gateway]\nlogin_burst = 20\nlogin_per_minute = 30\n";
-
-/// Deterministic pseudo-random bytes (xorshift), distinct per seed.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Waits until every node's chunkstore serves and has published itself as a storage node.
 fn wait_storage(c: &Cluster) -> Result<()> {

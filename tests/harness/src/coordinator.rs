@@ -94,13 +94,7 @@ pub fn form_mesh(c: &Cluster, princes: usize) -> Result<String> {
 
 /// [`form_mesh`] with extra configuration (TOML sections other than `[mesh]`) on every node.
 pub fn form_mesh_with(c: &Cluster, princes: usize, extra: &str) -> Result<String> {
-    let mesh = init_mesh(&c[0])?;
-    if !extra.is_empty() {
-        c[0].write_config(extra)?;
-    }
-    c[0].start()?;
-    c[0].wait_ready(c.ready_timeout())?;
-    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
+    let mesh = found_mesh_with(c, extra)?;
     let token = token(&c[0], (c.len() - 1).max(1) as u32, "1h")?;
     for n in c.nodes().iter().skip(1) {
         n.write_config(&format!("{}{extra}", join_config(Some(&token), &[&c[0]])))?;
@@ -110,6 +104,24 @@ pub fn form_mesh_with(c: &Cluster, princes: usize, extra: &str) -> Result<String
         n.wait_ready(c.ready_timeout())?;
     }
     wait_directory(&c[0], c.len(), princes, Duration::from_secs(60))?;
+    Ok(mesh)
+}
+
+/// Founds a mesh on n0 of `c` (`hyphae init`, then start it) and waits until its coordinator
+/// lists it; returns the mesh id. The other nodes are left alone.
+pub fn found_mesh(c: &Cluster) -> Result<String> {
+    found_mesh_with(c, "")
+}
+
+/// [`found_mesh`] with `extra` configuration on n0.
+pub fn found_mesh_with(c: &Cluster, extra: &str) -> Result<String> {
+    let mesh = init_mesh(&c[0])?;
+    if !extra.is_empty() {
+        c[0].write_config(extra)?;
+    }
+    c[0].start()?;
+    c[0].wait_ready(c.ready_timeout())?;
+    wait_directory(&c[0], 1, 0, Duration::from_secs(30))?;
     Ok(mesh)
 }
 
