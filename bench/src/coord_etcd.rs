@@ -138,6 +138,25 @@ impl KvSystem for EtcdCluster<'_> {
         Ok(leader.and_then(|l| ids.iter().position(|id| *id == l)))
     }
 
+    async fn caught_up(&self) -> Result<bool> {
+        let mut applied = Vec::new();
+        for i in 0..self.members() {
+            let Ok(mut conn) = self.target(i).connect().await else {
+                return Ok(false);
+            };
+            let Ok((_, body)) = conn
+                .send(Method::POST, "/v3/maintenance/status", b"{}")
+                .await
+            else {
+                return Ok(false);
+            };
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            // uint64 fields come as strings from etcd's JSON gateway.
+            applied.push(v["raftAppliedIndex"].clone());
+        }
+        Ok(applied.iter().all(|a| !a.is_null() && *a == applied[0]))
+    }
+
     fn kill(&mut self, member: usize) -> Result<()> {
         if let Some(mut child) = self.children[member].take() {
             child.kill()?;

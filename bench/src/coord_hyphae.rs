@@ -85,6 +85,21 @@ impl KvSystem for HyphaeMesh {
         Ok(queen.and_then(|q| self.ids.iter().position(|id| *id == q)))
     }
 
+    async fn caught_up(&self) -> Result<bool> {
+        let mut applied = Vec::new();
+        for i in 0..self.members() {
+            let Ok(mut conn) = self.target(i).connect().await else {
+                return Ok(false);
+            };
+            let Ok((_, body)) = conn.send(Method::GET, "/status", b"").await else {
+                return Ok(false);
+            };
+            let status: Value = serde_json::from_slice(&body).unwrap_or_default();
+            applied.push(status["commit_index"].as_u64());
+        }
+        Ok(applied.iter().all(|a| a.is_some() && *a == applied[0]))
+    }
+
     fn kill(&mut self, member: usize) -> Result<()> {
         self.cluster[member].kill()?;
         Ok(())

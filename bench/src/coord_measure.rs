@@ -14,8 +14,8 @@ use crate::coord_system::{KvSystem, Target, WriteRequest};
 /// How long one write may take before the client gives up on it (and opens a new connection).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Waits until the members agree on a leader and a write through every member succeeds;
-/// returns the leader.
+/// Waits until the members agree on a leader, a write through every member succeeds and every
+/// member has applied the same index; returns the leader.
 pub async fn wait_healthy<S: KvSystem>(sys: &S, limit: Duration) -> Result<usize> {
     let deadline = Instant::now() + limit;
     let mut round = 0u64;
@@ -30,12 +30,26 @@ pub async fn wait_healthy<S: KvSystem>(sys: &S, limit: Duration) -> Result<usize
                 let req = sys.put_request(&format!("health-{round}-{m}"), "ok");
                 all &= attempt(sys.target(m), req).await.is_some();
             }
-            if all {
+            // Steady state: every member has applied the same index (a restarted member has
+            // caught up), so a failover measures the election, not a catch-up.
+            if all && settled(sys).await? {
                 return Ok(leader);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether the members agree on the applied index for a moment (checked a few times, since a
+/// heartbeat may carry a commit index between two reads).
+async fn settled<S: KvSystem>(sys: &S) -> Result<bool> {
+    for _ in 0..20 {
+        if sys.caught_up().await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
 }
 
 /// One write on a fresh connection; the instant it was acknowledged, or None.

@@ -58,6 +58,9 @@ pub trait KvSystem {
     fn put_request(&self, key: &str, value: &str) -> WriteRequest;
     /// The member that leads now, as the members report it (None while they disagree).
     fn leader(&self) -> impl std::future::Future<Output = Result<Option<usize>>>;
+    /// Whether every member has applied the same log index (no write in flight): the steady
+    /// state a failover is measured from.
+    fn caught_up(&self) -> impl std::future::Future<Output = Result<bool>>;
     /// kill -9 of a member.
     fn kill(&mut self, member: usize) -> Result<()>;
     /// Starts a killed member again on its data; returns once its process serves.
