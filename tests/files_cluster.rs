@@ -131,14 +131,20 @@ fn round_trips(
     Ok(files)
 }
 
-#[test]
-fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
+/// A mesh of `nodes` nodes (`princes` of them voters) with small chunks, its chunkstores up.
+fn storage_mesh(nodes: usize, princes: usize) -> Result<Cluster> {
     let c = Cluster::builder()
-        .nodes(1)
+        .nodes(nodes)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
-    form_mesh_with(&c, 0, STORAGE)?;
+    form_mesh_with(&c, princes, STORAGE)?;
     wait_storage(&c)?;
+    Ok(c)
+}
+
+#[test]
+fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
+    let c = storage_mesh(1, 0)?;
     let tmp = tempfile::tempdir()?;
     round_trips(&c, 0, None, tmp.path())?;
     let n = &c[0];
@@ -232,12 +238,7 @@ fn round_trips_on_one_node_and_clean_errors() -> Result<()> {
 
 #[test]
 fn round_trips_on_three_nodes() -> Result<()> {
-    let c = Cluster::builder()
-        .nodes(3)
-        .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .build()?;
-    form_mesh_with(&c, 2, STORAGE)?;
-    wait_storage(&c)?;
+    let c = storage_mesh(3, 2)?;
     let tmp = tempfile::tempdir()?;
     round_trips(&c, 1, None, tmp.path())?;
     let v = stat(&c[2], "rt/size-65537")?;
@@ -448,12 +449,7 @@ fn flip_bytes(n: &Node, flips: usize, seed: u64) -> Result<usize> {
 
 #[test]
 fn flipped_bytes_never_reach_readers_and_scrub_repairs_them() -> Result<()> {
-    let c = Cluster::builder()
-        .nodes(3)
-        .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .build()?;
-    form_mesh_with(&c, 2, STORAGE)?;
-    wait_storage(&c)?;
+    let c = storage_mesh(3, 2)?;
     let tmp = tempfile::tempdir()?;
     let mut files = Vec::new();
     for i in 0..3u64 {
@@ -514,12 +510,7 @@ fn store_check(n: &Node) -> Result<Value> {
 
 #[test]
 fn kill_dash_nine_during_puts_loses_no_acknowledged_file() -> Result<()> {
-    let c = Cluster::builder()
-        .nodes(3)
-        .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .build()?;
-    form_mesh_with(&c, 2, STORAGE)?;
-    wait_storage(&c)?;
+    let c = storage_mesh(3, 2)?;
     let tmp = tempfile::tempdir()?;
     let mut acked = Vec::new();
     let mut failed = 0;
