@@ -46,7 +46,9 @@ impl
                 e,
             )
         })?;
-        let db = open_db(dir.path()).map_err(|e| {
+        // The database one level down, so its `<db>.snapshots/` sibling is inside the
+        // temporary directory and goes with it.
+        let db = open_db(&dir.path().join("raft")).map_err(|e| {
             StorageError::from_io_error(
                 openraft::ErrorSubject::Store,
                 openraft::ErrorVerb::Write,
