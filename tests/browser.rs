@@ -94,7 +94,17 @@ fn trust_in_nss(home: &std::path::Path, ca_file: &std::path::Path) -> Result<()>
     };
     run(&["-N", "-d", &db_arg, "--empty-password"])?;
     let ca = ca_file.to_str().context("CA path")?;
-    run(&["-A", "-d", &db_arg, "-t", "C,,", "-n", "hyphae web CA", "-i", ca])
+    run(&[
+        "-A",
+        "-d",
+        &db_arg,
+        "-t",
+        "C,,",
+        "-n",
+        "hyphae web CA",
+        "-i",
+        ca,
+    ])
 }
 
 fn start_joined(c: &Cluster, who: &[&Node], token: Option<&str>) -> Result<()> {

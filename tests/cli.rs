@@ -66,7 +66,10 @@ fn init_prints_the_mesh_id_and_keeps_secrets_private() {
     assert_eq!(web, on_disk);
     let mesh_ca = hyphae(&["ca", "export", "--mesh", "--state-dir", d]);
     let mesh_ca = String::from_utf8_lossy(&mesh_ca.stdout).to_string();
-    assert!(mesh_ca.starts_with("-----BEGIN CERTIFICATE-----"), "{mesh_ca}");
+    assert!(
+        mesh_ca.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{mesh_ca}"
+    );
     assert_ne!(web, mesh_ca);
 }
 

@@ -55,7 +55,10 @@ fn getent(n: &Node, name: &str) -> Result<BTreeSet<String>> {
 #[test]
 fn image_config_files_use_the_standard_ports() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ["image/files/etc/hyphae/hyphae.toml", "image/hyphae.toml.example"] {
+    for file in [
+        "image/files/etc/hyphae/hyphae.toml",
+        "image/hyphae.toml.example",
+    ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path)?;
         let config = hyphae_core::config::Config::parse(&text, &path)
@@ -66,7 +69,10 @@ fn image_config_files_use_the_standard_ports() -> Result<()> {
     let resolved =
         std::fs::read_to_string(root.join("image/files/etc/systemd/resolved.conf.d/hyphae.conf"))?;
     for line in ["DNS=127.0.0.1", "Domains=~hyphae.internal hyphae.internal"] {
-        ensure!(resolved.lines().any(|l| l == line), "resolved.conf.d lacks {line}");
+        ensure!(
+            resolved.lines().any(|l| l == line),
+            "resolved.conf.d lacks {line}"
+        );
     }
     Ok(())
 }
@@ -82,9 +88,11 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
     let both: BTreeSet<String> = c.nodes().iter().map(|n| n.ip().to_string()).collect();
     // Every built-in name answers both healthy gateways (once both registered their services).
     for name in ["hypermesh", "assets", "trust"] {
-        wait_until(Duration::from_secs(90), "built-in name on both gateways", || {
-            Ok(getent(&c[0], name)? == both)
-        })
+        wait_until(
+            Duration::from_secs(90),
+            "built-in name on both gateways",
+            || Ok(getent(&c[0], name)? == both),
+        )
         .with_context(|| format!("getent hosts {name}"))?;
     }
     // An HTTPS request by name, verified with the web CA as exported.
@@ -95,7 +103,18 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
     let url = "https://hypermesh:8443/healthz";
     let out = c[0].exec(
         "curl",
-        &["-sS", "--cacert", &ca_arg, "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url],
+        &[
+            "-sS",
+            "--cacert",
+            &ca_arg,
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
     )?;
     ensure!(out.stdout.trim() == "200", "curl {url}: {out:?}");
     // A stopped node's gateway is no longer answered for.
@@ -106,9 +125,23 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
     })?;
     let out = c[0].exec(
         "curl",
-        &["-sS", "--cacert", &ca_arg, "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url],
+        &[
+            "-sS",
+            "--cacert",
+            &ca_arg,
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
     )?;
-    ensure!(out.stdout.trim() == "200", "curl {url} after n1 stopped: {out:?}");
+    ensure!(
+        out.stdout.trim() == "200",
+        "curl {url} after n1 stopped: {out:?}"
+    );
     // An unknown single-label name does not resolve.
     ensure!(getent(&c[0], "no-such-name")?.is_empty());
     Ok(())

@@ -14,7 +14,18 @@ fn https_ok(from: &Node, ca_file: &str, to: &Node) -> Result<bool> {
     let url = format!("https://{}:8443/healthz", to.ip());
     let out = from.exec(
         "curl",
-        &["-s", "--cacert", ca_file, "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", &url],
+        &[
+            "-s",
+            "--cacert",
+            ca_file,
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
     )?;
     Ok(out.stdout.trim() == "200")
 }
@@ -52,7 +63,11 @@ fn an_old_mesh_gets_a_web_ca_from_its_queen() -> Result<()> {
     let held = std::fs::read_to_string(identity.join("web-ca.crt"))?;
     for n in c.nodes() {
         let exported = n.cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
-        ensure!(exported == held.trim(), "n{} exports another web CA", n.index());
+        ensure!(
+            exported == held.trim(),
+            "n{} exports another web CA",
+            n.index()
+        );
         let prince_copy = std::fs::read_to_string(n.state_dir().join("identity/web-ca.crt"))?;
         ensure!(prince_copy == held, "n{} holds another web CA", n.index());
     }
@@ -60,9 +75,11 @@ fn an_old_mesh_gets_a_web_ca_from_its_queen() -> Result<()> {
     std::fs::write(&ca_file, &held)?;
     let ca_arg = ca_file.to_string_lossy().into_owned();
     for n in c.nodes() {
-        wait_until(Duration::from_secs(90), "gateway verified by the web CA", || {
-            https_ok(&c[1], &ca_arg, n)
-        })?;
+        wait_until(
+            Duration::from_secs(90),
+            "gateway verified by the web CA",
+            || https_ok(&c[1], &ca_arg, n),
+        )?;
     }
     Ok(())
 }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+use hyphae_coordinator::web_ca::{PKI_TABLE, WEB_CA_CERT_KEY};
 use hyphae_core::identity::NodeKey;
 use hyphae_core::paths::NodePaths;
 use hyphae_core::pki::{request_certificate, web_ca_cert_path, EnrolmentBundle, Membership};
-use hyphae_coordinator::web_ca::{PKI_TABLE, WEB_CA_CERT_KEY};
 
 /// `hyphae cert …`
 #[derive(Debug, clap::Subcommand)]

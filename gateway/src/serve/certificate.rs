@@ -129,7 +129,8 @@ impl StoredCert {
         let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&chain[0]) else {
             return false;
         };
-        if leaf.signature_algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+        if leaf.signature_algorithm.algorithm
+            != x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
         {
             return false;
         }

@@ -10,8 +10,7 @@ use hyphae_core::transport::ServiceSpec;
 
 use crate::methods::{
     Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, InstallWebCa, Join,
-    LinearizableRead,
-    RaftAppend, RaftSnapshot, RaftVote, Write,
+    LinearizableRead, RaftAppend, RaftSnapshot, RaftVote, Write,
 };
 use crate::service::Coordinator;
 

@@ -50,7 +50,8 @@ pub fn web_ca_action(held: Option<&str>, published: Option<&str>) -> WebCaAction
 impl Coordinator {
     /// The web CA, if this node holds its key.
     pub fn web_certificate_authority(&self) -> Result<WebCertificateAuthority, PkiError> {
-        self.membership.web_certificate_authority(&self.identity_dir)
+        self.membership
+            .web_certificate_authority(&self.identity_dir)
     }
 
     /// The published web CA certificate (PEM), from the local replica of the key space.
@@ -145,7 +146,9 @@ impl Coordinator {
                     given.insert(prince);
                 }
                 Ok(Err(e)) => tracing::warn!(%prince, error = %e, "prince refused the web CA"),
-                Err(e) => tracing::debug!(%prince, error = %e, "cannot reach prince for the web CA"),
+                Err(e) => {
+                    tracing::debug!(%prince, error = %e, "cannot reach prince for the web CA")
+                }
             }
         }
     }

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -184,11 +184,16 @@ mod tests {
 
         let other = tempfile::tempdir().unwrap();
         let stranger = WebCertificateAuthority::create(mesh).unwrap();
+        assert!(WebCertificateAuthority::install(
+            other.path(),
+            mesh,
+            &ca.cert_pem(),
+            &stranger.key_pem()
+        )
+        .is_err());
         assert!(
-            WebCertificateAuthority::install(other.path(), mesh, &ca.cert_pem(), &stranger.key_pem())
-                .is_err()
+            WebCertificateAuthority::install(other.path(), mesh, "junk", &ca.key_pem()).is_err()
         );
-        assert!(WebCertificateAuthority::install(other.path(), mesh, "junk", &ca.key_pem()).is_err());
         assert!(!web_ca_cert_path(other.path()).exists());
         WebCertificateAuthority::install(other.path(), mesh, &ca.cert_pem(), &ca.key_pem())
             .unwrap();
