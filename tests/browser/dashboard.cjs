@@ -150,6 +150,10 @@ async function admit(page) {
     await shot(page, "desktop-overview-dark");
     await page.emulateMedia({ colorScheme: "light" });
     await go(page, "nodes", "desktop");
+    // The heatmap fills in once the beacons have published their hardware profiles.
+    await page.locator('.heatmap td:not(.nodata)').first().waitFor({ timeout })
+      .then(() => step("heatmap shows scores and load"))
+      .catch(() => step("heatmap: no hardware profile published yet"));
     await shot(page, "desktop-nodes");
     await go(page, "files", "desktop");
     let stored = null;

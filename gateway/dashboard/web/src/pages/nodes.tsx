@@ -155,7 +155,7 @@ export function Nodes() {
       <PageHead title="Nodes" sub="Scores, load and hardware across the mesh." />
       <ErrorNote error={live.nodes.error} what="the nodes" />
       <Services />
-      <Card title="Heatmap" actions={<span class="muted small">each column scaled low → high</span>}>
+      <Card title="Heatmap" actions={<span class="muted small">teal: headroom · rose: busy</span>}>
         <Heatmap nodes={nodes} />
       </Card>
       <Card title={`All nodes (${nodes.length})`}>
