@@ -44,6 +44,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_ensure deps nodejs npm
 fi
 apt_ensure deps chromium
+# libnss3-tools: certutil, to trust the mesh's web CA in the NSS database Chromium reads
+# ($HOME/.pki/nssdb) in the browser test, as a user importing `hyphae ca export` would.
+apt_ensure deps libnss3-tools
 
 # --- Rust toolchain pieces -------------------------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -50,11 +50,12 @@ fn admin_password(c: &Cluster) -> Result<String> {
     )
 }
 
-/// The HTTP status `curl` gets for `url` (certificate not checked: the mesh CA is not ours).
-fn http_status(url: &str) -> Result<u16> {
+/// The HTTP status `curl` gets for `url`, trusting only the web CA in `ca_file`.
+fn http_status(url: &str, ca_file: &std::path::Path) -> Result<u16> {
     let out = Command::new("curl")
+        .arg("--cacert")
+        .arg(ca_file)
         .args([
-            "-k",
             "-s",
             "-o",
             "/dev/null",
@@ -70,6 +71,40 @@ fn http_status(url: &str) -> Result<u16> {
         .trim()
         .parse()
         .unwrap_or(0))
+}
+
+/// Makes `$home/.pki/nssdb` (the NSS database Chromium reads on Linux) trusting `ca_file` as
+/// a CA for web sites, with certutil (Debian's libnss3-tools, installed by scripts/deps.sh).
+fn trust_in_nss(home: &std::path::Path, ca_file: &std::path::Path) -> Result<()> {
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db)?;
+    let db_arg = format!("sql:{}", db.display());
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("certutil")
+            .args(args)
+            .output()
+            .context("running certutil (scripts/deps.sh installs libnss3-tools)")?;
+        if !out.status.success() {
+            bail!(
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    run(&["-N", "-d", &db_arg, "--empty-password"])?;
+    let ca = ca_file.to_str().context("CA path")?;
+    run(&[
+        "-A",
+        "-d",
+        &db_arg,
+        "-t",
+        "C,,",
+        "-n",
+        "hyphae web CA",
+        "-i",
+        ca,
+    ])
 }
 
 fn start_joined(c: &Cluster, who: &[&Node], token: Option<&str>) -> Result<()> {
@@ -112,8 +147,15 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
 
     let password = admin_password(&c)?;
     let url = format!("https://{}:{GATEWAY_PORT}/", c[0].ip());
+    // The browser's home has an NSS database trusting the mesh's web CA, exported as a user
+    // would (`hyphae ca export`), so certificate errors need not (and are not) ignored.
+    let home = tempfile::tempdir()?;
+    let ca_file = home.path().join("hyphae-ca.pem");
+    let ca = c[1].cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    std::fs::write(&ca_file, format!("{ca}\n"))?;
+    trust_in_nss(home.path(), &ca_file)?;
     wait_until(Duration::from_secs(60), "the gateway's /healthz", || {
-        Ok(http_status(&format!("{url}healthz"))? == 200)
+        Ok(http_status(&format!("{url}healthz"), &ca_file)? == 200)
     })?;
 
     let artifacts = artifacts_dir();
@@ -141,6 +183,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .env("HYPHAE_NAME_TARGET", c[1].ip().to_string())
         .env("HYPHAE_ARTIFACTS", &artifacts)
         .env("HYPHAE_CHROMIUM", &chromium)
+        .env("HOME", home.path())
         .output()
         .context("running node (scripts/deps.sh installs Node.js)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);

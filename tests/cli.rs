@@ -41,6 +41,8 @@ fn init_prints_the_mesh_id_and_keeps_secrets_private() {
         ("mesh.toml", 0o600),
         ("node.crt", 0o644),
         ("ca.crt", 0o644),
+        ("web-ca.key", 0o600),
+        ("web-ca.crt", 0o644),
     ] {
         let m = std::fs::metadata(dir.path().join("identity").join(file))
             .unwrap()
@@ -56,9 +58,19 @@ fn init_prints_the_mesh_id_and_keeps_secrets_private() {
         "{}",
         text(&again)
     );
-    // The CA certificate can be exported.
-    let ca = hyphae(&["ca", "export", "--state-dir", d]);
-    assert!(String::from_utf8_lossy(&ca.stdout).starts_with("-----BEGIN CERTIFICATE-----"));
+    // Both CA certificates can be exported: the web CA by default, the mesh CA with --mesh.
+    let web = hyphae(&["ca", "export", "--state-dir", d]);
+    let web = String::from_utf8_lossy(&web.stdout).to_string();
+    assert!(web.starts_with("-----BEGIN CERTIFICATE-----"), "{web}");
+    let on_disk = std::fs::read_to_string(dir.path().join("identity/web-ca.crt")).unwrap();
+    assert_eq!(web, on_disk);
+    let mesh_ca = hyphae(&["ca", "export", "--mesh", "--state-dir", d]);
+    let mesh_ca = String::from_utf8_lossy(&mesh_ca.stdout).to_string();
+    assert!(
+        mesh_ca.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{mesh_ca}"
+    );
+    assert_ne!(web, mesh_ca);
 }
 
 #[test]

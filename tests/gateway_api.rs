@@ -109,14 +109,33 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
     let pw = c[0].state_dir().join("pw");
     std::fs::write(&pw, format!("{PASSWORD}\n"))?;
     c[0].cli_ok(&["passwd", "--password-file", pw.to_str().unwrap_or_default()])?;
-    let ca = std::fs::read_to_string(c[0].state_dir().join("identity/ca.crt"))?;
+    // The client trusts only the web CA, as exported by a node (a bee or prince asks its
+    // coordinator for the published one when it does not hold the key).
+    let ca = c[2].cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    let held = std::fs::read_to_string(c[0].state_dir().join("identity/web-ca.crt"))?;
+    ensure!(
+        ca.trim() == held.trim(),
+        "exported web CA differs from the founder's"
+    );
     let client = Client::new(&ca)?;
+    // The Ed25519 mesh CA signs no gateway certificate any more.
+    let mesh_ca = std::fs::read_to_string(c[0].state_dir().join("identity/ca.crt"))?;
+    let mesh_client = Client::new(&mesh_ca)?;
     let token = c[1]
         .cli_ok(&["api-token", "create", "--name", "test"])?
         .stdout_trimmed()
         .to_string();
     let rt = rt();
     rt.block_on(async {
+        for proto in ALL {
+            let refused = mesh_client
+                .request(proto, addr(&c[0]), "GET", "/healthz", &[], Bytes::new())
+                .await;
+            ensure!(
+                refused.is_err(),
+                "{proto:?}: a client trusting only the mesh CA accepted the gateway"
+            );
+        }
         for proto in ALL {
             for (i, n) in c.nodes().iter().enumerate() {
                 let a = addr(n);
@@ -261,11 +280,21 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
                     wrong_method.body
                 );
                 let metrics = get("/metrics", vec![("cookie", cookie.clone())]).await?;
+                let text = String::from_utf8_lossy(&metrics.body);
+                // One document, every family once, samples labelled by service (`hyphae node`
+                // shares one registry, so `node`), the coordinator's families included.
                 ensure!(
                     metrics.status == 200
-                        && String::from_utf8_lossy(&metrics.body).ends_with("# EOF\n"),
-                    "metrics"
+                        && text.ends_with("# EOF\n")
+                        && text.matches("# EOF").count() == 1
+                        && text.contains("service=\"node\"")
+                        && text.contains("hyphae_rpc_"),
+                    "metrics: {text}"
                 );
+                let mut types = std::collections::HashSet::new();
+                for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+                    ensure!(types.insert(line.to_string()), "family repeated: {line}");
+                }
                 let openapi = get("/api/v1/openapi.json", vec![("cookie", cookie.clone())]).await?;
                 ensure!(openapi.json()["openapi"] == "3.1.0", "openapi");
                 // Server-Sent Events: the first nodes and status events arrive.

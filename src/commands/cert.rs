@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+use hyphae_coordinator::web_ca::{PKI_TABLE, WEB_CA_CERT_KEY};
 use hyphae_core::identity::NodeKey;
 use hyphae_core::paths::NodePaths;
-use hyphae_core::pki::{request_certificate, EnrolmentBundle, Membership};
+use hyphae_core::pki::{request_certificate, web_ca_cert_path, EnrolmentBundle, Membership};
 
 /// `hyphae cert …`
 #[derive(Debug, clap::Subcommand)]
@@ -36,8 +37,13 @@ pub enum CertCommand {
 /// `hyphae ca …`
 #[derive(Debug, clap::Subcommand)]
 pub enum CaCommand {
-    /// Print the mesh CA certificate (PEM), e.g. to import into a browser.
-    Export,
+    /// Print the web CA certificate (PEM, ECDSA P-256) that signs every gateway's HTTPS
+    /// certificate: import it into a browser or pass it to `curl --cacert`.
+    Export {
+        /// Print the mesh CA (Ed25519, node certificates for the mesh's mutual TLS) instead.
+        #[arg(long)]
+        mesh: bool,
+    },
 }
 
 /// Runs a `cert` verb.
@@ -96,7 +102,8 @@ pub fn run(paths: &NodePaths, cmd: CertCommand) -> anyhow::Result<ExitCode> {
 /// Runs a `ca` verb.
 pub fn run_ca(paths: &NodePaths, cmd: CaCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        CaCommand::Export => {
+        CaCommand::Export { mesh: false } => print!("{}", web_ca_pem(paths)?),
+        CaCommand::Export { mesh: true } => {
             let path = Membership::ca_cert_path(&paths.identity_dir());
             let pem = std::fs::read_to_string(&path).with_context(|| {
                 format!(
@@ -108,4 +115,25 @@ pub fn run_ca(paths: &NodePaths, cmd: CaCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The web CA certificate: from this node's identity directory when it holds the web CA, else as
+/// published in the key space (through the local coordinator).
+fn web_ca_pem(paths: &NodePaths) -> anyhow::Result<String> {
+    let local = web_ca_cert_path(&paths.identity_dir());
+    if let Ok(pem) = std::fs::read_to_string(&local) {
+        return Ok(pem);
+    }
+    let answer = super::coordinator::request(
+        paths,
+        "GET",
+        &format!("/kv/{PKI_TABLE}/{WEB_CA_CERT_KEY}"),
+        None,
+    )
+    .context("no web CA here; asking the coordinator for the published one")?;
+    let pem = answer["value"].as_str().unwrap_or_default();
+    if pem.is_empty() {
+        return Err(anyhow!("the mesh has not published a web CA yet"));
+    }
+    Ok(pem.to_string())
 }

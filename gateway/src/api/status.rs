@@ -36,15 +36,17 @@ pub async fn status(State(state): State<Arc<GatewayState>>) -> Result<Json<Value
     status_value(&state).await.map(Json)
 }
 
-/// The coordinator's `/nodes`, with the fields the dashboard expects (`score` is null until
-/// node scoring exists).
+/// The coordinator's `/nodes`, with the fields the dashboard expects: `hardware` (null when
+/// the node published none), `load` and `score` computed from it (see [`super::node_load`]).
 pub async fn nodes_value(state: &GatewayState) -> Result<Value, ApiError> {
     let mut v = state.local.get("coordinator", "/nodes").await?;
     if let Some(list) = v["nodes"].as_array_mut() {
         for n in list {
             if let Some(o) = n.as_object_mut() {
-                o.entry("score").or_insert(Value::Null);
-                o.entry("hardware").or_insert(Value::Null);
+                let hardware = o.entry("hardware").or_insert(Value::Null).clone();
+                let load = super::node_load::NodeLoad::of(&hardware);
+                o.insert("score".into(), json!(load.score(&hardware)));
+                o.insert("load".into(), load.to_json());
             }
         }
     }
@@ -83,10 +85,11 @@ pub async fn healthz(State(state): State<Arc<GatewayState>>) -> Response {
 /// `GET /metrics`: every local service's metrics, concatenated. In `hyphae node` the services
 /// share one registry, so identical documents are given once.
 pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = String::new();
     let mut names = state.local.services();
     names.push("gateway".into());
+    // (hash, services that answered it, document): `hyphae node` shares one registry between
+    // its services, so equal documents are one, labelled `node`.
+    let mut documents: Vec<(blake3::Hash, Vec<String>, String)> = vec![];
     for name in names {
         let Ok((code, body)) =
             hyphae_core::ipc::request(&state.local.socket(&name), Method::GET, "/metrics", None)
@@ -94,22 +97,35 @@ pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
         else {
             continue;
         };
-        if !code.is_success() || !seen.insert(blake3::hash(&body)) {
+        if !code.is_success() {
             continue;
         }
-        let text = String::from_utf8_lossy(&body);
-        out.push_str(&format!("# service {name}\n"));
-        // Each document ends with its own `# EOF`; keep a single one at the end.
-        out.push_str(text.trim_end().trim_end_matches("# EOF").trim_end());
-        out.push('\n');
+        let hash = blake3::hash(&body);
+        match documents.iter_mut().find(|(h, _, _)| *h == hash) {
+            Some((_, services, _)) => services.push(name),
+            None => documents.push((
+                hash,
+                vec![name],
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
+        }
     }
-    out.push_str("# EOF\n");
+    let labelled: Vec<(String, String)> = documents
+        .into_iter()
+        .map(|(_, services, text)| {
+            let label = match services.as_slice() {
+                [one] => one.clone(),
+                _ => "node".to_string(),
+            };
+            (label, text)
+        })
+        .collect();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        out,
+        super::metrics_merge::merge(&labelled),
     )
         .into_response()
 }

@@ -1,5 +1,6 @@
 //! The gateway's TLS certificate: an ECDSA P-256 key made here, a certificate for this node's
-//! names and addresses signed by the mesh CA (via the local coordinator and the queen), kept in
+//! names and addresses signed by the mesh's web CA (ECDSA P-256, so browsers accept it; via the
+//! local coordinator and the queen), kept in
 //! `<state>/gateway/` and renewed when a third of its life is left or its names change.
 
 use std::collections::BTreeSet;
@@ -118,7 +119,9 @@ impl StoredCert {
         Ok(chain)
     }
 
-    /// Whether the leaf still has more than a third of its life and names exactly `names`.
+    /// Whether the leaf was signed by the web CA (ECDSA; a leaf from before the web CA was
+    /// signed by the Ed25519 mesh CA, which browsers refuse), still has more than a third of its
+    /// life and names exactly `names`.
     pub fn is_fresh_for(&self, names: &ServerNames) -> bool {
         let Ok(chain) = self.chain() else {
             return false;
@@ -126,6 +129,11 @@ impl StoredCert {
         let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&chain[0]) else {
             return false;
         };
+        if leaf.signature_algorithm.algorithm
+            != x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+        {
+            return false;
+        }
         let validity = leaf.validity();
         let (start, end) = (
             validity.not_before.timestamp(),
@@ -190,14 +198,13 @@ pub async fn obtain(
         )
         .await
         .map_err(|e| CertError::Sign(e.message))?;
-    let cert = answer["cert_pem"].as_str().unwrap_or_default();
-    let ca = answer["ca_pem"].as_str().unwrap_or_default();
-    if cert.is_empty() {
+    let chain = answer["chain_pem"].as_str().unwrap_or_default();
+    if chain.is_empty() {
         return Err(CertError::Sign("no certificate in the answer".into()));
     }
     let stored = StoredCert {
         key_pem: key.serialize_pem(),
-        chain_pem: format!("{}\n{}", cert.trim_end(), ca.trim_end()) + "\n",
+        chain_pem: chain.to_string(),
     };
     stored.certified_key()?;
     secret_file::write_atomic(
@@ -215,7 +222,7 @@ pub async fn obtain(
     tracing::info!(
         names = names.dns.len(),
         addresses = names.ips.len(),
-        "gateway certificate issued by the mesh CA"
+        "gateway certificate issued by the web CA"
     );
     Ok(stored)
 }

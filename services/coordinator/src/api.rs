@@ -11,7 +11,7 @@
 //! | `GET /kv/{table}/{key}[?linearizable=true]`, `PUT /kv/{table}/{key}` `{"value": "..", "expect_version": N}` | the key space |
 //! | `GET /events` | committed liveness and admission events |
 //! | `PUT /hardware` `{"hardware": {..}}` | this node's hardware profile (from the beacon) |
-//! | `POST /gateway-cert` `{"csr_pem": ".."}` | this node's gateway certificate, signed by the queen |
+//! | `POST /gateway-cert` `{"csr_pem": ".."}` | this node's gateway certificate, signed by the queen's web CA: `{"chain_pem"}` (leaf, then CA) |
 //! | `GET /kv/{table}?prefix=P` | every key of a table starting with `P`, in key order |
 //! | `DELETE /kv/{table}/{key}` | removes a key (idempotent) |
 
@@ -351,14 +351,7 @@ struct GatewayCertBody {
 
 async fn gateway_cert(State(coord): Shared, Json(body): Json<GatewayCertBody>) -> Response {
     match coord.gateway_cert(body.csr_pem).await {
-        Ok(cert_pem) => Json(json!({
-            "cert_pem": cert_pem,
-            "ca_pem": pem::encode(&pem::Pem::new(
-                "CERTIFICATE",
-                coord.membership.ca_cert.to_vec()
-            )),
-        }))
-        .into_response(),
+        Ok(chain_pem) => Json(json!({ "chain_pem": chain_pem })).into_response(),
         Err(e) => error_response(CoordinatorError::Refused(e)),
     }
 }

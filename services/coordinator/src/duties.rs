@@ -57,6 +57,7 @@ pub async fn heartbeat_loop(coord: Arc<Coordinator>, shutdown: CancellationToken
 pub async fn queen_loop(coord: Arc<Coordinator>, shutdown: CancellationToken) {
     let mut was_queen = false;
     let mut ca_given: HashSet<NodeId> = HashSet::new();
+    let mut web_ca_given: HashSet<NodeId> = HashSet::new();
     let mut tick: u64 = 0;
     loop {
         tokio::select! {
@@ -71,6 +72,7 @@ pub async fn queen_loop(coord: Arc<Coordinator>, shutdown: CancellationToken) {
                 *l = Liveness::new(Instant::now());
             }
             ca_given.clear();
+            web_ca_given.clear();
         }
         was_queen = queen;
         if !queen {
@@ -83,6 +85,10 @@ pub async fn queen_loop(coord: Arc<Coordinator>, shutdown: CancellationToken) {
         commit_liveness(&coord, tick.is_multiple_of(40)).await;
         reconcile_membership(&coord).await;
         give_ca_to_princes(&coord, &mut ca_given).await;
+        if tick.is_multiple_of(8) {
+            coord.ensure_web_ca().await;
+        }
+        coord.give_web_ca_to_princes(&mut web_ca_given).await;
     }
 }
 

@@ -47,6 +47,7 @@ pub fn allowed_names(record: &NodeRecord) -> AllowedServerNames {
 
 impl Coordinator {
     /// The queen's side: signs `csr_pem` for `node` if it is a member and claims only its names.
+    /// Answers the chain as PEM: the certificate, then the web CA that signed it.
     pub fn sign_gateway_cert_as_queen(
         &self,
         node: NodeId,
@@ -59,15 +60,17 @@ impl Coordinator {
             return Err(format!("node {node} is {:?}, not a member", record.status));
         }
         let ca = self
-            .certificate_authority()
-            .map_err(|e| format!("the queen cannot sign certificates: {e}"))?;
+            .web_certificate_authority()
+            .map_err(|e| format!("the queen cannot sign gateway certificates yet: {e}"))?;
         let der = ca
             .sign_server_request(csr_pem, &allowed_names(&record))
             .map_err(|e| e.to_string())?;
-        Ok(pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())))
+        let leaf = pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+        Ok(format!("{}\n{}", leaf.trim_end(), ca.cert_pem().trim_end()) + "\n")
     }
 
-    /// This node's gateway certificate: signed here when queen, else by the queen.
+    /// This node's gateway certificate chain (PEM, leaf then web CA): signed here when queen,
+    /// else by the queen.
     pub async fn gateway_cert(&self, csr_pem: String) -> Result<String, String> {
         if self.is_queen() {
             return self.sign_gateway_cert_as_queen(self.id, &csr_pem);

@@ -24,6 +24,7 @@ pub mod service;
 pub mod store;
 pub mod token;
 pub mod types;
+pub mod web_ca;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -86,6 +86,17 @@ impl Method for InstallCa {
     type Response = Result<(), String>;
 }
 
+/// Queen → prince: install the web CA (certificate and key, PEM), so that any future queen can
+/// sign gateway certificates.
+#[derive(Debug)]
+pub struct InstallWebCa;
+impl Method for InstallWebCa {
+    const NAME: &'static str = "coordinator.install_web_ca";
+    /// PEM of the web CA certificate and of its private key.
+    type Request = (String, String);
+    type Response = Result<(), String>;
+}
+
 /// A join request, as sent by the joiner (admission endpoint) or forwarded to the queen.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyphae_core::pki::CertificateAuthority;
+use hyphae_core::pki::{CertificateAuthority, WebCertificateAuthority};
 use hyphae_core::rpc::{ErrorCode, Peer, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
 
 use crate::methods::{
-    Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, Join, LinearizableRead,
-    RaftAppend, RaftSnapshot, RaftVote, Write,
+    Admit, ForwardJoin, GatewayCert, Heartbeat, HeartbeatAck, InstallCa, InstallWebCa, Join,
+    LinearizableRead, RaftAppend, RaftSnapshot, RaftVote, Write,
 };
 use crate::service::Coordinator;
 
@@ -36,6 +36,7 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
     let c8 = coord.clone();
     let c9 = coord.clone();
     let c10 = coord.clone();
+    let c11 = coord.clone();
     Router::new(ServiceSpec::COORDINATOR, coord.id)
         .unary::<RaftAppend, _, _>(move |peer, req| {
             let c = c1.clone();
@@ -131,6 +132,22 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
                     return Ok(Err("not the queen".to_string()));
                 }
                 Ok(c.sign_gateway_cert_as_queen(peer.node, &csr_pem))
+            }
+        })
+        .unary::<InstallWebCa, _, _>(move |peer, (cert_pem, key_pem)| {
+            let c = c11.clone();
+            async move {
+                member(&c, &peer)?;
+                if c.queen().map(|(q, _)| q) != Some(peer.node) {
+                    return Ok(Err("only the queen hands out the web CA".to_string()));
+                }
+                Ok(WebCertificateAuthority::install(
+                    &c.identity_dir,
+                    c.membership.secrets.mesh_id,
+                    &cert_pem,
+                    &key_pem,
+                )
+                .map_err(|e| e.to_string()))
             }
         })
 }

@@ -15,6 +15,8 @@ export interface MeshNode {
   jitter_ms?: number | null;
   hardware?: Record<string, unknown> | null;
   score?: number | null;
+  /** Fractions (0-1) in use, computed by the gateway from the hardware profile. */
+  load?: { cpu?: number | null; ram?: number | null; disk?: number | null } | null;
 }
 
 export interface NodesResponse {

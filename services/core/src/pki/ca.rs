@@ -115,11 +115,6 @@ impl CertificateAuthority {
         &self.cert_der
     }
 
-    /// The CA's signing key (for the other kinds of certificate this module's siblings issue).
-    pub(crate) fn signing_key(&self) -> &KeyPair {
-        &self.key
-    }
-
     /// The mesh this CA certifies nodes for.
     pub fn mesh_id(&self) -> MeshId {
         self.mesh_id

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 
 use super::ca::{ca_cert_path, load_cert, store_cert};
-use super::{CertificateAuthority, MeshSecrets, PkiError, Revocations};
+use super::{CertificateAuthority, MeshSecrets, PkiError, Revocations, WebCertificateAuthority};
 use crate::identity::{NodeId, NodeKey};
 
 /// The credentials of a member node, loaded from its identity directory.
@@ -38,6 +38,7 @@ impl Membership {
         let csr = super::request_certificate(&key)?;
         let (_, node_cert) = ca.sign_request(&csr)?;
         ca.store(dir)?;
+        WebCertificateAuthority::create(secrets.mesh_id)?.store(dir)?;
         store_cert(&dir.join("node.crt"), &node_cert)?;
         // mesh.toml last: its presence is what makes this directory a member.
         secrets.store(&dir.join("mesh.toml"))?;
@@ -89,6 +90,14 @@ impl Membership {
     /// The CA of this mesh, if this node holds its key.
     pub fn certificate_authority(&self, dir: &Path) -> Result<CertificateAuthority, PkiError> {
         CertificateAuthority::load(dir, self.secrets.mesh_id)
+    }
+
+    /// The web CA (gateway HTTPS certificates), if this node holds its key.
+    pub fn web_certificate_authority(
+        &self,
+        dir: &Path,
+    ) -> Result<WebCertificateAuthority, PkiError> {
+        WebCertificateAuthority::load(dir, self.secrets.mesh_id)
     }
 
     /// Where the CA certificate of a member lives (for `hyphae ca export`).

@@ -10,6 +10,8 @@
 //! - `node.key` (0600), `node.crt`, `ca.crt`, `mesh.toml` (0600: mesh id and secrets);
 //! - `ca.key` (0600) only on nodes that hold the CA (the node that ran `init`; admission in the
 //!   coordinator decides who else).
+//! - `web-ca.crt`, `web-ca.key` (0600): the ECDSA P-256 web CA that signs gateway HTTPS
+//!   certificates (browsers refuse Ed25519), on the same nodes as `ca.key`.
 //! - `revocations.json`: the last revocation list this node has seen.
 
 mod ca;
@@ -18,6 +20,7 @@ mod membership;
 mod mesh;
 mod revocation;
 mod server_cert;
+mod web_ca;
 
 pub use ca::{node_id_of_request, CertificateAuthority, NODE_CERT_VALIDITY_DAYS};
 pub use enrolment::{request_certificate, EnrolmentBundle};
@@ -25,6 +28,7 @@ pub use membership::Membership;
 pub use mesh::{MeshId, MeshSecrets, SecretKey};
 pub use revocation::{Revocation, RevocationList, Revocations};
 pub use server_cert::{AllowedServerNames, SERVER_CERT_VALIDITY_DAYS};
+pub use web_ca::{web_ca_cert_path, WebCertificateAuthority};
 
 use std::path::PathBuf;
 

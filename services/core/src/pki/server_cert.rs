@@ -1,4 +1,4 @@
-//! Server certificates for a node's gateway (HTTPS and HTTP/3), signed by the mesh CA.
+//! Server certificates for a node's gateway (HTTPS and HTTP/3), signed by the mesh's web CA.
 //!
 //! Unlike node certificates (Ed25519, named by node id, for mutual TLS between nodes), a gateway
 //! certificate names what browsers and `curl` type: the node's name, the mesh's built-in names,
@@ -16,7 +16,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use super::{CertificateAuthority, PkiError};
+use super::{PkiError, WebCertificateAuthority};
 
 /// How long a gateway certificate is valid; the gateway renews it when a third is left.
 pub const SERVER_CERT_VALIDITY_DAYS: i64 = 90;
@@ -30,7 +30,7 @@ pub struct AllowedServerNames {
     pub ips: BTreeSet<IpAddr>,
 }
 
-impl CertificateAuthority {
+impl WebCertificateAuthority {
     /// Signs a server certificate for the key in a PEM CSR, with exactly the subject
     /// alternative names the request asks for, provided every one is in `allowed`.
     pub fn sign_server_request(
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn signs_allowed_names_and_refuses_others() {
-        let ca = CertificateAuthority::create(MeshId::random()).unwrap();
+        let ca = WebCertificateAuthority::create(MeshId::random()).unwrap();
         let allowed = AllowedServerNames {
             dns: ["n1".to_string(), "hypermesh".to_string()].into(),
             ips: ["10.0.0.1".parse().unwrap()].into(),

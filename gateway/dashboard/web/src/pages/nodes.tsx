@@ -1,6 +1,6 @@
-// Nodes: a heatmap of each node's score and the numbers in its hardware report (load, cores,
-// memory... whatever the node reports), each column coloured from its lowest to its highest
-// value across the mesh, and a table of every node. Cells a node does not report say "no data".
+// Nodes: a heatmap of each node's score, load and shares (from the hardware profile in the
+// directory; the gateway computes `load` and `score`), coloured teal (good) to rose (bad) on
+// fixed scales, and a table of every node. Cells a node does not report say "no data".
 
 import { useState } from "preact/hooks";
 import { useLive } from "../store";
@@ -42,10 +42,37 @@ function fmtNum(v: number) {
   return Number.isInteger(v) ? String(v) : v.toFixed(2);
 }
 
+/** One heatmap column: a label, how to read it from a node, how to show it, and whether a high
+ * value is good (score, share) or bad (load). */
+interface Column {
+  key: string;
+  label: string;
+  title: string;
+  get: (n: MeshNode) => number | null | undefined;
+  fmt: (v: number) => string;
+  higherIsBetter: boolean;
+}
+
+const pctOf = (v: number) => `${Math.round(v * 100)}%`;
+const hw = (n: MeshNode, a: string, b: string) => {
+  const v = (n.hardware as Record<string, Record<string, unknown>> | null | undefined)?.[a]?.[b];
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+};
+
+const COLUMNS: Column[] = [
+  { key: "score", label: "Score", title: "Headroom for the mesh, 0-100: unused CPU, RAM and disk times the share the node gives", get: (n) => n.score, fmt: (v) => v.toFixed(0), higherIsBetter: true },
+  { key: "load.cpu", label: "CPU load", title: "1-minute load average per hardware thread", get: (n) => n.load?.cpu, fmt: pctOf, higherIsBetter: false },
+  { key: "load.ram", label: "RAM used", title: "Used RAM over total RAM", get: (n) => n.load?.ram, fmt: pctOf, higherIsBetter: false },
+  { key: "load.disk", label: "Disk used", title: "Used over total disk space", get: (n) => n.load?.disk, fmt: pctOf, higherIsBetter: false },
+  { key: "share.cpu", label: "CPU share", title: "Share of the CPU given to the mesh", get: (n) => hw(n, "share", "cpu"), fmt: (v) => `${v}%`, higherIsBetter: true },
+  { key: "share.ram", label: "RAM share", title: "Share of the RAM given to the mesh", get: (n) => hw(n, "share", "ram"), fmt: (v) => `${v}%`, higherIsBetter: true },
+  { key: "share.storage", label: "Disk share", title: "Share of the disks given to the mesh", get: (n) => hw(n, "share", "storage"), fmt: (v) => `${v}%`, higherIsBetter: true },
+  { key: "cpu.threads", label: "Threads", title: "Hardware threads", get: (n) => hw(n, "cpu", "threads"), fmt: fmtNum, higherIsBetter: true },
+];
+
 export function Heatmap(props: { nodes: MeshNode[] }) {
   const rows = props.nodes.filter((n) => n.status !== "left" && n.status !== "revoked");
-  const fields: Record<string, number>[] = rows.map((n) => ({ ...numericFields(n.hardware ?? {}), ...(typeof n.score === "number" ? { score: n.score } : {}) }));
-  const cols = [...new Set(fields.flatMap((f) => Object.keys(f)))].sort((a, b) => (a === "score" ? -1 : b === "score" ? 1 : a.localeCompare(b)));
+  const cols = COLUMNS.filter((c) => rows.some((n) => typeof c.get(n) === "number"));
   if (!cols.length) {
     return (
       <Empty title="No data">
@@ -53,10 +80,6 @@ export function Heatmap(props: { nodes: MeshNode[] }) {
       </Empty>
     );
   }
-  const range = cols.map((c) => {
-    const vs = fields.map((f) => f[c]).filter((v): v is number => typeof v === "number");
-    return [Math.min(...vs), Math.max(...vs)];
-  });
   return (
     <div class="heatmap-scroll">
       <table class="heatmap">
@@ -64,12 +87,12 @@ export function Heatmap(props: { nodes: MeshNode[] }) {
           <tr>
             <th>Node</th>
             {cols.map((c) => (
-              <th title={c}>{c}</th>
+              <th title={c.title}>{c.label}</th>
             ))}
           </tr>
         </thead>
         <tbody>
-          {rows.map((n, i) => (
+          {rows.map((n) => (
             <tr>
               <th>
                 <span class="hide-sm">
@@ -77,14 +100,15 @@ export function Heatmap(props: { nodes: MeshNode[] }) {
                 </span>{" "}
                 {nodeLabel(n)}
               </th>
-              {cols.map((c, j) => {
-                const v = fields[i][c];
+              {cols.map((c) => {
+                const v = c.get(n);
                 if (typeof v !== "number") return <td class="nodata">no data</td>;
-                const [lo, hi] = range[j];
-                const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+                // Fixed scales (fractions, percent, score) so a calm mesh looks calm; teal is good.
+                const scaled = c.key.startsWith("load.") ? v : c.key === "cpu.threads" ? 0.5 : v / 100;
+                const t = c.higherIsBetter ? 1 - scaled : scaled;
                 return (
-                  <td style={{ background: heatColor(t) }} title={`${c} = ${v}`}>
-                    {fmtNum(v)}
+                  <td style={{ background: heatColor(t) }} title={`${c.title}: ${v}`}>
+                    {c.fmt(v)}
                   </td>
                 );
               })}
@@ -131,7 +155,7 @@ export function Nodes() {
       <PageHead title="Nodes" sub="Scores, load and hardware across the mesh." />
       <ErrorNote error={live.nodes.error} what="the nodes" />
       <Services />
-      <Card title="Heatmap" actions={<span class="muted small">each column scaled low → high</span>}>
+      <Card title="Heatmap" actions={<span class="muted small">teal: headroom · rose: busy</span>}>
         <Heatmap nodes={nodes} />
       </Card>
       <Card title={`All nodes (${nodes.length})`}>

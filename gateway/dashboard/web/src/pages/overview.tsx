@@ -37,7 +37,7 @@ export function NodeDetail(props: { node: MeshNode }) {
       <dt>Jitter</dt>
       <dd>{n.jitter_ms === null || n.jitter_ms === undefined ? "—" : `${n.jitter_ms} ms`}</dd>
       <dt>Score</dt>
-      <dd>{typeof n.score === "number" ? n.score.toFixed(2) : <span class="muted">no data</span>}</dd>
+      <dd>{typeof n.score === "number" ? `${n.score.toFixed(0)} / 100` : <span class="muted">no data</span>}</dd>
     </dl>
   );
 }
