@@ -4,8 +4,9 @@
 //! 1. The node identity (its Ed25519 key) is created, so the node id exists before any service.
 //! 2. The settings an operator left on the boot partition (`hyphae.toml`, the FAT partition every
 //!    computer can write) and on the kernel command line (`hyphae.<section>.<key>=<value>`) are
-//!    checked and installed as the node's configuration. The boot-partition file replaces the
-//!    configuration; command-line settings override single keys on top of it.
+//!    checked and installed as the node's configuration. The boot-partition file is laid over the
+//!    configuration the image ships (its keys win; the keys it does not name, such as the image's
+//!    ports 443 and 53, stay); command-line settings override single keys on top of both.
 //! 3. `<state>/firstboot.done` records that it ran; the unit does not run again while it exists.
 //!
 //! A file that is not valid is refused with a message naming the key, and nothing is installed.
@@ -154,6 +155,19 @@ fn apply(table: &mut toml::Table, setting: &Setting) -> Result<(), &'static str>
     Ok(())
 }
 
+/// Lays `top` over `base`: tables merge key by key, any other value of `top` replaces the one in
+/// `base`.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => overlay(b, t),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
 /// A configuration file to start from: its text and where it came from.
 pub struct Source<'a> {
     /// Path, for messages.
@@ -162,8 +176,8 @@ pub struct Source<'a> {
     pub text: &'a str,
 }
 
-/// Computes the configuration to install: `base` (the boot-partition file, or else the current
-/// configuration) with `settings` on top. `None` when there is nothing to apply. The result has
+/// Computes the configuration to install: the current configuration, the boot-partition file
+/// laid over it, and `settings` on top. `None` when there is nothing to apply. The result has
 /// been checked by the same parser the services use.
 pub fn plan(
     boot: Option<Source<'_>>,
@@ -174,17 +188,16 @@ pub fn plan(
     if boot.is_none() && settings.is_empty() {
         return Ok(None);
     }
-    let mut table = match boot.or(current) {
-        Some(src) => {
-            // Check the file as written first, so an error names its own path and key.
-            Config::parse(src.text, src.path)?;
-            toml::from_str::<toml::Table>(src.text).map_err(|e| FirstbootError::Toml {
-                path: src.path.to_path_buf(),
-                message: e.message().to_string(),
-            })?
-        }
-        None => toml::Table::new(),
-    };
+    let mut table = toml::Table::new();
+    for src in [current, boot].into_iter().flatten() {
+        // Check each file as written first, so an error names its own path and key.
+        Config::parse(src.text, src.path)?;
+        let layer = toml::from_str::<toml::Table>(src.text).map_err(|e| FirstbootError::Toml {
+            path: src.path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        overlay(&mut table, layer);
+    }
     for s in settings {
         apply(&mut table, s).map_err(|reason| FirstbootError::Cmdline {
             arg: format!("hyphae.{}", s.path.join(".")),
@@ -339,13 +352,16 @@ mod tests {
     }
 
     #[test]
-    fn boot_file_replaces_config_and_cmdline_overrides_it() {
+    fn boot_file_overlays_config_and_cmdline_overrides_it() {
         let boot = Path::new("/boot/efi/hyphae.toml");
         let cur = Path::new("/etc/hyphae/hyphae.toml");
         let settings = parse_cmdline("hyphae.ports.node=7450").unwrap();
         let text = plan(
             src(boot, "[node]\nname = \"from-boot\"\n[ports]\nnode = 1\n"),
-            src(cur, "[log]\nlevel = \"debug\"\n"),
+            src(
+                cur,
+                "[log]\nlevel = \"debug\"\n[ports]\nnode = 2\n[gateway]\nport = 443\n",
+            ),
             &settings,
             cur,
         )
@@ -353,11 +369,10 @@ mod tests {
         .unwrap();
         let config = Config::parse(&text, cur).unwrap();
         assert_eq!(config.node.name.as_deref(), Some("from-boot"));
+        assert_eq!(config.ports.node, 7450, "the command line wins");
+        assert_eq!(config.gateway.port, 443, "the image's keys stay");
         assert_eq!(config.ports.node, 7450);
-        assert_eq!(
-            config.log.level, "info",
-            "the boot file replaces the old config"
-        );
+        assert_eq!(config.log.level, "debug", "the image's sections stay");
     }
 
     #[test]
