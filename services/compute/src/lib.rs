@@ -3,12 +3,17 @@
 //! See `docs/compute.md`.
 
 pub mod activation;
+#[cfg(feature = "service")]
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "service")]
 pub mod freivalds;
 pub mod matrix;
+pub mod matrix_file;
+pub mod mlp;
 pub mod reference;
 pub mod tolerance;
+#[cfg(feature = "service")]
 pub mod vulkan;
 
 pub use error::ComputeError;
