@@ -12,6 +12,7 @@ pub mod matrix;
 pub mod matrix_file;
 pub mod mlp;
 pub mod reference;
+pub mod scheduler;
 pub mod tolerance;
 #[cfg(feature = "service")]
 pub mod vulkan;
