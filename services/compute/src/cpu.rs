@@ -16,6 +16,11 @@ impl CpuBackend {
         CpuBackend { threads }
     }
 
+    /// Threads it uses (0: every core).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// `a × b`.
     pub fn sgemm(&self, a: &Matrix, b: &Matrix) -> Result<Matrix, ComputeError> {
         let (m, k, n) = product_shape(a, b)?;

@@ -13,9 +13,16 @@ pub mod matrix_file;
 pub mod mlp;
 pub mod reference;
 pub mod scheduler;
+#[cfg(feature = "service")]
+mod service;
 pub mod tolerance;
 #[cfg(feature = "service")]
 pub mod vulkan;
 
 pub use error::ComputeError;
 pub use matrix::Matrix;
+
+#[cfg(feature = "service")]
+pub use service::{
+    backends::Backends, files::MeshFiles, methods, run, tables, ComputeServiceError,
+};
