@@ -122,18 +122,20 @@ impl OpenDevice {
     /// Opens the best device allowed by `choice`: discrete > integrated > virtual > CPU.
     pub fn open(choice: &DeviceChoice) -> Result<OpenDevice, ComputeError> {
         let (entry, instance) = load()?;
-        match Self::open_on(entry, &instance, choice) {
+        match Self::open_on(&entry, &instance, choice) {
             Ok(d) => Ok(d),
             Err(e) => {
-                // SAFETY: no device was created from the instance.
+                // SAFETY: no device was created from the instance. The entry (the loaded
+                // library) must outlive this call: it is dropped only after it.
                 unsafe { instance.destroy_instance(None) };
+                drop(entry);
                 Err(e)
             }
         }
     }
 
     fn open_on(
-        entry: ash::Entry,
+        entry: &ash::Entry,
         instance: &ash::Instance,
         choice: &DeviceChoice,
     ) -> Result<OpenDevice, ComputeError> {
@@ -180,7 +182,7 @@ impl OpenDevice {
         // SAFETY: as above.
         let limits = unsafe { instance.get_physical_device_properties(physical) }.limits;
         Ok(OpenDevice {
-            _entry: entry,
+            _entry: entry.clone(),
             instance: instance.clone(),
             physical,
             device,
