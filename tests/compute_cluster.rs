@@ -64,7 +64,7 @@ fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
 }
 
 fn status(n: &Node) -> Result<Option<Value>> {
-    match uds_get(&n.state_dir().join("run/compute.sock"), "/status") {
+    match uds_get(n.state_dir().join("run/compute.sock"), "/status") {
         Ok(r) if r.status == 200 => Ok(Some(r.json()?)),
         _ => Ok(None),
     }
@@ -72,7 +72,7 @@ fn status(n: &Node) -> Result<Option<Value>> {
 
 fn kv_scan(n: &Node, table: &str) -> Result<Vec<Value>> {
     let r = uds_get(
-        &n.state_dir().join("run/coordinator.sock"),
+        n.state_dir().join("run/coordinator.sock"),
         &format!("/kv/{table}?prefix="),
     )?;
     if r.status != 200 {

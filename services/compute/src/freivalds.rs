@@ -81,7 +81,9 @@ pub fn check(
             let (cr, _) = dot_and_square(c.row(i), &r);
             let error = (cr - ay).abs();
             let bound = scale * a_norm2.sqrt() + 1e-30;
-            (!(error <= bound)).then_some(Rejection {
+            // NaN fails too: only a finite error within the bound passes.
+            let within = error.is_finite() && error <= bound;
+            (!within).then_some(Rejection {
                 row: i,
                 error,
                 bound,

@@ -61,13 +61,10 @@ pub struct PipelineCache {
 impl PipelineCache {
     /// The pipeline of `kernel`, built on first use.
     pub fn get(&mut self, device: &ash::Device, kernel: Kernel) -> Result<&Pipeline, ComputeError> {
-        if !self.built.contains_key(&kernel) {
-            let p = build(device, kernel)?;
-            self.built.insert(kernel, p);
+        match self.built.entry(kernel) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => Ok(v.insert(build(device, kernel)?)),
         }
-        self.built
-            .get(&kernel)
-            .ok_or_else(|| ComputeError::Vulkan("pipeline cache lost an entry".into()))
     }
 
     /// Destroys every pipeline; called before the device goes.
