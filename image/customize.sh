@@ -24,6 +24,7 @@ install -d -m 0755 "$root/var/lib/hyphae" "$root/etc/hyphae"
 
 in_root systemctl enable hyphae.target hyphae-agent.service hyphae-firstboot.service \
   hyphae-coordinator.service hyphae-beacon.service hyphae-chunkstore.service hyphae-gateway.service \
+  hyphae-compute.service \
   hyphae-console-report.service \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 in_root systemctl set-default multi-user.target

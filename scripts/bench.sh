@@ -14,3 +14,5 @@ bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 mkdir -p /var/lib/hyphae-bench
 "$bin/hyphae-bench" store --dir /var/lib/hyphae-bench/store --out bench/results/store.json
 "$bin/hyphae-bench" pipeline --out bench/results/pipeline.json
+# Compute: CPU SGEMM vs OpenBLAS (libopenblas-dev from deps.sh), Vulkan vs cuBLAS where a GPU is.
+"$bin/hyphae-bench" compute --out bench/results/compute.json

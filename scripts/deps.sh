@@ -34,6 +34,11 @@ packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg
 packages+=(python3-zeroconf)
 # bind9-dnsutils: `dig` for the gateway's DNS tests (tests/gateway_api.rs).
 packages+=(bind9-dnsutils)
+# The compute worker (services/compute): glslang-tools compiles its GLSL shaders to SPIR-V at
+# build time; libvulkan1 + mesa-vulkan-drivers (lavapipe) run the Vulkan path without a GPU;
+# libopenblas-dev is the CPU anchor of `hyphae-bench compute`; python3-numpy runs the MLP
+# weights converter and its reference.
+packages+=(glslang-tools libvulkan1 mesa-vulkan-drivers libopenblas-dev python3-numpy)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

@@ -104,6 +104,11 @@ enum Command {
     Stat(commands::files::PathArgs),
     /// Re-verify this node's shards (`--now`).
     Scrub(commands::files::ScrubArgs),
+    /// Run only the compute worker (tiles on udp/7443, compute.sock).
+    Compute(commands::node::NodeArgs),
+    /// Compute jobs: GEMM of matrices stored in the mesh (docs/compute.md).
+    #[command(subcommand)]
+    Job(commands::job::JobCommand),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +133,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
             | Command::Beacon
             | Command::Chunkstore(_)
             | Command::Gateway
+            | Command::Compute(_)
     );
     let verbose = cli.verbose;
     // Loads and validates the configuration, and starts logging; only verbs that need it call it.
@@ -188,6 +194,9 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Chunkstore(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Chunkstore)
         }
+        Command::Compute(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::Compute)
+        }
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a
             // broken configuration, so a typo is caught before the node restarts on it.
@@ -211,6 +220,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Rm(args) => commands::files::rm(&paths, &args),
                 Command::Stat(args) => commands::files::stat(&paths, &args),
                 Command::Scrub(args) => commands::files::scrub(&paths, &args),
+                Command::Job(cmd) => commands::job::run(&paths, &cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

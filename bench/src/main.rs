@@ -14,7 +14,9 @@
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
+//! - `compute`: CPU SGEMM vs OpenBLAS, Freivalds' overhead, Vulkan SGEMM vs cuBLAS (GPU only).
 
+mod compute;
 mod coord_etcd;
 mod coord_hyphae;
 mod coord_measure;
@@ -63,6 +65,8 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
     Store(store::StoreArgs),
+    /// Compute: CPU SGEMM vs OpenBLAS, Freivalds overhead, Vulkan vs cuBLAS where a GPU is.
+    Compute(compute::ComputeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +83,6 @@ fn main() -> anyhow::Result<()> {
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
+        Command::Compute(args) => compute::run(args),
     }
 }

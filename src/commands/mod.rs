@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod files;
 pub mod firstboot;
 pub mod init;
+pub mod job;
 pub mod kv;
 pub mod leave;
 pub mod name;

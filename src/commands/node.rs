@@ -28,6 +28,8 @@ pub enum Services {
     Gateway,
     /// Only the chunkstore (`hyphae chunkstore`).
     Chunkstore,
+    /// Only the compute worker (`hyphae compute`).
+    Compute,
 }
 
 impl Services {
@@ -101,6 +103,10 @@ pub fn run(
         if services.runs(Services::Beacon) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move { hyphae_beacon::run(ctx, shutdown).await.context("beacon") });
+        }
+        if services.runs(Services::Compute) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_compute::run(ctx, shutdown).await.context("compute") });
         }
         let mut outcome = Ok(());
         while let Some(done) = tasks.join_next().await {

@@ -59,6 +59,8 @@ pub struct Config {
     pub gateway: GatewaySection,
     /// The mesh store on this node (`hyphae chunkstore`).
     pub storage: StorageSection,
+    /// The compute worker on this node (`hyphae compute`).
+    pub compute: ComputeSection,
 }
 
 /// `[discovery]`: the discovery chain (see `docs/discovery.md`).
@@ -197,6 +199,37 @@ impl Default for StorageSection {
     }
 }
 
+/// `[compute]`: the compute worker (see `docs/compute.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeSection {
+    /// Whether to open a Vulkan device for GEMM tiles. Default true (a node without a loader
+    /// or device runs the CPU backend).
+    pub vulkan: bool,
+    /// Whether a software Vulkan device (lavapipe) may be opened. Default false: it is ~1% of
+    /// a CPU BLAS, good for correctness tests only.
+    pub vulkan_software: bool,
+    /// Only a Vulkan device whose name contains this. Default: the best one.
+    pub vulkan_device: Option<String>,
+    /// Threads of the CPU backend (0 = one per core allowed by `[share] cpu`). Default 0.
+    pub threads: usize,
+    /// TEST ONLY: corrupt every tile result this worker returns, to prove verification
+    /// catches and quarantines a lying worker. Never set it on a real node. Default false.
+    pub test_corrupt_results: bool,
+}
+
+impl Default for ComputeSection {
+    fn default() -> Self {
+        ComputeSection {
+            vulkan: true,
+            vulkan_software: false,
+            vulkan_device: None,
+            threads: 0,
+            test_corrupt_results: false,
+        }
+    }
+}
+
 /// `[mesh]`: how a node that is not a member yet gets admitted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -287,6 +320,8 @@ pub struct PortsSection {
     pub beacon: u16,
     /// The chunkstore's QUIC endpoint (shards between nodes); default 7442.
     pub chunkstore: u16,
+    /// The compute worker's QUIC endpoint (tiles between nodes); default 7443.
+    pub compute: u16,
 }
 
 impl Default for PortsSection {
@@ -297,6 +332,7 @@ impl Default for PortsSection {
             admission: 7445,
             beacon: 41234,
             chunkstore: 7442,
+            compute: 7443,
         }
     }
 }
@@ -452,6 +488,9 @@ impl Config {
         }
         if self.ports.chunkstore == 0 {
             return Err(invalid("ports.chunkstore", "must be between 1 and 65535"));
+        }
+        if self.ports.compute == 0 {
+            return Err(invalid("ports.compute", "must be between 1 and 65535"));
         }
         let st = &self.storage;
         if !(0.0..=1.0).contains(&st.share) {

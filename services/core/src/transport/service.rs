@@ -41,4 +41,11 @@ impl ServiceSpec {
         alpn: b"hyphae-chunkstore/1",
         default_port: 7442,
     };
+
+    /// The compute worker: GEMM tiles and inference between nodes (mutual TLS).
+    pub const COMPUTE: ServiceSpec = ServiceSpec {
+        name: "compute",
+        alpn: b"hyphae-compute/1",
+        default_port: 7443,
+    };
 }

@@ -1,0 +1,78 @@
+//! Mesh files through this node's chunkstore socket (`<run>/chunkstore.sock`, `/files/...`).
+
+use std::path::{Path, PathBuf};
+
+use hyphae_core::ipc::{self, Method};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Escapes all but unreserved characters within one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a mesh file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No such file.
+    #[error("mesh file {0} does not exist")]
+    Missing(String),
+    /// The chunkstore could not be reached or refused.
+    #[error("chunkstore: {0}")]
+    Store(String),
+}
+
+/// The client of one node's chunkstore socket.
+#[derive(Debug, Clone)]
+pub struct MeshFiles {
+    socket: PathBuf,
+}
+
+fn uri(path: &str) -> String {
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+        .collect();
+    format!("/files/{}", segs.join("/"))
+}
+
+impl MeshFiles {
+    /// Talks to the chunkstore at `socket`.
+    pub fn new(socket: &Path) -> MeshFiles {
+        MeshFiles {
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    /// The whole file.
+    pub async fn get(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        let (status, body) = ipc::request(&self.socket, Method::GET, &uri(path), None)
+            .await
+            .map_err(|e| FileError::Store(e.to_string()))?;
+        match status.as_u16() {
+            200 => Ok(body.to_vec()),
+            404 => Err(FileError::Missing(path.to_string())),
+            s => Err(FileError::Store(format!(
+                "{s}: {}",
+                String::from_utf8_lossy(&body)
+            ))),
+        }
+    }
+
+    /// Writes (replaces) the file.
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), FileError> {
+        let (status, body) = ipc::request(&self.socket, Method::PUT, &uri(path), Some(bytes))
+            .await
+            .map_err(|e| FileError::Store(e.to_string()))?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(FileError::Store(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            )))
+        }
+    }
+}

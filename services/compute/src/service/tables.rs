@@ -1,0 +1,98 @@
+//! The compute service's tables in the coordinator's generic key space, and their records.
+
+use serde::{Deserialize, Serialize};
+
+/// `compute_workers/<node id>`: a worker's advertisement (who can take tiles, how fast).
+pub const WORKERS: &str = "compute_workers";
+/// `compute_jobs/<job id>`: a job's record (state, progress, tiles, workers).
+pub const JOBS: &str = "compute_jobs";
+/// `compute_quarantine/<node id>`: workers caught returning wrong results; never scheduled.
+pub const QUARANTINE: &str = "compute_quarantine";
+
+/// A worker's advertisement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Its compute QUIC port.
+    pub port: u16,
+    /// `cpu` or `vulkan:<device>`.
+    pub backend: String,
+    /// Self-benchmark, GFLOP/s: the scheduler's starting score.
+    pub gflops: f64,
+    /// `[share] cpu`, percent.
+    pub cpu_share: u8,
+    /// When it was written (unix seconds).
+    pub updated_unix: u64,
+}
+
+/// A quarantine flag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Why.
+    pub reason: String,
+    /// The job that caught it.
+    pub job: String,
+    /// The node that wrote the flag.
+    pub by: String,
+    /// When (unix seconds).
+    pub at_unix: u64,
+}
+
+/// Verification mode of a GEMM job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Freivalds' check of every tile (the default).
+    #[default]
+    Freivalds,
+}
+
+/// `POST /jobs`: a GEMM of two stored matrices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Mesh path of `A` (matrix file).
+    pub a: String,
+    /// Mesh path of `B` (matrix file).
+    pub b: String,
+    /// Mesh path the result is written to.
+    pub out: String,
+    /// Tile edge (rows and columns of `C` per tile). Default 256.
+    #[serde(default)]
+    pub tile: Option<usize>,
+    /// Verification mode.
+    #[serde(default)]
+    pub verify: Verify,
+}
+
+/// A job's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: String,
+    /// What was asked.
+    pub request: JobRequest,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// `[m, k, n]`.
+    pub shape: [usize; 3],
+    /// The tile edge used.
+    pub tile: usize,
+    /// Tiles in all.
+    pub tiles_total: usize,
+    /// Tiles verified.
+    pub tiles_done: usize,
+    /// Results rejected by verification.
+    pub rejected: usize,
+    /// Calls that failed (and were re-scheduled).
+    pub failed_calls: usize,
+    /// Per-tile state (omitted for jobs with many tiles).
+    pub tiles: Option<serde_json::Value>,
+    /// Per-worker scheduler state (score, trust, offences, verified tiles).
+    pub workers: serde_json::Value,
+    /// The node running the job.
+    pub coordinator: String,
+    /// Seconds since the job started.
+    pub elapsed_secs: f64,
+}
