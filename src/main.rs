@@ -104,6 +104,11 @@ enum Command {
     Stat(commands::files::PathArgs),
     /// Re-verify this node's shards (`--now`).
     Scrub(commands::files::ScrubArgs),
+    /// Which nodes share an asset (`[share] dirs`), by `--name` or `--hash`.
+    QueryAsset(commands::assets::QueryArgs),
+    /// Shared assets: fetch one by hash (verified), rescan this node's.
+    #[command(subcommand)]
+    Asset(commands::assets::AssetCommand),
 }
 
 fn main() -> ExitCode {
@@ -211,6 +216,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Rm(args) => commands::files::rm(&paths, &args),
                 Command::Stat(args) => commands::files::stat(&paths, &args),
                 Command::Scrub(args) => commands::files::scrub(&paths, &args),
+                Command::QueryAsset(args) => commands::assets::query(&paths, &args),
+                Command::Asset(cmd) => commands::assets::run(&paths, &cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

@@ -14,6 +14,8 @@
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
+//! - `garage`: the mesh store (3 nodes, 2+1) beside Garage (3 nodes, replication 2) in the same
+//!   namespaces — PUT and GET MiB/s of 1 MiB and 64 MiB objects.
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -21,7 +23,10 @@ mod coord_measure;
 mod coord_orchestrate;
 mod coord_system;
 mod discovery;
+mod garage_cluster;
+mod garage_orchestrate;
 mod http_conn;
+mod object_measure;
 mod pipeline;
 mod rpc_orchestrate;
 mod rpc_quic;
@@ -63,6 +68,8 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
     Store(store::StoreArgs),
+    /// The mesh store (3 nodes, 2+1) vs Garage (3 nodes, replication 2): object PUT/GET MiB/s.
+    Garage(garage_orchestrate::GarageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +86,6 @@ fn main() -> anyhow::Result<()> {
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
+        Command::Garage(args) => garage_orchestrate::run(args),
     }
 }

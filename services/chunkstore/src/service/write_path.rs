@@ -71,7 +71,14 @@ struct StoredChunk {
     deduplicated: bool,
 }
 
-/// Uploads every shard of an encoded chunk to distinct nodes, replacing a node that fails.
+/// Upload rounds per chunk: the first, then retries of the shards that failed.
+const UPLOAD_ROUNDS: u32 = 4;
+
+/// Uploads every shard of an encoded chunk to distinct nodes. A shard whose upload fails goes to
+/// a replacement node; when no other node is left (a 3-node mesh with 2+1), a passing failure
+/// (a stale connection to a restarted peer) is retried on the same node, on a fresh connection,
+/// while a full node is never asked again. Fails with `insufficient_storage` when every node
+/// that could take the shard is full, `data_unavailable` otherwise.
 async fn upload(
     store: &Chunkstore,
     view: &MeshView,
@@ -82,8 +89,14 @@ async fn upload(
     let mut nodes = place(&enc.id.0, &candidates, total)
         .map_err(|e| FilesError::InsufficientNodes(e.to_string()))?;
     let mut failed: Vec<NodeId> = Vec::new();
+    let mut full: Vec<NodeId> = Vec::new();
     let mut pending: Vec<usize> = (0..total).collect();
-    for _attempt in 0..3 {
+    let mut last_error = String::new();
+    for round in 0..UPLOAD_ROUNDS {
+        if round > 0 {
+            // A restarted peer may need a moment before a fresh connection succeeds.
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(round))).await;
+        }
         let mut uploads = FuturesUnordered::new();
         for &i in &pending {
             let (id, data) = enc.shards[i].clone();
@@ -94,7 +107,12 @@ async fn upload(
         while let Some((i, result)) = uploads.next().await {
             if let Err(e) = result {
                 tracing::warn!(chunk = %enc.id, node = %nodes[i], error = %e, "shard upload failed");
-                failed.push(nodes[i]);
+                if e.is_full() {
+                    full.push(nodes[i]);
+                } else {
+                    failed.push(nodes[i]);
+                }
+                last_error = e.to_string();
                 again.push(i);
             }
         }
@@ -113,22 +131,58 @@ async fn upload(
                 shards,
             });
         }
-        let keep: Vec<NodeId> = nodes
+        let done: Vec<NodeId> = nodes
             .iter()
             .enumerate()
             .filter(|(i, _)| !again.contains(i))
             .map(|(_, n)| *n)
-            .chain(failed.iter().copied())
             .collect();
-        let fresh = place_replacements(&enc.id.0, &candidates, &keep, again.len())
-            .map_err(|e| FilesError::InsufficientNodes(format!("after failed uploads: {e}")))?;
-        for (slot, node) in again.iter().zip(fresh) {
-            nodes[*slot] = node;
+        let avoid: Vec<NodeId> = done
+            .iter()
+            .chain(failed.iter())
+            .chain(full.iter())
+            .copied()
+            .collect();
+        match place_replacements(&enc.id.0, &candidates, &avoid, again.len()) {
+            Ok(fresh) => {
+                for (slot, node) in again.iter().zip(fresh) {
+                    nodes[*slot] = node;
+                }
+            }
+            Err(_) => {
+                // No untried node for every failed shard: shards that met a passing failure
+                // stay on their node (retried); shards refused for lack of room need another
+                // node that is neither full nor already holding a shard of this chunk.
+                let refused: Vec<usize> = again
+                    .iter()
+                    .copied()
+                    .filter(|i| full.contains(&nodes[*i]))
+                    .collect();
+                if !refused.is_empty() {
+                    let avoid: Vec<NodeId> = nodes
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !refused.contains(i))
+                        .map(|(_, n)| *n)
+                        .chain(full.iter().copied())
+                        .collect();
+                    let fresh = place_replacements(&enc.id.0, &candidates, &avoid, refused.len())
+                        .map_err(|e| {
+                            FilesError::InsufficientNodes(format!(
+                                "chunk {}: nodes full ({last_error}); no other node can take its shards: {e}",
+                                enc.id
+                            ))
+                        })?;
+                    for (slot, node) in refused.iter().zip(fresh) {
+                        nodes[*slot] = node;
+                    }
+                }
+            }
         }
         pending = again;
     }
     Err(FilesError::Unavailable(format!(
-        "chunk {}: shard uploads kept failing",
+        "chunk {}: shard uploads kept failing ({last_error})",
         enc.id
     )))
 }
