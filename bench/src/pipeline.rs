@@ -54,6 +54,10 @@ struct PipelineResult {
     chunk_kib: usize,
     blake3_gib_s: f64,
     aes_gcm_gib_s: f64,
+    /// AES-256-GCM alone, RustCrypto's `aes-gcm` (what chunks were sealed with before).
+    aes_gcm_rustcrypto_gib_s: f64,
+    /// AES-256-GCM alone, ring (what chunks are sealed with now).
+    aes_gcm_ring_gib_s: f64,
     layouts: Vec<LayoutResult>,
 }
 
@@ -98,6 +102,41 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     }
     // Includes BLAKE3 for the key derivation and the chunk id: the whole sealing step.
     let aes_gcm_gib_s = gib_s(chunks * chunk, t.elapsed().as_secs_f64());
+
+    // The cipher alone, both libraries, same key, nonce and buffer sizes.
+    let aes_gcm_rustcrypto_gib_s = {
+        use aes_gcm::aead::{AeadInPlace, KeyInit};
+        let cipher =
+            aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(&[7u8; 32]));
+        let mut buf = source[..chunk].to_vec();
+        let t = Instant::now();
+        for _ in 0..chunks {
+            let tag = cipher
+                .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&[0u8; 12]), b"", &mut buf)
+                .map_err(|_| anyhow::anyhow!("aes-gcm refused"))?;
+            sink ^= tag[0];
+        }
+        gib_s(chunks * chunk, t.elapsed().as_secs_f64())
+    };
+    let aes_gcm_ring_gib_s = {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow::anyhow!("ring key"))?,
+        );
+        let mut buf = source[..chunk].to_vec();
+        let t = Instant::now();
+        for _ in 0..chunks {
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([0u8; 12]),
+                    Aad::empty(),
+                    &mut buf,
+                )
+                .map_err(|_| anyhow::anyhow!("ring refused"))?;
+            sink ^= tag.as_ref()[0];
+        }
+        gib_s(chunks * chunk, t.elapsed().as_secs_f64())
+    };
 
     let mut layouts = Vec::new();
     for spec in &args.layout {
@@ -198,9 +237,11 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         chunk_kib: args.chunk_kib,
         blake3_gib_s,
         aes_gcm_gib_s,
+        aes_gcm_rustcrypto_gib_s,
+        aes_gcm_ring_gib_s,
         layouts,
     };
-    println!("blake3 {blake3_gib_s:.2} GiB/s, seal (keyed BLAKE3 + AES-256-GCM + id) {aes_gcm_gib_s:.2} GiB/s");
+    println!("blake3 {blake3_gib_s:.2} GiB/s, seal (keyed BLAKE3 + AES-256-GCM + id) {aes_gcm_gib_s:.2} GiB/s; AES-256-GCM alone: aes-gcm {aes_gcm_rustcrypto_gib_s:.2} GiB/s, ring {aes_gcm_ring_gib_s:.2} GiB/s");
     for l in &result.layouts {
         println!(
             "{}: write path {:.2} GiB/s/core | RS encode {:.2} | RS decode (heal) {:.2} (ratio {:.2}) | degraded read {:.2} | healthy read {:.2}",

@@ -25,6 +25,20 @@ use crate::redundancy::Redundancy;
 /// m/k) of buffers).
 const IN_FLIGHT: usize = 3;
 
+/// Largest manifest a put commits: the coordinator's local API takes JSON bodies of up to
+/// 2 MiB (axum's default), and the manifest travels escaped inside one. With 4 MiB chunks that
+/// is about 1,500 chunks at 4+2 (≈ 6 GiB) and 2,400 at 2+1 (≈ 9 GiB); a larger `chunk_size`
+/// raises it proportionally. Splitting manifests is not built.
+pub const MAX_MANIFEST_BYTES: usize = (2 << 20) - (64 << 10);
+
+/// What one chunk entry adds to the manifest as the coordinator receives it (JSON, escaped
+/// inside the request's JSON string).
+fn manifest_cost(entry: &ChunkEntry) -> usize {
+    serde_json::to_string(entry)
+        .map(|s| s.len() + s.bytes().filter(|b| *b == b'"' || *b == b'\\').count() + 1)
+        .unwrap_or(usize::MAX / 2)
+}
+
 /// What a committed put reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PutOutcome {
@@ -265,6 +279,12 @@ where
     let mut in_flight = FuturesOrdered::new();
     let mut done: Vec<StoredChunk> = Vec::new();
     let mut failure: Option<FilesError> = None;
+    let mut manifest_bytes = 1024usize;
+    let too_large = |bytes: usize, chunks: usize| {
+        FilesError::TooLarge(format!(
+            "after {chunks} chunks the manifest would exceed {bytes} bytes (limit {MAX_MANIFEST_BYTES}); put it with a larger [storage] chunk_size"
+        ))
+    };
 
     'read: loop {
         let piece = match body.next().await {
@@ -282,7 +302,14 @@ where
             offset += len;
             while in_flight.len() >= IN_FLIGHT {
                 match in_flight.next().await {
-                    Some(Ok(c)) => done.push(c),
+                    Some(Ok(c)) => {
+                        manifest_bytes += manifest_cost(&c.entry);
+                        done.push(c);
+                        if manifest_bytes > MAX_MANIFEST_BYTES {
+                            failure = Some(too_large(manifest_bytes, done.len()));
+                            break 'read;
+                        }
+                    }
                     Some(Err(e)) => {
                         failure = Some(e);
                         break 'read;
@@ -301,13 +328,19 @@ where
     }
     while let Some(result) = in_flight.next().await {
         match result {
-            Ok(c) => done.push(c),
+            Ok(c) => {
+                manifest_bytes += manifest_cost(&c.entry);
+                done.push(c);
+            }
             Err(e) => {
                 failure.get_or_insert(e);
             }
         }
     }
     let ids: Vec<ChunkId> = done.iter().map(|c| c.entry.id).collect();
+    if failure.is_none() && manifest_bytes > MAX_MANIFEST_BYTES {
+        failure = Some(too_large(manifest_bytes, done.len()));
+    }
     if let Some(e) = failure {
         release_all(&store, &ids).await;
         return Err(e);
