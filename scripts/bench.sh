@@ -14,3 +14,7 @@ bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 mkdir -p /var/lib/hyphae-bench
 "$bin/hyphae-bench" store --dir /var/lib/hyphae-bench/store --out bench/results/store.json
 "$bin/hyphae-bench" pipeline --out bench/results/pipeline.json
+# The mesh store against Garage (built from crates.io sources; slow the first time).
+scripts/garage.sh
+"$bin/hyphae-bench" garage --hyphae "$bin/hyphae" --out bench/results/garage.json
+"$bin/hyphae-bench" heal --hyphae "$bin/hyphae" --out bench/results/heal.json

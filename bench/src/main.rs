@@ -16,6 +16,7 @@
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 //! - `garage`: the mesh store (3 nodes, 2+1) beside Garage (3 nodes, replication 2) in the same
 //!   namespaces — PUT and GET MiB/s of 1 MiB and 64 MiB objects.
+//! - `heal`: time to restore full redundancy after a node death, per GiB lost (4 nodes, 2+1).
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -25,6 +26,7 @@ mod coord_system;
 mod discovery;
 mod garage_cluster;
 mod garage_orchestrate;
+mod heal;
 mod http_conn;
 mod object_measure;
 mod pipeline;
@@ -70,6 +72,8 @@ enum Command {
     Store(store::StoreArgs),
     /// The mesh store (3 nodes, 2+1) vs Garage (3 nodes, replication 2): object PUT/GET MiB/s.
     Garage(garage_orchestrate::GarageArgs),
+    /// Time to restore full redundancy after a node death, per GiB lost (needs root).
+    Heal(heal::HealArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,5 +91,6 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
         Command::Garage(args) => garage_orchestrate::run(args),
+        Command::Heal(args) => heal::run(args),
     }
 }
