@@ -14,8 +14,9 @@ use serde_json::Value;
 use support::{data, form_mesh_with};
 
 const STORAGE: &str = "[storage]\nchunk_size = 65536\n";
-/// The full node's store: a tmpfs just above the store's 64 MiB minimum reserve.
-const TMPFS_MIB: u64 = 80;
+/// The full node's store: a small tmpfs (the store keeps a 64 MiB minimum reserve, RocksDB
+/// preallocates its log).
+const TMPFS_MIB: u64 = 256;
 
 /// A tmpfs mounted over a node's shard store, unmounted (lazily) when dropped.
 struct SmallDisk {
@@ -106,16 +107,17 @@ fn a_full_node_gets_no_shards_and_a_layout_that_needs_it_fails_cleanly() -> Resu
             Ok(r.ok().filter(|r| r.status == 200).map(|_| ()))
         })?;
     }
-    wait_until(Duration::from_secs(60), "n2 published room", || {
-        Ok(published_free(&c, 2)?.is_some_and(|f| f > 0))
+    let free_before = wait_for(Duration::from_secs(60), "n2 published", || {
+        published_free(&c, 2)
     })?;
+    eprintln!("n2 published {free_before} free bytes before the filler");
     let tmp = tempfile::tempdir()?;
 
     // Fill n2's disk past its reserve (what another program writing there would do).
     let filler = store_dir.join("filler");
     let avail = nix::sys::statvfs::statvfs(&store_dir)?;
     let free = avail.blocks_available() * avail.fragment_size();
-    std::fs::write(&filler, vec![7u8; free.saturating_sub(1 << 20) as usize])?;
+    std::fs::write(&filler, vec![7u8; free.saturating_sub(4 << 20) as usize])?;
 
     // 1+1 fits on the two others: every put succeeds (shards n2 refuses go elsewhere) and
     // reads back.
