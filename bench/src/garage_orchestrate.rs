@@ -103,8 +103,10 @@ pub fn run(args: GarageArgs) -> Result<()> {
             let endpoint: url::Url = g.endpoint(0).parse()?;
             let target = ObjectTarget::S3 {
                 addr: std::net::SocketAddr::new(cluster[0].ip().into(), S3_PORT),
-                bucket: rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, BUCKET, REGION)
-                    .context("garage bucket url")?,
+                bucket: Box::new(
+                    rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, BUCKET, REGION)
+                        .context("garage bucket url")?,
+                ),
                 credentials: rusty_s3::Credentials::new(g.key_id.clone(), g.secret.clone()),
             };
             wait_writable(&target, Duration::from_secs(120)).await?;

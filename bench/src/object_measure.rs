@@ -18,7 +18,7 @@ pub enum ObjectTarget {
         /// Node address.
         addr: std::net::SocketAddr,
         /// The bucket, for signing.
-        bucket: rusty_s3::Bucket,
+        bucket: Box<rusty_s3::Bucket>,
         /// The access key.
         credentials: rusty_s3::Credentials,
     },

@@ -3,7 +3,6 @@
 //! beside the components alone (BLAKE3, AES-256-GCM, RS encode, RS decode) as anchors.
 //! Throughput is bytes per second of the measuring thread's CPU time.
 
-
 use bytes::{Bytes, BytesMut};
 use hyphae_chunkstore::chunk_crypto::MeshChunkKeys;
 use hyphae_chunkstore::chunking::Chunker;
