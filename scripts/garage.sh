@@ -5,7 +5,7 @@
 set -euo pipefail
 GARAGE_VERSION=${GARAGE_VERSION:-2.5.0}
 root=${GARAGE_ROOT:-/var/cache/hyphae/garage}
-if [[ -x "$root/bin/garage" ]] && "$root/bin/garage" --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+if [[ -x "$root/bin/garage" ]] && "$root/bin/garage" --version 2>/dev/null | grep -qF "$GARAGE_VERSION"; then
   echo "garage $GARAGE_VERSION already in $root/bin"
   exit 0
 fi
