@@ -16,3 +16,7 @@ mkdir -p /var/lib/hyphae-bench
 "$bin/hyphae-bench" pipeline --out bench/results/pipeline.json
 # Compute: CPU SGEMM vs OpenBLAS (libopenblas-dev from deps.sh), Vulkan vs cuBLAS where a GPU is.
 "$bin/hyphae-bench" compute --out bench/results/compute.json
+# The mesh store against Garage (built from crates.io sources; slow the first time).
+scripts/garage.sh
+"$bin/hyphae-bench" garage --hyphae "$bin/hyphae" --out bench/results/garage.json
+"$bin/hyphae-bench" heal --hyphae "$bin/hyphae" --out bench/results/heal.json

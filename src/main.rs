@@ -109,6 +109,11 @@ enum Command {
     /// Compute jobs: GEMM of matrices stored in the mesh (docs/compute.md).
     #[command(subcommand)]
     Job(commands::job::JobCommand),
+    /// Which nodes share an asset (`[share] dirs`), by `--name` or `--hash`.
+    QueryAsset(commands::assets::QueryArgs),
+    /// Shared assets: fetch one by hash (verified), rescan this node's.
+    #[command(subcommand)]
+    Asset(commands::assets::AssetCommand),
 }
 
 fn main() -> ExitCode {
@@ -221,6 +226,8 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Stat(args) => commands::files::stat(&paths, &args),
                 Command::Scrub(args) => commands::files::scrub(&paths, &args),
                 Command::Job(cmd) => commands::job::run(&paths, &cmd),
+                Command::QueryAsset(args) => commands::assets::query(&paths, &args),
+                Command::Asset(cmd) => commands::assets::run(&paths, &cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

@@ -66,4 +66,26 @@ impl HttpConn {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+
+    /// Sends one request with a raw body and an explicit `Host` (a signed S3 URL is signed for
+    /// its host) and returns the status and the whole response body.
+    pub async fn send_bytes(
+        &mut self,
+        method: Method,
+        uri: &str,
+        host: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes)> {
+        self.sender.ready().await.context("connection closed")?;
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::CONTENT_LENGTH, body.len())
+            .body(Full::new(body))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
 }

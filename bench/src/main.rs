@@ -15,6 +15,9 @@
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 //! - `compute`: CPU SGEMM vs OpenBLAS, Freivalds' overhead, Vulkan SGEMM vs cuBLAS (GPU only).
+//! - `garage`: the mesh store (3 nodes, 2+1) beside Garage (3 nodes, replication 2) in the same
+//!   namespaces — PUT and GET MiB/s of 1 MiB and 64 MiB objects.
+//! - `heal`: time to restore full redundancy after a node death, per GiB lost (4 nodes, 2+1).
 
 mod compute;
 mod coord_etcd;
@@ -23,7 +26,11 @@ mod coord_measure;
 mod coord_orchestrate;
 mod coord_system;
 mod discovery;
+mod garage_cluster;
+mod garage_orchestrate;
+mod heal;
 mod http_conn;
+mod object_measure;
 mod pipeline;
 mod rpc_orchestrate;
 mod rpc_quic;
@@ -67,6 +74,10 @@ enum Command {
     Store(store::StoreArgs),
     /// Compute: CPU SGEMM vs OpenBLAS, Freivalds overhead, Vulkan vs cuBLAS where a GPU is.
     Compute(compute::ComputeArgs),
+    /// The mesh store (3 nodes, 2+1) vs Garage (3 nodes, replication 2): object PUT/GET MiB/s.
+    Garage(garage_orchestrate::GarageArgs),
+    /// Time to restore full redundancy after a node death, per GiB lost (needs root).
+    Heal(heal::HealArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,5 +95,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
         Command::Compute(args) => compute::run(args),
+        Command::Garage(args) => garage_orchestrate::run(args),
+        Command::Heal(args) => heal::run(args),
     }
 }

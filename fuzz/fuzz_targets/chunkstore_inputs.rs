@@ -1,8 +1,11 @@
 //! Fuzzes what the chunkstore parses from outside: HTTP `Range` headers and file paths (local
 //! API, proxied from the gateway), manifests read back from the coordinator, and the shard
-//! RPC request bodies. Each must parse or fail cleanly, never panic; what parses must be sane.
+//! RPC request bodies, shared-asset queries and table entries. Each must parse or fail cleanly,
+//! never panic; what parses must be sane.
 #![no_main]
 
+use hyphae_chunkstore::asset_rpc::AssetRef;
+use hyphae_chunkstore::assets::{split_key, AssetQuery};
 use hyphae_chunkstore::manifest::Manifest;
 use hyphae_chunkstore::service::errors::normalize_path;
 use hyphae_chunkstore::service::files_api::parse_range;
@@ -25,7 +28,22 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = Manifest::from_json(text) {
             assert!(m.check().is_ok());
         }
+        let (a, b) = if text.is_char_boundary(text.len() / 2) {
+            text.split_at(text.len() / 2)
+        } else {
+            (text, "")
+        };
+        if let Ok(AssetQuery::Hash(h)) = AssetQuery::from_params(None, Some(a)) {
+            assert_eq!(h.len(), 64);
+        }
+        if let Ok(q) = AssetQuery::from_params(Some(a), Some(b)) {
+            let _ = q.prefix();
+        }
+        if let Some((hash, node)) = split_key(text) {
+            assert!(hash.len() == 64 && !node.is_empty());
+        }
     }
     let _ = postcard::from_bytes::<ShardPutRequest>(rest);
     let _ = postcard::from_bytes::<ShardRef>(rest);
+    let _ = postcard::from_bytes::<AssetRef>(rest);
 });

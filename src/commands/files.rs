@@ -90,7 +90,7 @@ pub struct ScrubArgs {
     now: bool,
 }
 
-fn socket(paths: &NodePaths) -> PathBuf {
+pub(super) fn socket(paths: &NodePaths) -> PathBuf {
     paths.socket(ServiceSpec::CHUNKSTORE.name)
 }
 
@@ -101,9 +101,9 @@ fn file_uri(prefix: &str, path: &str) -> String {
     )
 }
 
-type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+pub(super) type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
-async fn send(
+pub(super) async fn send(
     socket: &Path,
     method: hyper::Method,
     uri: &str,
@@ -133,7 +133,9 @@ async fn send(
 }
 
 /// Reads a whole (small) answer; fails with the server's error message unless it succeeded.
-async fn json_answer(resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<Value> {
+pub(super) async fn json_answer(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> anyhow::Result<Value> {
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -148,7 +150,7 @@ async fn json_answer(resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Re
     Ok(value)
 }
 
-fn empty() -> BoxBody {
+pub(super) fn empty() -> BoxBody {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed_unsync()

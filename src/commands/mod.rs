@@ -2,6 +2,7 @@
 
 pub mod admit;
 pub mod api_token;
+pub mod assets;
 pub mod cert;
 pub mod coordinator;
 pub mod doctor;

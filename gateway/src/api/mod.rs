@@ -3,6 +3,7 @@
 //! HTTPS (h1, h2) and the HTTP/3 servers serve.
 
 pub mod admission;
+pub mod assets;
 pub mod body;
 pub mod dashboard;
 pub mod files;
@@ -50,6 +51,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
     ("get", "/metrics"),
     ("get", "/healthz"),
+    ("get", "/api/v1/query/asset"),
+    ("post", "/api/v1/manifest/refresh"),
+    ("get", "/api/v1/assets/{hash}"),
 ];
 
 /// The gateway's router over `state`.
@@ -84,6 +88,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(status::healthz))
+        .route("/api/v1/query/asset", get(assets::query))
+        .route("/api/v1/manifest/refresh", post(assets::refresh))
+        .route("/api/v1/assets/{hash}", get(assets::content))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     api.layer(axum::middleware::from_fn_with_state(

@@ -141,6 +141,9 @@ pub struct ShareSection {
     pub ram: u8,
     /// Storage, percent of the data disk. Default 100.
     pub storage: u8,
+    /// Directories whose files this node shares as assets: scanned and hashed (BLAKE3),
+    /// published to the mesh, served to peers by hash. Absolute paths. Default none.
+    pub dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for ShareSection {
@@ -150,6 +153,7 @@ impl Default for ShareSection {
             gpu: 100,
             ram: 100,
             storage: 100,
+            dirs: Vec::new(),
         }
     }
 }
@@ -485,6 +489,12 @@ impl Config {
             if value > 100 {
                 return Err(invalid(key, "is a percentage: 0 to 100"));
             }
+        }
+        if let Some(d) = self.share.dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "share.dirs",
+                &format!("{} is not an absolute path", d.display()),
+            ));
         }
         if self.ports.chunkstore == 0 {
             return Err(invalid("ports.chunkstore", "must be between 1 and 65535"));

@@ -36,6 +36,9 @@ pub enum FilesError {
     /// The client's upload stream broke.
     #[error("upload interrupted: {0}")]
     Upload(String),
+    /// The file needs a manifest larger than one coordinator value may be.
+    #[error("file too large: {0}")]
+    TooLarge(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -54,6 +57,7 @@ impl FilesError {
             FilesError::Coordinator(_) => "coordinator_unavailable",
             FilesError::Conflict => "conflict",
             FilesError::Upload(_) => "upload_interrupted",
+            FilesError::TooLarge(_) => "file_too_large",
             FilesError::Internal(_) => "internal",
         }
     }
@@ -71,6 +75,7 @@ impl FilesError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             FilesError::Conflict => StatusCode::CONFLICT,
+            FilesError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             FilesError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -45,6 +45,12 @@ pub fn storage_json(store: &Shared) -> Value {
             "repaired": store.scrub.repaired.load(Ordering::Relaxed),
             "last_unix": store.scrub.last_unix.load(Ordering::Relaxed),
         },
+        "rebalance": {
+            "active": store.rebalance.active.load(Ordering::Relaxed),
+            "moved": store.rebalance.moved.load(Ordering::Relaxed),
+            "pending": store.rebalance.pending.load(Ordering::Relaxed),
+            "failed": store.rebalance.failed.load(Ordering::Relaxed),
+        },
         "backend": s.backend.as_str(),
         "backend_fallback_reason": s.backend_fallback_reason,
     })

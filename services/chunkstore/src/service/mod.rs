@@ -2,6 +2,7 @@
 //! endpoint (udp/7442, ALPN `hyphae-chunkstore/1`), contract A on `<run>/chunkstore.sock`,
 //! and the background work: publishing this node's capacity, healing, scrubbing.
 
+pub mod assets;
 pub mod errors;
 pub mod files_api;
 pub mod gc;
@@ -9,6 +10,7 @@ pub mod heal;
 pub mod peer_server;
 pub mod peers;
 pub mod read_path;
+pub mod rebalance;
 pub mod refs;
 pub mod scrub;
 pub mod state;
@@ -103,9 +105,11 @@ pub async fn run(
         scrub: ScrubProgress::default(),
         scrub_now: tokio::sync::Notify::new(),
         refs_lock: tokio::sync::Mutex::new(()),
+        assets: Arc::new(assets::AssetShelf::new(ctx.config.share.dirs.clone())),
+        rebalance: rebalance::RebalanceProgress::default(),
     });
 
-    let router = Arc::new(peer_server::router(node, local));
+    let router = Arc::new(peer_server::router(node, local, store.assets.clone()));
     let rpc_task = tokio::spawn(rpc::serve(
         endpoint,
         router,
@@ -121,6 +125,8 @@ pub async fn run(
     let healer = tokio::spawn(heal::run(store.clone(), shutdown.clone()));
     let scrubber = tokio::spawn(scrub::run(store.clone(), shutdown.clone()));
     let collector = tokio::spawn(gc::run(store.clone(), shutdown.clone()));
+    let asset_scanner = tokio::spawn(assets::run(store.clone(), shutdown.clone()));
+    let rebalancer = tokio::spawn(rebalance::run(store.clone(), shutdown.clone()));
 
     let status = {
         let store = store.clone();
@@ -130,10 +136,13 @@ pub async fn run(
                 "service": service.name,
                 "node_id": store.node.to_string(),
                 "storage": files_api::storage_json(&store),
+                "assets": assets::assets_json(&store),
             })
         }
     };
-    let api = ipc::base_router(status, ctx.metrics.clone()).merge(files_api::router(store.clone()));
+    let api = ipc::base_router(status, ctx.metrics.clone())
+        .merge(files_api::router(store.clone()))
+        .merge(assets::router(store.clone()));
     let ipc_task = ipc::serve(&ctx.paths.socket(service.name), api, shutdown.clone()).await?;
     let line = format!(
         "chunkstore of node {node} serving shards on udp/{} ({} backend)",
@@ -146,7 +155,14 @@ pub async fn run(
     shutdown.cancelled().await;
     let _ = rpc_task.await;
     let _ = ipc_task.await;
-    for t in [publisher, healer, scrubber, collector] {
+    for t in [
+        publisher,
+        healer,
+        scrubber,
+        collector,
+        asset_scanner,
+        rebalancer,
+    ] {
         let _ = t.await;
     }
     Ok(())

@@ -7,6 +7,10 @@ use hyphae_core::rpc::{ErrorCode, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
 use hyphae_core::NodeId;
 
+use std::sync::Arc;
+
+use super::assets::{serve_asset, AssetShelf};
+use crate::asset_rpc::AssetGet;
 use crate::ids::ShardHash;
 use crate::local::{ShardId, ShardStore, StoreError};
 use crate::shard_rpc::{ShardAck, ShardDelete, ShardGet, ShardHeader, ShardPut, ShardVerify};
@@ -22,7 +26,8 @@ pub const MAX_SHARD_BYTES: u64 = (64 << 20) + 64;
 fn fault(e: StoreError) -> RpcFault {
     let code = match e {
         StoreError::NotFound(_) => ErrorCode::NotFound,
-        StoreError::Full { .. } | StoreError::Closed => ErrorCode::Unavailable,
+        StoreError::Full { .. } => ErrorCode::InsufficientStorage,
+        StoreError::Closed => ErrorCode::Unavailable,
         StoreError::TooLarge { .. } => ErrorCode::BadRequest,
         _ => ErrorCode::Internal,
     };
@@ -34,7 +39,7 @@ fn stream(e: impl std::fmt::Display) -> RpcFault {
 }
 
 /// The chunkstore's RPC router over `store`.
-pub fn router(local: NodeId, store: ShardStore) -> Router {
+pub fn router(local: NodeId, store: ShardStore, assets: Arc<AssetShelf>) -> Router {
     let put_store = store.clone();
     let get_store = store.clone();
     let del_store = store.clone();
@@ -88,6 +93,14 @@ pub fn router(local: NodeId, store: ShardStore) -> Router {
         .unary::<ShardDelete, _, _>(move |_peer, req| {
             let store = del_store.clone();
             async move { store.delete(&local_id(&req.id)).await.map_err(fault) }
+        })
+        .streaming::<AssetGet, _>(move |peer, req, ch| {
+            let shelf = assets.clone();
+            async move {
+                tracing::debug!(from = %peer.node, asset = %req.hash, "asset requested");
+                serve_asset(&shelf, &req.hash, ch).await
+            }
+            .boxed()
         })
         .unary::<ShardVerify, _, _>(move |_peer, req| {
             let store = verify_store.clone();

@@ -11,6 +11,7 @@ use hyphae_core::rpc::{self, ErrorCode, Limits, RpcError};
 use hyphae_core::transport::{MeshEndpoint, PeerConnection};
 use hyphae_core::NodeId;
 
+use crate::asset_rpc::{AssetGet, AssetHeader, AssetRef};
 use crate::ids::ShardHash;
 use crate::shard_rpc::{
     ShardAck, ShardDelete, ShardGet, ShardHeader, ShardPut, ShardPutRequest, ShardRef, ShardVerify,
@@ -28,6 +29,9 @@ pub enum PeerError {
     /// The call failed.
     #[error("node {node}: {reason}")]
     Failed { node: NodeId, reason: String },
+    /// The peer's store has no room for the shard (retrying there is pointless).
+    #[error("node {node} is full: {reason}")]
+    Full { node: NodeId, reason: String },
 }
 
 /// Connections to the other chunkstores.
@@ -137,7 +141,15 @@ impl ShardPeers {
         let ack = tokio::time::timeout(self.limits.request_timeout, exchange)
             .await
             .map_err(|_| self.failed(node, RpcError::Timeout(self.limits.request_timeout)))?
-            .map_err(|e| self.failed(node, e))?;
+            .map_err(|e| match e {
+                RpcError::Remote(f) if f.code == ErrorCode::InsufficientStorage => {
+                    PeerError::Full {
+                        node,
+                        reason: f.message,
+                    }
+                }
+                e => self.failed(node, e),
+            })?;
         self.note_rtt(node, started.elapsed());
         Ok(ack)
     }
@@ -188,6 +200,41 @@ impl ShardPeers {
             Err(RpcError::Remote(f)) if f.code == ErrorCode::NotFound => {
                 Err(PeerError::NotFound { node, id })
             }
+            Err(e) => Err(self.failed(node, e)),
+        }
+    }
+
+    /// Opens the fetch of a shared asset on `node`: its length and the raw stream its bytes
+    /// arrive on (the caller checks their hash).
+    pub async fn asset_stream(
+        &self,
+        node: NodeId,
+        addr: SocketAddr,
+        hash: &str,
+    ) -> Result<(u64, quinn::RecvStream), PeerError> {
+        let conn = self.connection(node, addr).await?;
+        let req = AssetRef {
+            hash: hash.to_string(),
+        };
+        let exchange = async {
+            let mut ch = rpc::open::<AssetGet>(&conn, &req, &self.limits).await?;
+            ch.raw_mut().0.finish()?;
+            let header: AssetHeader = ch
+                .recv_item()
+                .await?
+                .ok_or_else(|| RpcError::Protocol("no asset header".into()))?;
+            Ok((header.len, ch.into_raw().1))
+        };
+        match tokio::time::timeout(self.limits.request_timeout, exchange)
+            .await
+            .map_err(|_| RpcError::Timeout(self.limits.request_timeout))
+            .and_then(|r| r)
+        {
+            Ok(v) => Ok(v),
+            Err(RpcError::Remote(f)) if f.code == ErrorCode::NotFound => Err(PeerError::Failed {
+                node,
+                reason: format!("does not share asset {hash}"),
+            }),
             Err(e) => Err(self.failed(node, e)),
         }
     }

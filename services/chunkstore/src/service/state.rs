@@ -144,6 +144,17 @@ pub enum ShardAccessError {
     NoAddress(NodeId),
 }
 
+impl ShardAccessError {
+    /// Whether the node refused for lack of room (place the shard elsewhere, don't retry).
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            ShardAccessError::Local(StoreError::Full { .. })
+                | ShardAccessError::Peer(PeerError::Full { .. })
+        )
+    }
+}
+
 /// Everything the chunkstore's tasks share.
 #[derive(Debug)]
 pub struct Chunkstore {
@@ -169,6 +180,10 @@ pub struct Chunkstore {
     pub scrub_now: tokio::sync::Notify,
     /// Serialises refcount updates made by this node (they are CAS loops anyway).
     pub refs_lock: tokio::sync::Mutex<()>,
+    /// This node's shared assets (`[share] dirs`).
+    pub assets: Arc<super::assets::AssetShelf>,
+    /// Rebalancing counters.
+    pub rebalance: super::rebalance::RebalanceProgress,
 }
 
 /// Shared handle.

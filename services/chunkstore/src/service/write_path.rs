@@ -25,6 +25,20 @@ use crate::redundancy::Redundancy;
 /// m/k) of buffers).
 const IN_FLIGHT: usize = 3;
 
+/// Largest manifest a put commits: the coordinator's local API takes JSON bodies of up to
+/// 2 MiB (axum's default), and the manifest travels escaped inside one. With 4 MiB chunks that
+/// is about 1,500 chunks at 4+2 (≈ 6 GiB) and 2,400 at 2+1 (≈ 9 GiB); a larger `chunk_size`
+/// raises it proportionally. Splitting manifests is not built.
+pub const MAX_MANIFEST_BYTES: usize = (2 << 20) - (64 << 10);
+
+/// What one chunk entry adds to the manifest as the coordinator receives it (JSON, escaped
+/// inside the request's JSON string).
+fn manifest_cost(entry: &ChunkEntry) -> usize {
+    serde_json::to_string(entry)
+        .map(|s| s.len() + s.bytes().filter(|b| *b == b'"' || *b == b'\\').count() + 1)
+        .unwrap_or(usize::MAX / 2)
+}
+
 /// What a committed put reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PutOutcome {
@@ -71,7 +85,14 @@ struct StoredChunk {
     deduplicated: bool,
 }
 
-/// Uploads every shard of an encoded chunk to distinct nodes, replacing a node that fails.
+/// Upload rounds per chunk: the first, then retries of the shards that failed.
+const UPLOAD_ROUNDS: u32 = 4;
+
+/// Uploads every shard of an encoded chunk to distinct nodes. A shard whose upload fails goes to
+/// a replacement node; when no other node is left (a 3-node mesh with 2+1), a passing failure
+/// (a stale connection to a restarted peer) is retried on the same node, on a fresh connection,
+/// while a full node is never asked again. Fails with `insufficient_storage` when every node
+/// that could take the shard is full, `data_unavailable` otherwise.
 async fn upload(
     store: &Chunkstore,
     view: &MeshView,
@@ -82,8 +103,14 @@ async fn upload(
     let mut nodes = place(&enc.id.0, &candidates, total)
         .map_err(|e| FilesError::InsufficientNodes(e.to_string()))?;
     let mut failed: Vec<NodeId> = Vec::new();
+    let mut full: Vec<NodeId> = Vec::new();
     let mut pending: Vec<usize> = (0..total).collect();
-    for _attempt in 0..3 {
+    let mut last_error = String::new();
+    for round in 0..UPLOAD_ROUNDS {
+        if round > 0 {
+            // A restarted peer may need a moment before a fresh connection succeeds.
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(round))).await;
+        }
         let mut uploads = FuturesUnordered::new();
         for &i in &pending {
             let (id, data) = enc.shards[i].clone();
@@ -94,7 +121,12 @@ async fn upload(
         while let Some((i, result)) = uploads.next().await {
             if let Err(e) = result {
                 tracing::warn!(chunk = %enc.id, node = %nodes[i], error = %e, "shard upload failed");
-                failed.push(nodes[i]);
+                if e.is_full() {
+                    full.push(nodes[i]);
+                } else {
+                    failed.push(nodes[i]);
+                }
+                last_error = e.to_string();
                 again.push(i);
             }
         }
@@ -113,22 +145,58 @@ async fn upload(
                 shards,
             });
         }
-        let keep: Vec<NodeId> = nodes
+        let done: Vec<NodeId> = nodes
             .iter()
             .enumerate()
             .filter(|(i, _)| !again.contains(i))
             .map(|(_, n)| *n)
-            .chain(failed.iter().copied())
             .collect();
-        let fresh = place_replacements(&enc.id.0, &candidates, &keep, again.len())
-            .map_err(|e| FilesError::InsufficientNodes(format!("after failed uploads: {e}")))?;
-        for (slot, node) in again.iter().zip(fresh) {
-            nodes[*slot] = node;
+        let avoid: Vec<NodeId> = done
+            .iter()
+            .chain(failed.iter())
+            .chain(full.iter())
+            .copied()
+            .collect();
+        match place_replacements(&enc.id.0, &candidates, &avoid, again.len()) {
+            Ok(fresh) => {
+                for (slot, node) in again.iter().zip(fresh) {
+                    nodes[*slot] = node;
+                }
+            }
+            Err(_) => {
+                // No untried node for every failed shard: shards that met a passing failure
+                // stay on their node (retried); shards refused for lack of room need another
+                // node that is neither full nor already holding a shard of this chunk.
+                let refused: Vec<usize> = again
+                    .iter()
+                    .copied()
+                    .filter(|i| full.contains(&nodes[*i]))
+                    .collect();
+                if !refused.is_empty() {
+                    let avoid: Vec<NodeId> = nodes
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !refused.contains(i))
+                        .map(|(_, n)| *n)
+                        .chain(full.iter().copied())
+                        .collect();
+                    let fresh = place_replacements(&enc.id.0, &candidates, &avoid, refused.len())
+                        .map_err(|e| {
+                            FilesError::InsufficientNodes(format!(
+                                "chunk {}: nodes full ({last_error}); no other node can take its shards: {e}",
+                                enc.id
+                            ))
+                        })?;
+                    for (slot, node) in refused.iter().zip(fresh) {
+                        nodes[*slot] = node;
+                    }
+                }
+            }
         }
         pending = again;
     }
     Err(FilesError::Unavailable(format!(
-        "chunk {}: shard uploads kept failing",
+        "chunk {}: shard uploads kept failing ({last_error})",
         enc.id
     )))
 }
@@ -211,6 +279,12 @@ where
     let mut in_flight = FuturesOrdered::new();
     let mut done: Vec<StoredChunk> = Vec::new();
     let mut failure: Option<FilesError> = None;
+    let mut manifest_bytes = 1024usize;
+    let too_large = |bytes: usize, chunks: usize| {
+        FilesError::TooLarge(format!(
+            "after {chunks} chunks the manifest would exceed {bytes} bytes (limit {MAX_MANIFEST_BYTES}); put it with a larger [storage] chunk_size"
+        ))
+    };
 
     'read: loop {
         let piece = match body.next().await {
@@ -228,7 +302,14 @@ where
             offset += len;
             while in_flight.len() >= IN_FLIGHT {
                 match in_flight.next().await {
-                    Some(Ok(c)) => done.push(c),
+                    Some(Ok(c)) => {
+                        manifest_bytes += manifest_cost(&c.entry);
+                        done.push(c);
+                        if manifest_bytes > MAX_MANIFEST_BYTES {
+                            failure = Some(too_large(manifest_bytes, done.len()));
+                            break 'read;
+                        }
+                    }
                     Some(Err(e)) => {
                         failure = Some(e);
                         break 'read;
@@ -247,13 +328,19 @@ where
     }
     while let Some(result) = in_flight.next().await {
         match result {
-            Ok(c) => done.push(c),
+            Ok(c) => {
+                manifest_bytes += manifest_cost(&c.entry);
+                done.push(c);
+            }
             Err(e) => {
                 failure.get_or_insert(e);
             }
         }
     }
     let ids: Vec<ChunkId> = done.iter().map(|c| c.entry.id).collect();
+    if failure.is_none() && manifest_bytes > MAX_MANIFEST_BYTES {
+        failure = Some(too_large(manifest_bytes, done.len()));
+    }
     if let Some(e) = failure {
         release_all(&store, &ids).await;
         return Err(e);

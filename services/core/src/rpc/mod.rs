@@ -71,6 +71,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The thing asked for does not exist.
     NotFound,
+    /// No room left to store what was sent (a full disk), as opposed to a passing failure:
+    /// the caller should place it elsewhere instead of retrying here.
+    InsufficientStorage,
 }
 
 /// The body of an `Error` frame.
