@@ -12,3 +12,4 @@ pub mod qmp;
 pub mod ram_map;
 pub mod replica_store;
 pub mod restore;
+pub mod epoch_rpc;

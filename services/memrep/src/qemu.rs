@@ -281,6 +281,13 @@ impl QemuProcess {
         self.child.id()
     }
 
+    /// The last lines QEMU wrote to stderr (for error messages).
+    pub fn stderr_tail(&self) -> String {
+        let all = std::fs::read_to_string(&self.launch.paths.stderr).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().rev().take(5).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+
     /// Whether QEMU has exited (without waiting).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

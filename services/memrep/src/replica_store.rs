@@ -3,7 +3,8 @@
 //! verified epoch is written whole to `journal.bin` first, then applied to the RAM file and the
 //! device state, then `meta.json` names it committed and the journal goes. If the process dies
 //! mid-apply, opening the replica replays the journal, so the replica is always one committed
-//! epoch and never a mixture.
+//! epoch and never a mixture. Epoch 1 of every generation is a base epoch (all non-zero
+//! pages): applying it zeroes the replica first.
 
 use std::path::{Path, PathBuf};
 
@@ -180,6 +181,11 @@ impl ReplicaStore {
             .ok_or_else(|| ReplicaError::Corrupt("replica RAM not writable".into()))?;
         if rec.data.len() != rec.indices.len() * PAGE {
             return Err(ReplicaError::Corrupt("journal page data".into()));
+        }
+        if h.epoch == 1 {
+            // The first epoch of a generation is a base: it carries every non-zero page of
+            // the new primary, so the replica starts from zero (replay-safe).
+            ram.fill(0);
         }
         for (i, page) in rec.indices.iter().zip(rec.data.chunks_exact(PAGE)) {
             let at = *i as usize * PAGE;

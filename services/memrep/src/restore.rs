@@ -24,6 +24,18 @@ pub async fn resume(launch: Launch, device_state: &Path) -> Result<QemuProcess, 
         });
     }
     let mut q = QemuProcess::start(launch).await?;
+    match incoming(&mut q, device_state).await {
+        Ok(()) => Ok(q),
+        Err(e) => {
+            // QEMU exits when an incoming migration fails; its stderr says why.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let why = q.stderr_tail();
+            Err(LaunchError::Process(format!("resume failed: {e}; QEMU said: {why}")))
+        }
+    }
+}
+
+async fn incoming(q: &mut QemuProcess, device_state: &Path) -> Result<(), LaunchError> {
     q.qmp.set_capability("x-ignore-shared", true).await?;
     q.qmp
         .migrate_incoming(&format!("exec:cat {}", device_state.display()))
@@ -32,7 +44,7 @@ pub async fn resume(launch: Launch, device_state: &Path) -> Result<QemuProcess, 
     loop {
         let status = q.qmp.status().await?;
         match status.as_str() {
-            "running" => return Ok(q),
+            "running" => return Ok(()),
             "paused" | "postmigrate" => {
                 q.qmp.cont().await?;
             }

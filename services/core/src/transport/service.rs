@@ -41,4 +41,11 @@ impl ServiceSpec {
         alpn: b"hyphae-chunkstore/1",
         default_port: 7442,
     };
+
+    /// The memory replicator: VM epochs from a primary to its backups (mutual TLS).
+    pub const MEMREP: ServiceSpec = ServiceSpec {
+        name: "memrep",
+        alpn: b"hyphae-memrep/1",
+        default_port: 7444,
+    };
 }
