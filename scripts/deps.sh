@@ -35,6 +35,10 @@ packages+=(python3-zeroconf)
 # bind9-dnsutils: `dig` for the gateway's DNS tests (tests/gateway_api.rs).
 packages+=(bind9-dnsutils)
 
+# qemu-system-x86 + cpio: memrep runs QEMU VMs, and its tests build and boot a tiny guest
+# (services/memrep/guest/build.sh: Debian's kernel package + a static /init in a cpio).
+packages+=(qemu-system-x86 cpio)
+
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"
 

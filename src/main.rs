@@ -104,6 +104,11 @@ enum Command {
     Stat(commands::files::PathArgs),
     /// Re-verify this node's shards (`--now`).
     Scrub(commands::files::ScrubArgs),
+    /// Run only the memory replicator (VM epochs on udp/7444, memrep.sock).
+    Memrep(commands::node::NodeArgs),
+    /// Replicated VMs (create, list, status, console, stop, delete, resume).
+    #[command(subcommand)]
+    Vm(commands::vm::VmCommand),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +132,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
             | Command::Coordinator(_)
             | Command::Beacon
             | Command::Chunkstore(_)
+            | Command::Memrep(_)
             | Command::Gateway
     );
     let verbose = cli.verbose;
@@ -188,6 +194,9 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Chunkstore(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Chunkstore)
         }
+        Command::Memrep(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::Memrep)
+        }
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a
             // broken configuration, so a typo is caught before the node restarts on it.
@@ -211,6 +220,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Rm(args) => commands::files::rm(&paths, &args),
                 Command::Stat(args) => commands::files::stat(&paths, &args),
                 Command::Scrub(args) => commands::files::scrub(&paths, &args),
+                Command::Vm(cmd) => commands::vm::run(&paths, cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

@@ -28,6 +28,8 @@ pub enum Services {
     Gateway,
     /// Only the chunkstore (`hyphae chunkstore`).
     Chunkstore,
+    /// Only the memory replicator (`hyphae memrep`).
+    Memrep,
 }
 
 impl Services {
@@ -89,6 +91,10 @@ pub fn run(
                     .await
                     .context("chunkstore")
             });
+        }
+        if services.runs(Services::Memrep) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_memrep::run(ctx, shutdown).await.context("memrep") });
         }
         if services.runs(Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());

@@ -287,6 +287,8 @@ pub struct PortsSection {
     pub beacon: u16,
     /// The chunkstore's QUIC endpoint (shards between nodes); default 7442.
     pub chunkstore: u16,
+    /// The memory replicator's QUIC endpoint (VM epochs to backups); default 7444.
+    pub memrep: u16,
 }
 
 impl Default for PortsSection {
@@ -297,6 +299,7 @@ impl Default for PortsSection {
             admission: 7445,
             beacon: 41234,
             chunkstore: 7442,
+            memrep: 7444,
         }
     }
 }
@@ -452,6 +455,9 @@ impl Config {
         }
         if self.ports.chunkstore == 0 {
             return Err(invalid("ports.chunkstore", "must be between 1 and 65535"));
+        }
+        if self.ports.memrep == 0 {
+            return Err(invalid("ports.memrep", "must be between 1 and 65535"));
         }
         let st = &self.storage;
         if !(0.0..=1.0).contains(&st.share) {

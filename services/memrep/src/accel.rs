@@ -40,7 +40,10 @@ pub fn probe() -> (Accel, &'static str) {
 
 fn probe_at(dev: &Path, pvm: &Path) -> (Accel, &'static str) {
     if pvm.exists() {
-        return (Accel::Tcg, "KVM-PVM host: stock guests cannot run under its KVM");
+        return (
+            Accel::Tcg,
+            "KVM-PVM host: stock guests cannot run under its KVM",
+        );
     }
     match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
         Ok(_) => (Accel::Kvm, "/dev/kvm usable"),

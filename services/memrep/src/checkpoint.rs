@@ -94,7 +94,11 @@ impl Primary {
     }
 
     /// Takes checkpoint `epoch`. On error the guest is resumed if possible.
-    pub async fn checkpoint(&mut self, vm: &str, epoch: u64) -> Result<Checkpoint, CheckpointError> {
+    pub async fn checkpoint(
+        &mut self,
+        vm: &str,
+        epoch: u64,
+    ) -> Result<Checkpoint, CheckpointError> {
         let t0 = Instant::now();
         self.qemu.qmp.stop().await?;
         let staged = self.stage().await;
@@ -130,7 +134,10 @@ impl Primary {
             .qmp
             .migrate(&format!("exec:cat > {}", self.device_path.display()))
             .await?;
-        self.qemu.qmp.wait_migration(Duration::from_secs(30)).await?;
+        self.qemu
+            .qmp
+            .wait_migration(Duration::from_secs(30))
+            .await?;
         Ok(std::fs::read(&self.device_path)?)
     }
 

@@ -127,7 +127,10 @@ impl Replicas {
                 .await
                 .map_err(|e| RpcFault::new(ErrorCode::BadRequest, e.to_string()))?;
             let Some(PartItem(bytes)) = item else {
-                return Err(RpcFault::new(ErrorCode::BadRequest, "epoch stream ended early"));
+                return Err(RpcFault::new(
+                    ErrorCode::BadRequest,
+                    "epoch stream ended early",
+                ));
             };
             match asm.push(&bytes) {
                 Ok(Some(e)) => break e,
@@ -181,6 +184,8 @@ pub async fn send_epoch(
     ch.end().await?;
     match ch.recv_item::<EpochAck>().await? {
         Some(ack) => Ok(ack),
-        None => Err(RpcError::Protocol("backup ended without an acknowledgement".into())),
+        None => Err(RpcError::Protocol(
+            "backup ended without an acknowledgement".into(),
+        )),
     }
 }

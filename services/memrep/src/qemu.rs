@@ -105,7 +105,9 @@ impl VmSpec {
             return Err(LaunchError::Invalid("vcpus must be 1..=64".into()));
         }
         if self.append.contains(['\n', '\0']) {
-            return Err(LaunchError::Invalid("kernel command line has control characters".into()));
+            return Err(LaunchError::Invalid(
+                "kernel command line has control characters".into(),
+            ));
         }
         Ok(())
     }
@@ -153,7 +155,8 @@ pub struct Launch {
     /// Restore: start with `-incoming defer` on an existing RAM file instead of booting.
     pub incoming: bool,
     /// Whether dropping the process removes the RAM file (false when the RAM file is a
-    /// replica that outlives the process).
+    /// replica that must outlive the process). A fresh boot (not `incoming`) always starts
+    /// from a new RAM file; an incoming launch requires the file to exist.
     pub owns_ram: bool,
 }
 
@@ -193,6 +196,11 @@ impl Launch {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
+            // The VAPIC option ROM patcher (`kvm-tpr-opt`) refuses to load its state on a
+            // fresh QEMU under x-ignore-shared ("load of migration failed: Operation not
+            // permitted"); the guest does not need it (x2APIC/TPR shadow do the same job).
+            "-global".into(),
+            "apic-common.vapic=off".into(),
         ];
         if let Some(i) = &s.initrd {
             a.push("-initrd".into());
@@ -222,7 +230,8 @@ impl QemuProcess {
     pub async fn start(launch: Launch) -> Result<QemuProcess, LaunchError> {
         let p = &launch.paths;
         let _ = std::fs::remove_file(&p.qmp);
-        if launch.owns_ram {
+        if !launch.incoming {
+            // A fresh boot: a RAM file left by a crash is stale.
             let _ = std::fs::remove_file(&p.ram);
         } else if !p.ram.is_file() {
             return Err(LaunchError::MissingFile {
@@ -272,7 +281,10 @@ impl QemuProcess {
                 return Err(LaunchError::Process(format!("{e}; stderr: {}", err.trim())));
             }
         };
-        let child = guard.child.take().ok_or_else(|| LaunchError::Process("lost child".into()))?;
+        let child = guard
+            .child
+            .take()
+            .ok_or_else(|| LaunchError::Process("lost child".into()))?;
         Ok(QemuProcess { child, qmp, launch })
     }
 
@@ -375,7 +387,10 @@ mod tests {
         good.validate(1024).unwrap();
         let mut s = good.clone();
         s.kernel = dir.path().join("missing");
-        assert!(matches!(s.validate(1024), Err(LaunchError::MissingFile { .. })));
+        assert!(matches!(
+            s.validate(1024),
+            Err(LaunchError::MissingFile { .. })
+        ));
         let mut s = good.clone();
         s.mem_mib = 4096;
         assert!(matches!(s.validate(1024), Err(LaunchError::Invalid(_))));

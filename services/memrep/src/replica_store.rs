@@ -169,8 +169,8 @@ impl ReplicaStore {
 
     fn apply(&mut self, rec: &JournalRecord) -> Result<ReplicaMeta, ReplicaError> {
         let h = &rec.header;
-        let len = usize::try_from(h.ram_bytes)
-            .map_err(|_| ReplicaError::Corrupt("RAM size".into()))?;
+        let len =
+            usize::try_from(h.ram_bytes).map_err(|_| ReplicaError::Corrupt("RAM size".into()))?;
         if self.ram.as_ref().is_none_or(|r| r.len() != len) {
             self.ram = Some(RamMap::open_write(&self.ram_path, len).map_err(io(&self.ram_path))?);
         }

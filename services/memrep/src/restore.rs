@@ -15,7 +15,9 @@ use crate::qmp::QmpError;
 /// `launch.paths.ram` must be the replica's RAM file.
 pub async fn resume(launch: Launch, device_state: &Path) -> Result<QemuProcess, LaunchError> {
     if !launch.incoming {
-        return Err(LaunchError::Invalid("restore needs an incoming launch".into()));
+        return Err(LaunchError::Invalid(
+            "restore needs an incoming launch".into(),
+        ));
     }
     if !device_state.is_file() {
         return Err(LaunchError::MissingFile {
@@ -30,7 +32,13 @@ pub async fn resume(launch: Launch, device_state: &Path) -> Result<QemuProcess, 
             // QEMU exits when an incoming migration fails; its stderr says why.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let why = q.stderr_tail();
-            Err(LaunchError::Process(format!("resume failed: {e}; QEMU said: {why}")))
+            let exit = q
+                .exited()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "still running".into());
+            Err(LaunchError::Process(format!(
+                "resume failed: {e}; QEMU ({exit}) said: {why}"
+            )))
         }
     }
 }
@@ -56,7 +64,9 @@ async fn incoming(q: &mut QemuProcess, device_state: &Path) -> Result<(), Launch
             }
         }
         if Instant::now() >= deadline {
-            return Err(LaunchError::Qmp(QmpError::Timeout("migrate-incoming".into())));
+            return Err(LaunchError::Qmp(QmpError::Timeout(
+                "migrate-incoming".into(),
+            )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

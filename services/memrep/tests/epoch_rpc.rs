@@ -85,9 +85,12 @@ async fn epochs_over_quic_apply_before_ack_and_bad_ones_change_nothing() {
         RpcMetrics::register(&MetricsRegistry::new()),
         shutdown.clone(),
     ));
-    let client =
-        MeshEndpoint::client(&MeshTls::new(&a.membership).unwrap(), MEMREP, &TransportSection::default())
-            .unwrap();
+    let client = MeshEndpoint::client(
+        &MeshTls::new(&a.membership).unwrap(),
+        MEMREP,
+        &TransportSection::default(),
+    )
+    .unwrap();
     let conn = client.connect(addr, None).await.unwrap();
 
     // Epoch 1: 600 pages (several parts), acknowledged once applied.
@@ -129,7 +132,9 @@ async fn epochs_over_quic_apply_before_ack_and_bad_ones_change_nothing() {
     let parts = encode_epoch(header(2, 1, 1), &[1], &[1u8; PAGE], b"dev3").unwrap();
     send_epoch(&conn, "vm1", &parts, &limits()).await.unwrap();
     let stale = encode_epoch(header(1, 3, 1), &[1], &[2u8; PAGE], b"dev4").unwrap();
-    let err = send_epoch(&conn, "vm1", &stale, &limits()).await.unwrap_err();
+    let err = send_epoch(&conn, "vm1", &stale, &limits())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("stale"), "{err}");
     // Bad VM names are refused before touching the disk.
     assert!(send_epoch(&conn, "../x", &parts, &limits()).await.is_err());

@@ -238,7 +238,10 @@ async fn epochs_are_consistent_and_failover_continues_the_guest() {
             .unwrap(),
         });
         let c = replicate(&name, &mut primary, &mut backups, 10, 1).await;
-        assert!(c >= acked, "counter went back after failover: {c} < {acked}");
+        assert!(
+            c >= acked,
+            "counter went back after failover: {c} < {acked}"
+        );
         acked = c;
     }
     primary.shutdown().await;

@@ -42,7 +42,9 @@ pub fn probe() -> Result<(), String> {
     let untouched = pagemap_entry(&pagemap, base + PAGE).map_err(|e| e.to_string())?;
     std::hint::black_box(&pages);
     if written & SOFT_DIRTY_BIT == 0 {
-        return Err("soft-dirty bit not set after a write (kernel without CONFIG_MEM_SOFT_DIRTY?)".into());
+        return Err(
+            "soft-dirty bit not set after a write (kernel without CONFIG_MEM_SOFT_DIRTY?)".into(),
+        );
     }
     if untouched & SOFT_DIRTY_BIT != 0 {
         return Err("soft-dirty bit set on a page that was not written".into());

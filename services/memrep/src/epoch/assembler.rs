@@ -113,10 +113,14 @@ impl Assembler {
                     });
                 }
                 if h.ram_bytes == 0 || h.ram_bytes % PAGE as u64 != 0 {
-                    return Err(AssembleError::Malformed("RAM size not a whole number of pages"));
+                    return Err(AssembleError::Malformed(
+                        "RAM size not a whole number of pages",
+                    ));
                 }
                 if c.ram_bytes != 0 && h.ram_bytes != c.ram_bytes {
-                    return Err(AssembleError::Malformed("RAM size differs from the replica"));
+                    return Err(AssembleError::Malformed(
+                        "RAM size differs from the replica",
+                    ));
                 }
                 if u64::from(h.pages) > h.ram_bytes / PAGE as u64 {
                     return Err(AssembleError::Malformed("more pages than RAM"));
@@ -125,7 +129,10 @@ impl Assembler {
                 self.header = Some(h);
             }
             EpochPart::Pages { indices, data } => {
-                let h = self.header.as_ref().ok_or(AssembleError::Order("pages before header"))?;
+                let h = self
+                    .header
+                    .as_ref()
+                    .ok_or(AssembleError::Order("pages before header"))?;
                 if self.device.is_some() {
                     return Err(AssembleError::Order("pages after device state"));
                 }
@@ -151,7 +158,10 @@ impl Assembler {
                 self.data.extend_from_slice(&data);
             }
             EpochPart::Device(d) => {
-                let h = self.header.as_ref().ok_or(AssembleError::Order("device before header"))?;
+                let h = self
+                    .header
+                    .as_ref()
+                    .ok_or(AssembleError::Order("device before header"))?;
                 if self.device.is_some() {
                     return Err(AssembleError::Order("second device state"));
                 }
@@ -165,8 +175,14 @@ impl Assembler {
                 self.device = Some(d);
             }
             EpochPart::End { digest } => {
-                let header = self.header.take().ok_or(AssembleError::Order("End before header"))?;
-                let device = self.device.take().ok_or(AssembleError::Order("End before device state"))?;
+                let header = self
+                    .header
+                    .take()
+                    .ok_or(AssembleError::Order("End before header"))?;
+                let device = self
+                    .device
+                    .take()
+                    .ok_or(AssembleError::Order("End before device state"))?;
                 self.done = true;
                 if *self.hasher.finalize().as_bytes() != digest {
                     return Err(AssembleError::Digest);
@@ -219,7 +235,9 @@ mod tests {
     fn a_whole_epoch_comes_out() {
         let data: Vec<u8> = (0..3 * PAGE).map(|i| i as u8).collect();
         let parts = encode_epoch(header(1, 3), &[1, 5, 9], &data, b"dev").unwrap();
-        let e = run(&mut Assembler::new("vm1", none()), &parts).unwrap().unwrap();
+        let e = run(&mut Assembler::new("vm1", none()), &parts)
+            .unwrap()
+            .unwrap();
         assert_eq!(e.indices, vec![1, 5, 9]);
         assert_eq!(e.data, data);
         assert_eq!(e.device, b"dev");
@@ -233,7 +251,9 @@ mod tests {
         let data = vec![7u8; 600 * PAGE];
         let parts = encode_epoch(h, &idx, &data, b"dev").unwrap();
         assert!(parts.len() > 4);
-        let e = run(&mut Assembler::new("vm1", none()), &parts).unwrap().unwrap();
+        let e = run(&mut Assembler::new("vm1", none()), &parts)
+            .unwrap()
+            .unwrap();
         assert_eq!(e.indices.len(), 600);
     }
 
@@ -286,7 +306,9 @@ mod tests {
         let mut h = header(1, 1);
         h.generation = 3;
         let parts = encode_epoch(h, &[0], &data, b"dev").unwrap();
-        assert!(run(&mut Assembler::new("vm1", committed), &parts).unwrap().is_some());
+        assert!(run(&mut Assembler::new("vm1", committed), &parts)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -299,9 +321,13 @@ mod tests {
             data: vec![0; PAGE],
         })
         .unwrap();
-        assert_eq!(a.push(&pages), Err(AssembleError::Order("pages before header")));
+        assert_eq!(
+            a.push(&pages),
+            Err(AssembleError::Order("pages before header"))
+        );
         let mut a = Assembler::new("vm1", none());
-        a.push(&encode_part(&EpochPart::Header(header(1, 2))).unwrap()).unwrap();
+        a.push(&encode_part(&EpochPart::Header(header(1, 2))).unwrap())
+            .unwrap();
         let beyond = encode_part(&EpochPart::Pages {
             indices: vec![64],
             data: vec![0; PAGE],
@@ -309,12 +335,16 @@ mod tests {
         .unwrap();
         assert!(matches!(a.push(&beyond), Err(AssembleError::Malformed(_))));
         let mut a = Assembler::new("vm1", none());
-        a.push(&encode_part(&EpochPart::Header(header(1, 2))).unwrap()).unwrap();
+        a.push(&encode_part(&EpochPart::Header(header(1, 2))).unwrap())
+            .unwrap();
         let descending = encode_part(&EpochPart::Pages {
             indices: vec![3, 2],
             data: vec![0; 2 * PAGE],
         })
         .unwrap();
-        assert!(matches!(a.push(&descending), Err(AssembleError::Malformed(_))));
+        assert!(matches!(
+            a.push(&descending),
+            Err(AssembleError::Malformed(_))
+        ));
     }
 }

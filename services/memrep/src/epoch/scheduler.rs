@@ -198,7 +198,10 @@ impl Scheduler {
         }
         let done = self.in_flight.remove(&epoch);
         if let Some(f) = done {
-            let took = now.saturating_duration_since(f.sent).as_secs_f64().max(1e-4);
+            let took = now
+                .saturating_duration_since(f.sent)
+                .as_secs_f64()
+                .max(1e-4);
             if f.bytes > 64 * 1024 {
                 let sample = f.bytes as f64 / took;
                 self.link_rate = 0.7 * self.link_rate + 0.3 * sample;
@@ -232,9 +235,7 @@ impl Scheduler {
         let lag = self.lag();
         if lag > self.cfg.lag_soft {
             self.throttle = match (self.throttle, self.cfg.curve) {
-                (0, Curve::Linear { initial, .. }) | (0, Curve::Exponential { initial }) => {
-                    initial
-                }
+                (0, Curve::Linear { initial, .. }) | (0, Curve::Exponential { initial }) => initial,
                 (t, Curve::Linear { step, .. }) => t.saturating_add(step),
                 (t, Curve::Exponential { .. }) => t + (100 - t.min(100)) / 2,
             }

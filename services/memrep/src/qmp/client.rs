@@ -227,9 +227,7 @@ impl QmpClient {
                         desc: "the device-state migration failed".into(),
                     })
                 }
-                _ if Instant::now() >= deadline => {
-                    return Err(QmpError::Timeout("migrate".into()))
-                }
+                _ if Instant::now() >= deadline => return Err(QmpError::Timeout("migrate".into())),
                 _ => tokio::time::sleep(Duration::from_micros(500)).await,
             }
         }
@@ -278,7 +276,9 @@ mod tests {
                 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 3}\r\n",
             ],
         ));
-        let mut c = QmpClient::connect(&path, Duration::from_secs(5)).await.unwrap();
+        let mut c = QmpClient::connect(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(c.version, "7.2.0");
         assert_eq!(c.status().await.unwrap(), "paused");
         assert_eq!(c.drain_events()[0].0, "STOP");
