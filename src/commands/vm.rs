@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use axum::http::Method;
+use hyper::Method;
 use hyphae_core::ipc;
 use hyphae_core::paths::NodePaths;
 use serde_json::{json, Value};

@@ -128,7 +128,13 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let state_dir = ctx.paths.service_state(MEMREP.name);
     let run_dir = state_dir.join("vms");
     std::fs::create_dir_all(&run_dir)?;
-    let shm_dir = PathBuf::from("/dev/shm");
+    // Per node, so that several nodes on one host (tests, `make run`) never share a file.
+    let node_hex = node.to_string();
+    let shm_dir = PathBuf::from("/dev/shm").join(format!(
+        "hyphae-memrep-{}",
+        &node_hex[..node_hex.len().min(16)]
+    ));
+    std::fs::create_dir_all(&shm_dir)?;
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
     let soft_dirty = dirty::soft_dirty::probe();
@@ -169,6 +175,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 "dirty_tracking": if s.soft_dirty.is_ok() { "soft-dirty" } else { "compare-scan" },
                 "soft_dirty_probe": match &s.soft_dirty { Ok(()) => "works".to_string(), Err(e) => e.clone() },
                 "max_vm_mem_mib": s.max_mem_mib,
+                "shm_dir": s.shm_dir.display().to_string(),
             })
         }
     };

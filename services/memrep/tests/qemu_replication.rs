@@ -141,54 +141,112 @@ async fn replicate(
     last_counter
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn epochs_are_consistent_and_failover_continues_the_guest() {
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Boots the test guest as primary (generation 1) and waits for its program to run.
+async fn boot_primary(
+    name: &str,
+    dir: &Path,
+    shm: &Path,
+) -> (Primary, VmSpec, PathBuf, hyphae_memrep::accel::Accel) {
     let (acc, why) = accel::probe();
     eprintln!("accelerator: {acc:?} ({why})");
-    let dir = tempfile::tempdir().unwrap();
-    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
-    let name = format!("t{}", std::process::id());
-    let spec = spec(&name);
-
+    let spec = spec(name);
     let launch = Launch {
         spec: spec.clone(),
         accel: acc,
-        paths: InstancePaths::new(shm.path(), dir.path(), &name, "g1"),
+        paths: InstancePaths::new(shm, dir, name, "g1"),
         incoming: false,
         owns_ram: true,
     };
-    let primary_ram = launch.paths.ram.clone();
+    let ram = launch.paths.ram.clone();
     let q = QemuProcess::start(launch).await.expect("start QEMU");
     let serial = q.launch.paths.serial.clone();
     // TCG on a loaded machine boots the Debian kernel in 30-90 s.
     wait_serial_at_least(&serial, 0, Duration::from_secs(240)).await;
-    let mut primary = Primary::new(q, 1, dir.path().join("g1.device"))
+    let primary = Primary::new(q, 1, dir.join("g1.device"))
         .await
         .expect("primary");
+    (primary, spec, ram, acc)
+}
 
-    let mut backups: Vec<Backup> = (0..2)
-        .map(|i| Backup {
-            store: ReplicaStore::open(
-                &name,
-                &dir.path().join(format!("replica-{i}")),
-                &shm.path().join(format!("replica-{i}.ram")),
-            )
-            .unwrap(),
-        })
-        .collect();
+fn backup(name: &str, dir: &Path, shm: &Path, tag: &str) -> Backup {
+    Backup {
+        store: ReplicaStore::open(
+            name,
+            &dir.join(format!("replica-{tag}")),
+            &shm.join(format!("replica-{tag}.ram")),
+        )
+        .unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_epochs_are_consistent_on_both_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let name = format!("c{}", std::process::id());
+    let (mut primary, _spec, primary_ram, _) = boot_primary(&name, dir.path(), shm.path()).await;
+    let mut backups = vec![
+        backup(&name, dir.path(), shm.path(), "0"),
+        backup(&name, dir.path(), shm.path(), "1"),
+    ];
     // ≥ 200 epochs in CI; MEMREP_TEST_EPOCHS shortens it while developing.
-    let epochs = std::env::var("MEMREP_TEST_EPOCHS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let mut acked = replicate(&name, &mut primary, &mut backups, epochs, 1).await;
-    assert!(acked > 0, "the guest made no progress over {epochs} epochs");
+    let epochs = env_count("MEMREP_TEST_EPOCHS", 200);
+    let counter = replicate(&name, &mut primary, &mut backups, epochs, 1).await;
+    assert!(
+        counter > 0,
+        "the guest made no progress over {epochs} epochs"
+    );
+    primary.shutdown().await;
+    assert!(!primary_ram.exists(), "the primary's RAM file leaked");
+    for b in backups {
+        b.store.destroy().unwrap();
+    }
+    let left: Vec<_> = std::fs::read_dir(shm.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left in /dev/shm: {left:?}");
+}
 
-    // A chain of failovers: kill -9 the primary's QEMU, resume on backup 0, which becomes the
-    // primary (new generation) replicating to the remaining backup and a fresh one.
-    let rounds = 3;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_primary_again_and_again_the_guest_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let name = format!("k{}", std::process::id());
+    let (mut primary, spec, _, acc) = boot_primary(&name, dir.path(), shm.path()).await;
+    let mut backups = vec![
+        backup(&name, dir.path(), shm.path(), "0"),
+        backup(&name, dir.path(), shm.path(), "1"),
+    ];
+    let mut acked = replicate(&name, &mut primary, &mut backups, 3, 1).await;
+    let mut next_epoch = 4;
+
+    // ≥ 20 failovers in CI (MEMREP_TEST_FAILOVERS). Each round: the guest runs a random while
+    // after the last acknowledged epoch, on odd rounds an epoch is cut off half-way through
+    // its delivery to the backup that takes over (it must not become the replica), then kill
+    // -9 of the primary's QEMU; backup 0 resumes as generation+1 and replicates to the other
+    // backup and a fresh one.
+    let rounds = env_count("MEMREP_TEST_FAILOVERS", 20);
+    let mut resume_times = Vec::new();
     for round in 0..rounds {
         let generation = primary.generation + 1;
+        let jitter = (u64::from(std::process::id()) * 7919 + round * 104_729) % 300;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        if round % 2 == 1 {
+            let cp = primary
+                .checkpoint(&name, next_epoch)
+                .await
+                .expect("checkpoint");
+            let mut asm = Assembler::new(&name, backups[0].store.committed());
+            for p in &cp.parts[..cp.parts.len() / 2] {
+                assert!(asm.push(p).expect("part").is_none());
+            }
+            // The stream dies with the primary: the half-received epoch is dropped.
+        }
         let pid = primary.qemu.pid().expect("pid");
         nix_kill9(pid);
         drop(primary);
@@ -213,39 +271,40 @@ async fn epochs_are_consistent_and_failover_continues_the_guest() {
         )
         .await
         .expect("resume from replica");
+        resume_times.push(started.elapsed());
+        let serial = q.launch.paths.serial.clone();
+        // The counter continues from at least the last acknowledged value (the guest prints
+        // every 100 iterations, so wait for a print past it).
+        let seen = wait_serial_at_least(&serial, acked + 1, Duration::from_secs(120)).await;
         eprintln!(
-            "round {round}: resumed generation {generation} from epoch {} in {:?}",
+            "round {round}: generation {generation} resumed from epoch {} (counter {acked}) in {:?}; console at {seen}",
             meta.epoch,
             started.elapsed()
         );
-        let serial = q.launch.paths.serial.clone();
-        // The counter continues from at least the last acknowledged value (the guest prints
-        // every 100 iterations, so wait for the next print past it).
-        let seen = wait_serial_at_least(&serial, acked + 1, Duration::from_secs(120)).await;
-        assert!(seen > acked);
         primary = Primary::new(q, generation, dir.path().join(format!("{tag}.device")))
             .await
             .expect("new primary");
         for b in backups.iter_mut() {
             b.store.fence(generation).unwrap();
         }
-        backups.push(Backup {
-            store: ReplicaStore::open(
-                &name,
-                &dir.path().join(format!("replica-r{round}")),
-                &shm.path().join(format!("replica-r{round}.ram")),
-            )
-            .unwrap(),
-        });
-        let c = replicate(&name, &mut primary, &mut backups, 10, 1).await;
+        backups.push(backup(&name, dir.path(), shm.path(), &format!("r{round}")));
+        let c = replicate(&name, &mut primary, &mut backups, 2, 1).await;
         assert!(
             c >= acked,
             "counter went back after failover: {c} < {acked}"
         );
         acked = c;
+        next_epoch = 3;
+    }
+    resume_times.sort();
+    if !resume_times.is_empty() {
+        eprintln!(
+            "{rounds} failovers: resume p50 {:?} max {:?}",
+            resume_times[resume_times.len() / 2],
+            resume_times[resume_times.len() - 1]
+        );
     }
     primary.shutdown().await;
-    assert!(!primary_ram.exists(), "the first primary's RAM file leaked");
     for b in backups {
         b.store.destroy().unwrap();
     }
