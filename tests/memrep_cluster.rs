@@ -89,24 +89,27 @@ fn a_vm_survives_the_death_of_its_node() -> Result<()> {
     create.extend(common(&[&b1, &b2]));
     c[0].cli_ok(&create)?;
 
-    // The guest boots (TCG: up to a few minutes on a loaded machine), then epochs flow.
-    wait_for(
-        Duration::from_secs(300),
-        "guest running and 20 epochs acknowledged",
-        || {
-            let Some(s) = vm_stats(&c[0], vm)? else {
-                return Ok(None);
-            };
-            if s["state"] == "failed" {
-                bail!("VM failed on n0: {s}");
-            }
-            let console = c[0].cli(&["vm", "console", vm])?.stdout;
-            let acked = s["acknowledged"].as_u64().unwrap_or(0);
-            Ok((serial_counter(&console).is_some() && acked >= 20).then_some(s))
-        },
-    )?;
+    // The guest boots (TCG: up to a few minutes on a loaded machine) and counts; then a few
+    // more epochs are acknowledged, so the replicas hold the running guest program.
+    let acked_then = wait_for(Duration::from_secs(300), "guest counting past 200", || {
+        let Some(s) = vm_stats(&c[0], vm)? else {
+            return Ok(None);
+        };
+        if s["state"] == "failed" {
+            bail!("VM failed on n0: {s}");
+        }
+        let console = c[0].cli(&["vm", "console", vm])?.stdout;
+        let counting = serial_counter(&console).is_some_and(|n| n >= 200);
+        Ok(counting.then(|| s["acknowledged"].as_u64().unwrap_or(0)))
+    })?;
+    wait_until(Duration::from_secs(120), "5 more epochs acknowledged", || {
+        let s = vm_stats(&c[0], vm)?.context("stats")?;
+        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= acked_then + 5)
+    })?;
     let stats = vm_stats(&c[0], vm)?.context("stats")?;
     eprintln!("n0 primary: {stats}");
+    let console = c[0].cli(&["vm", "console", vm])?.stdout;
+    eprintln!("n0 console tail: {}", &console[console.len().saturating_sub(300)..]);
     assert_eq!(
         stats["backups"].as_array().map(Vec::len),
         Some(2),
@@ -156,5 +159,10 @@ fn a_vm_survives_the_death_of_its_node() -> Result<()> {
     )?;
     eprintln!("n1 primary: {s}");
     c[1].cli_ok(&["vm", "delete", vm])?;
+    drop(c);
+    // n0 was killed with its RAM file in place; replicas stay until deleted: clean up.
+    for dir in shm {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }

@@ -14,6 +14,8 @@
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
+//! - `memrep`: the memory replicator on the test guest — checkpoint pause p50/p99, lag and
+//!   failover time, beside COLO's and HydraVM's published figures.
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -22,6 +24,7 @@ mod coord_orchestrate;
 mod coord_system;
 mod discovery;
 mod http_conn;
+mod memrep;
 mod pipeline;
 mod rpc_orchestrate;
 mod rpc_quic;
@@ -63,6 +66,8 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// The local shard store vs fio on the same filesystem (root, to drop the page cache).
     Store(store::StoreArgs),
+    /// The memory replicator on the test guest: pause p50/p99, lag, failover time (root).
+    Memrep(memrep::MemrepArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +84,6 @@ fn main() -> anyhow::Result<()> {
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
+        Command::Memrep(args) => memrep::run(args),
     }
 }

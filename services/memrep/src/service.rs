@@ -104,6 +104,22 @@ fn max_vm_mem_mib() -> u64 {
         .unwrap_or(512)
 }
 
+/// RAM files of primaries that were running when this node died (kill -9, power loss of the
+/// process) are garbage: the VM has failed over or will be resumed from a replica. Replica
+/// RAM files are kept.
+fn remove_stale_primaries(shm_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(shm_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".ram") && !name.ends_with("-replica.ram") {
+            tracing::info!(file = %name, "removing a stale primary RAM file");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 async fn wait_membership(ctx: &NodeContext, shutdown: &CancellationToken) -> Option<Membership> {
     if let Some(m) = &ctx.membership {
         return Some(m.clone());
@@ -135,6 +151,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         &node_hex[..node_hex.len().min(16)]
     ));
     std::fs::create_dir_all(&shm_dir)?;
+    remove_stale_primaries(&shm_dir);
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
     let soft_dirty = dirty::soft_dirty::probe();
