@@ -102,14 +102,21 @@ fn a_vm_survives_the_death_of_its_node() -> Result<()> {
         let counting = serial_counter(&console).is_some_and(|n| n >= 200);
         Ok(counting.then(|| s["acknowledged"].as_u64().unwrap_or(0)))
     })?;
-    wait_until(Duration::from_secs(120), "5 more epochs acknowledged", || {
-        let s = vm_stats(&c[0], vm)?.context("stats")?;
-        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= acked_then + 5)
-    })?;
+    wait_until(
+        Duration::from_secs(120),
+        "5 more epochs acknowledged",
+        || {
+            let s = vm_stats(&c[0], vm)?.context("stats")?;
+            Ok(s["acknowledged"].as_u64().unwrap_or(0) >= acked_then + 5)
+        },
+    )?;
     let stats = vm_stats(&c[0], vm)?.context("stats")?;
     eprintln!("n0 primary: {stats}");
     let console = c[0].cli(&["vm", "console", vm])?.stdout;
-    eprintln!("n0 console tail: {}", &console[console.len().saturating_sub(300)..]);
+    eprintln!(
+        "n0 console tail: {}",
+        &console[console.len().saturating_sub(300)..]
+    );
     assert_eq!(
         stats["backups"].as_array().map(Vec::len),
         Some(2),

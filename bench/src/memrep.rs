@@ -99,7 +99,8 @@ async fn measure(args: MemrepArgs) -> Result<()> {
     }
     let boot = t0.elapsed();
     let mut primary = Primary::new(q, 1, dir.path().join("g1.device")).await?;
-    let mut replica = ReplicaStore::open(name, &dir.path().join("replica"), &shm.path().join("r.ram"))?;
+    let mut replica =
+        ReplicaStore::open(name, &dir.path().join("replica"), &shm.path().join("r.ram"))?;
     let mut pauses = Vec::new();
     let mut lags = Vec::new();
     let mut bytes = Vec::new();
