@@ -94,10 +94,17 @@ impl Replicas {
         let dir = self.state_dir.join(vm);
         let ram = self.shm_dir.join(format!("hyphae-memrep-{vm}-replica.ram"));
         let vm_name = vm.to_string();
-        let store = tokio::task::spawn_blocking(move || ReplicaStore::open(&vm_name, &dir, &ram))
-            .await
-            .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?
-            .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?;
+        let shm = self.shm_dir.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&shm).map_err(|e| crate::replica_store::ReplicaError::Io {
+                path: shm.display().to_string(),
+                source: e,
+            })?;
+            ReplicaStore::open(&vm_name, &dir, &ram)
+        })
+        .await
+        .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?;
         let store = Arc::new(Mutex::new(store));
         open.insert(vm.to_string(), store.clone());
         Ok(store)

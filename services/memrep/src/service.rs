@@ -150,7 +150,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         "hyphae-memrep-{}",
         &node_hex[..node_hex.len().min(16)]
     ));
-    std::fs::create_dir_all(&shm_dir)?;
+    // Created when the first VM or replica needs it (an idle node leaves nothing in /dev/shm).
     remove_stale_primaries(&shm_dir);
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
@@ -330,6 +330,9 @@ async fn create_vm(State(s): State<Shared>, Json(req): Json<CreateVm>) -> Respon
         Err(e) => return error(StatusCode::BAD_GATEWAY, e),
     };
     let name = req.spec.name.clone();
+    if let Err(e) = std::fs::create_dir_all(&s.shm_dir) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
     let launch = Launch {
         spec: req.spec.clone(),
         accel: s.accel,
