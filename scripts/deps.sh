@@ -40,6 +40,10 @@ packages+=(bind9-dnsutils)
 # weights converter and its reference.
 packages+=(glslang-tools libvulkan1 mesa-vulkan-drivers libopenblas-dev python3-numpy)
 
+# qemu-system-x86 + cpio: memrep runs QEMU VMs, and its tests build and boot a tiny guest
+# (services/memrep/guest/build.sh: Debian's kernel package + a static /init in a cpio).
+packages+=(qemu-system-x86 cpio)
+
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"
 

@@ -114,6 +114,11 @@ enum Command {
     /// Shared assets: fetch one by hash (verified), rescan this node's.
     #[command(subcommand)]
     Asset(commands::assets::AssetCommand),
+    /// Run only the memory replicator (VM epochs on udp/7444, memrep.sock).
+    Memrep(commands::node::NodeArgs),
+    /// Replicated VMs (create, list, status, console, stop, delete, resume).
+    #[command(subcommand)]
+    Vm(commands::vm::VmCommand),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +142,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
             | Command::Coordinator(_)
             | Command::Beacon
             | Command::Chunkstore(_)
+            | Command::Memrep(_)
             | Command::Gateway
             | Command::Compute(_)
     );
@@ -202,6 +208,9 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
         Command::Compute(args) => {
             commands::node::run(paths.clone(), configure()?, &args, Services::Compute)
         }
+        Command::Memrep(args) => {
+            commands::node::run(paths.clone(), configure()?, &args, Services::Memrep)
+        }
         verb => {
             // The remaining verbs talk to the running node or to files; they still refuse a
             // broken configuration, so a typo is caught before the node restarts on it.
@@ -228,6 +237,7 @@ fn run(cli: Cli, paths: NodePaths) -> anyhow::Result<ExitCode> {
                 Command::Job(cmd) => commands::job::run(&paths, &cmd),
                 Command::QueryAsset(args) => commands::assets::query(&paths, &args),
                 Command::Asset(cmd) => commands::assets::run(&paths, &cmd),
+                Command::Vm(cmd) => commands::vm::run(&paths, cmd),
                 other => anyhow::bail!("internal: verb {other:?} was not dispatched"),
             }
         }

@@ -18,6 +18,8 @@
 //! - `garage`: the mesh store (3 nodes, 2+1) beside Garage (3 nodes, replication 2) in the same
 //!   namespaces — PUT and GET MiB/s of 1 MiB and 64 MiB objects.
 //! - `heal`: time to restore full redundancy after a node death, per GiB lost (4 nodes, 2+1).
+//! - `memrep`: the memory replicator on the test guest — checkpoint pause p50/p99, lag and
+//!   failover time, beside COLO's and HydraVM's published figures.
 
 mod compute;
 mod coord_etcd;
@@ -30,6 +32,7 @@ mod garage_cluster;
 mod garage_orchestrate;
 mod heal;
 mod http_conn;
+mod memrep;
 mod object_measure;
 mod pipeline;
 mod rpc_orchestrate;
@@ -78,6 +81,8 @@ enum Command {
     Garage(garage_orchestrate::GarageArgs),
     /// Time to restore full redundancy after a node death, per GiB lost (needs root).
     Heal(heal::HealArgs),
+    /// The memory replicator on the test guest: pause p50/p99, lag, failover time (root).
+    Memrep(memrep::MemrepArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,5 +102,6 @@ fn main() -> anyhow::Result<()> {
         Command::Compute(args) => compute::run(args),
         Command::Garage(args) => garage_orchestrate::run(args),
         Command::Heal(args) => heal::run(args),
+        Command::Memrep(args) => memrep::run(args),
     }
 }

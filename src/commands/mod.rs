@@ -20,6 +20,7 @@ pub mod ping;
 pub mod revoke;
 pub mod status;
 pub mod token;
+pub mod vm;
 
 /// A current-thread runtime for short CLI verbs.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {

@@ -30,6 +30,8 @@ pub enum Services {
     Chunkstore,
     /// Only the compute worker (`hyphae compute`).
     Compute,
+    /// Only the memory replicator (`hyphae memrep`).
+    Memrep,
 }
 
 impl Services {
@@ -91,6 +93,10 @@ pub fn run(
                     .await
                     .context("chunkstore")
             });
+        }
+        if services.runs(Services::Memrep) {
+            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move { hyphae_memrep::run(ctx, shutdown).await.context("memrep") });
         }
         if services.runs(Services::Coordinator) {
             let (ctx, shutdown) = (ctx.clone(), shutdown.clone());

@@ -326,6 +326,8 @@ pub struct PortsSection {
     pub chunkstore: u16,
     /// The compute worker's QUIC endpoint (tiles between nodes); default 7443.
     pub compute: u16,
+    /// The memory replicator's QUIC endpoint (VM epochs to backups); default 7444.
+    pub memrep: u16,
 }
 
 impl Default for PortsSection {
@@ -337,6 +339,7 @@ impl Default for PortsSection {
             beacon: 41234,
             chunkstore: 7442,
             compute: 7443,
+            memrep: 7444,
         }
     }
 }
@@ -501,6 +504,9 @@ impl Config {
         }
         if self.ports.compute == 0 {
             return Err(invalid("ports.compute", "must be between 1 and 65535"));
+        }
+        if self.ports.memrep == 0 {
+            return Err(invalid("ports.memrep", "must be between 1 and 65535"));
         }
         let st = &self.storage;
         if !(0.0..=1.0).contains(&st.share) {

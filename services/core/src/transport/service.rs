@@ -48,4 +48,10 @@ impl ServiceSpec {
         alpn: b"hyphae-compute/1",
         default_port: 7443,
     };
+    /// The memory replicator: VM epochs from a primary to its backups (mutual TLS).
+    pub const MEMREP: ServiceSpec = ServiceSpec {
+        name: "memrep",
+        alpn: b"hyphae-memrep/1",
+        default_port: 7444,
+    };
 }

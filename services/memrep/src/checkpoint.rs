@@ -1,0 +1,150 @@
+//! The primary's checkpoint: QMP `stop` → collect the dirty pages into a staging buffer →
+//! device state through a `migrate` with `x-ignore-shared` (RAM is shared, so only devices are
+//! written, a few hundred KB) → `cont`. The pause covers only those steps; encoding and sending
+//! happen after the guest runs again.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::dirty::{self, DirtyError, DirtyPages, DirtyTracker, TrackerKind};
+use crate::epoch::wire::{encode_epoch, EpochHeader};
+use crate::qemu::{LaunchError, QemuProcess};
+use crate::qmp::QmpError;
+use crate::ram_map::RamMap;
+
+/// Why a checkpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// QMP failed (QEMU dead or refusing).
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// Dirty tracking failed.
+    #[error(transparent)]
+    Dirty(#[from] DirtyError),
+    /// File I/O (RAM map, device state file).
+    #[error("checkpoint: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding the epoch failed.
+    #[error("checkpoint: encoding: {0}")]
+    Encode(#[from] postcard::Error),
+    /// Start-up failed.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+}
+
+/// One checkpoint's result, ready to send.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Epoch number.
+    pub epoch: u64,
+    /// How long the guest was paused.
+    pub pause: Duration,
+    /// Pages carried.
+    pub pages: usize,
+    /// Page bytes carried.
+    pub bytes: u64,
+    /// The encoded epoch stream (see `epoch::wire`).
+    pub parts: Vec<Vec<u8>>,
+}
+
+/// A running VM as the primary sees it.
+#[derive(Debug)]
+pub struct Primary {
+    /// The QEMU.
+    pub qemu: QemuProcess,
+    ram: RamMap,
+    tracker: Box<dyn DirtyTracker>,
+    staging: DirtyPages,
+    device_path: PathBuf,
+    /// The generation this primary writes under.
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for Box<dyn DirtyTracker> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.kind())
+    }
+}
+
+impl Primary {
+    /// Takes over a started QEMU: maps its RAM, picks the dirty tracker, turns on
+    /// `x-ignore-shared`.
+    pub async fn new(
+        mut qemu: QemuProcess,
+        generation: u64,
+        device_path: PathBuf,
+    ) -> Result<Primary, CheckpointError> {
+        let ram = RamMap::open_read(&qemu.launch.paths.ram)?;
+        let pid = qemu.pid().unwrap_or(0);
+        let tracker = dirty::choose(pid, &qemu.launch.paths.ram, ram.len());
+        qemu.qmp.set_capability("x-ignore-shared", true).await?;
+        Ok(Primary {
+            qemu,
+            ram,
+            tracker,
+            staging: DirtyPages::default(),
+            device_path,
+            generation,
+        })
+    }
+
+    /// Which dirty tracker is in use.
+    pub fn tracker(&self) -> TrackerKind {
+        self.tracker.kind()
+    }
+
+    /// Takes checkpoint `epoch`. On error the guest is resumed if possible.
+    pub async fn checkpoint(
+        &mut self,
+        vm: &str,
+        epoch: u64,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let t0 = Instant::now();
+        self.qemu.qmp.stop().await?;
+        let staged = self.stage().await;
+        // Resume whatever happened: a failed checkpoint must not leave the guest paused.
+        let resumed = self.qemu.qmp.cont().await;
+        let pause = t0.elapsed();
+        let device = staged?;
+        resumed?;
+        let header = EpochHeader {
+            vm: vm.to_string(),
+            generation: self.generation,
+            epoch,
+            ram_bytes: self.ram.len() as u64,
+            pages: self.staging.indices.len() as u32,
+            device_bytes: device.len() as u32,
+        };
+        let parts = encode_epoch(header, &self.staging.indices, &self.staging.data, &device)?;
+        Ok(Checkpoint {
+            epoch,
+            pause,
+            pages: self.staging.indices.len(),
+            bytes: self.staging.bytes() as u64,
+            parts,
+        })
+    }
+
+    /// While paused: dirty pages into staging, device state into a file.
+    async fn stage(&mut self) -> Result<Vec<u8>, CheckpointError> {
+        self.staging.clear();
+        self.tracker.collect(self.ram.bytes(), &mut self.staging)?;
+        let _ = std::fs::remove_file(&self.device_path);
+        self.qemu
+            .qmp
+            .migrate(&format!("exec:cat > {}", self.device_path.display()))
+            .await?;
+        self.qemu
+            .qmp
+            .wait_migration(Duration::from_secs(30))
+            .await?;
+        Ok(std::fs::read(&self.device_path)?)
+    }
+
+    /// Stops QEMU and removes its files.
+    pub async fn shutdown(self) {
+        let _ = std::fs::remove_file(&self.device_path);
+        drop(self.ram);
+        self.qemu.shutdown().await;
+    }
+}

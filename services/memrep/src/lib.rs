@@ -1,0 +1,18 @@
+//! Hyphae's memory replicator (`hyphae memrep`): runs QEMU VMs whose RAM and device state are
+//! checkpointed in epochs and copied to backup nodes, so that a backup can resume the guest
+//! when its host dies. See docs/memrep.md.
+
+pub mod accel;
+pub mod checkpoint;
+pub mod dirty;
+pub mod epoch;
+pub mod epoch_rpc;
+pub mod guest_check;
+pub mod qemu;
+pub mod qmp;
+pub mod ram_map;
+pub mod replica_store;
+pub mod restore;
+pub mod service;
+pub mod vm_runner;
+pub use service::{run, MemrepError};

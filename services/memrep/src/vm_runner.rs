@@ -1,0 +1,225 @@
+//! The primary's loop for one VM: the scheduler says when, the checkpoint pauses the guest and
+//! stages the epoch, and one sender task per backup streams epochs to it in order over QUIC
+//! (backups in parallel with each other and with the guest). Acks flow back to the scheduler.
+//! In consistent mode past the hard lag limit the guest stays paused until the backups catch
+//! up. A backup whose stream fails is dropped from the set (its replica would miss pages).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyphae_core::rpc::Limits;
+use hyphae_core::transport::PeerConnection;
+use serde::Serialize;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::Primary;
+use crate::epoch::scheduler::{Decision, Scheduler, SchedulerConfig};
+use crate::epoch_rpc::send_epoch;
+
+/// What status shows about a running VM.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VmStats {
+    /// `booting`, `running`, `held` (paused: backups behind), `stopped`, `failed`.
+    pub state: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Generation this primary writes.
+    pub generation: u64,
+    /// Last checkpoint taken.
+    pub epoch: u64,
+    /// Newest epoch every live backup acknowledged.
+    pub acknowledged: u64,
+    /// Pause of the last checkpoint, ms.
+    pub pause_last_ms: f64,
+    /// Median pause over the last 256 checkpoints, ms.
+    pub pause_p50_ms: f64,
+    /// 99th percentile pause over the last 256 checkpoints, ms.
+    pub pause_p99_ms: f64,
+    /// Replication lag, ms.
+    pub lag_ms: f64,
+    /// Current epoch interval, ms.
+    pub interval_ms: f64,
+    /// CPU percent the throttle would take (computed; see docs/memrep.md for enforcement).
+    pub throttle_pct: u8,
+    /// Best-effort replica behind its bound.
+    pub stale: bool,
+    /// Dirty tracker in use.
+    pub tracker: String,
+    /// Backups still receiving epochs.
+    pub backups: Vec<String>,
+    /// Bytes of page data in the last epoch.
+    pub last_epoch_bytes: u64,
+}
+
+/// Percentile of a sorted slice.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A backup as the runner sees it.
+pub struct BackupLink {
+    /// Display name (address or node id).
+    pub name: String,
+    /// The connection to its memrep endpoint.
+    pub conn: PeerConnection,
+}
+
+enum Report {
+    Acked {
+        epoch: u64,
+    },
+    Failed {
+        backup: String,
+        epoch: u64,
+        error: String,
+    },
+}
+
+/// Runs the primary loop until `cancel` fires or QEMU fails. Consumes the primary; QEMU is
+/// stopped and its files removed when this returns.
+pub async fn run(
+    vm: String,
+    mut primary: Primary,
+    backups: Vec<BackupLink>,
+    cfg: SchedulerConfig,
+    limits: Limits,
+    stats: Arc<Mutex<VmStats>>,
+    cancel: CancellationToken,
+) {
+    let generation = primary.generation;
+    let mut sched = Scheduler::new(cfg, backups.len(), 1);
+    let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
+    let mut senders = Vec::new();
+    let mut names = Vec::new();
+    for b in backups {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Arc<Vec<Vec<u8>>>)>();
+        let report = report_tx.clone();
+        let vm = vm.clone();
+        names.push(b.name.clone());
+        tokio::spawn(async move {
+            while let Some((epoch, parts)) = rx.recv().await {
+                match send_epoch(&b.conn, &vm, &parts, &limits).await {
+                    Ok(_) => {
+                        let _ = report.send(Report::Acked { epoch });
+                    }
+                    Err(e) => {
+                        let _ = report.send(Report::Failed {
+                            backup: b.name.clone(),
+                            epoch,
+                            error: e.to_string(),
+                        });
+                        // Later epochs would leave this replica with holes: stop here.
+                        while let Some((epoch, _)) = rx.recv().await {
+                            let _ = report.send(Report::Failed {
+                                backup: b.name.clone(),
+                                epoch,
+                                error: "backup dropped".into(),
+                            });
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        senders.push(Some(tx));
+    }
+    {
+        let mut s = stats.lock().await;
+        s.state = "running".into();
+        s.generation = generation;
+        s.tracker = format!("{:?}", primary.tracker());
+        s.backups = names.clone();
+    }
+    let mut pauses: Vec<f64> = Vec::new();
+    let mut held = false;
+    let outcome: Result<(), String> = loop {
+        let decision = sched.poll(Instant::now());
+        let wait = match decision {
+            Decision::Checkpoint { epoch } => {
+                match primary.checkpoint(&vm, epoch).await {
+                    Ok(cp) => {
+                        sched.checkpointed(epoch, Instant::now(), cp.bytes);
+                        let parts = Arc::new(cp.parts);
+                        for tx in senders.iter().flatten() {
+                            let _ = tx.send((epoch, parts.clone()));
+                        }
+                        pauses.push(cp.pause.as_secs_f64() * 1000.0);
+                        if pauses.len() > 256 {
+                            pauses.remove(0);
+                        }
+                        let mut sorted = pauses.clone();
+                        sorted.sort_by(f64::total_cmp);
+                        let mut s = stats.lock().await;
+                        s.epoch = epoch;
+                        s.pause_last_ms = cp.pause.as_secs_f64() * 1000.0;
+                        s.pause_p50_ms = percentile(&sorted, 0.5);
+                        s.pause_p99_ms = percentile(&sorted, 0.99);
+                        s.last_epoch_bytes = cp.bytes;
+                    }
+                    Err(e) => break Err(format!("checkpoint {epoch}: {e}")),
+                }
+                Duration::ZERO
+            }
+            Decision::Wait(d) => {
+                if held {
+                    if let Err(e) = primary.qemu.qmp.cont().await {
+                        break Err(format!("resuming after hold: {e}"));
+                    }
+                    held = false;
+                }
+                d
+            }
+            Decision::HoldPaused => {
+                if !held {
+                    if let Err(e) = primary.qemu.qmp.stop().await {
+                        break Err(format!("holding: {e}"));
+                    }
+                    held = true;
+                }
+                Duration::from_millis(50)
+            }
+        };
+        {
+            let mut s = stats.lock().await;
+            s.state = if held { "held" } else { "running" }.into();
+            s.acknowledged = sched.acknowledged();
+            s.lag_ms = sched.lag().as_secs_f64() * 1000.0;
+            s.interval_ms = sched.interval().as_secs_f64() * 1000.0;
+            s.throttle_pct = sched.throttle();
+            s.stale = sched.stale();
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+            Some(r) = reports.recv() => match r {
+                Report::Acked { epoch } => sched.acked(epoch, Instant::now()),
+                Report::Failed { backup, epoch, error } => {
+                    tracing::warn!(vm, backup, epoch, error, "backup failed; dropped");
+                    sched.backup_failed(epoch, Instant::now());
+                    let mut s = stats.lock().await;
+                    s.backups.retain(|b| b != &backup);
+                }
+            },
+        }
+        if let Some(status) = primary.qemu.exited() {
+            break Err(format!("QEMU exited: {status}"));
+        }
+    };
+    drop(senders);
+    let mut s = stats.lock().await;
+    match outcome {
+        Ok(()) => s.state = "stopped".into(),
+        Err(e) => {
+            tracing::error!(vm, error = %e, "VM failed");
+            s.state = "failed".into();
+            s.error = Some(e);
+        }
+    }
+    drop(s);
+    primary.shutdown().await;
+}

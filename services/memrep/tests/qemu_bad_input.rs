@@ -1,0 +1,149 @@
+//! Bad input against a real QEMU: clear errors, and nothing left behind (no QEMU process, no
+//! RAM file in /dev/shm). No guest boot is needed, so this runs in seconds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyphae_memrep::accel::Accel;
+use hyphae_memrep::checkpoint::Primary;
+use hyphae_memrep::qemu::{InstancePaths, Launch, LaunchError, QemuProcess, VmSpec};
+use hyphae_memrep::qmp::{QmpClient, QmpError};
+use hyphae_memrep::restore;
+
+fn guest() -> (PathBuf, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("build.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    (dir.join("vmlinuz"), dir.join("initrd.cpio"))
+}
+
+fn spec(kernel: PathBuf, initrd: Option<PathBuf>) -> VmSpec {
+    VmSpec {
+        name: format!("bad{}", std::process::id()),
+        kernel,
+        initrd,
+        append: "console=ttyS0".into(),
+        mem_mib: 64,
+        vcpus: 1,
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // Signal 0: does the process exist (and is it not a reaped zombie)?
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+fn shm_empty(shm: &Path) -> bool {
+    std::fs::read_dir(shm).unwrap().next().is_none()
+}
+
+#[test]
+fn a_missing_image_or_too_much_memory_is_refused_before_qemu_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(dir.path().join("no-such-kernel"), None);
+    let err = s.validate(1024).unwrap_err();
+    assert!(
+        matches!(err, LaunchError::MissingFile { what: "kernel", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no-such-kernel"));
+    let (kernel, initrd) = guest();
+    let mut s = spec(kernel, Some(initrd));
+    s.mem_mib = 1 << 20;
+    let err = s.validate(1024).unwrap_err();
+    assert!(err.to_string().contains("at most 1024 MiB"), "{err}");
+}
+
+#[tokio::test]
+async fn a_kernel_qemu_cannot_load_is_a_clear_error_and_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let junk = dir.path().join("junk-kernel");
+    std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, b"x").unwrap();
+    // Not a Linux kernel, and with an initrd: QEMU refuses it while setting up the machine.
+    let s = spec(junk, Some(initrd));
+    let launch = Launch {
+        paths: InstancePaths::new(shm.path(), dir.path(), &s.name, "g1"),
+        spec: s,
+        accel: Accel::Tcg,
+        incoming: false,
+        owns_ram: true,
+    };
+    let err = QemuProcess::start(launch).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LaunchError::Process(_)), "{text}");
+    assert!(text.contains("kernel") || text.contains("exited"), "{text}");
+    assert!(shm_empty(shm.path()), "RAM file left after a failed start");
+}
+
+#[tokio::test]
+async fn a_dead_qmp_socket_is_a_connect_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.qmp");
+    // A socket file nobody listens on any more (QEMU died and left it).
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let err = QmpClient::connect(&path, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QmpError::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_crashing_fails_the_checkpoint_and_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (kernel, initrd) = guest();
+    let s = spec(kernel, Some(initrd));
+    let launch = Launch {
+        paths: InstancePaths::new(shm.path(), dir.path(), &s.name, "g1"),
+        spec: s.clone(),
+        accel: Accel::Tcg,
+        incoming: false,
+        owns_ram: true,
+    };
+    let q = QemuProcess::start(launch).await.expect("QEMU starts");
+    let pid = q.pid().expect("pid");
+    let mut primary = Primary::new(q, 1, dir.path().join("dev.state"))
+        .await
+        .expect("primary");
+    // SAFETY: killing the QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let err = primary.checkpoint(&s.name, 1).await.unwrap_err();
+    assert!(err.to_string().contains("QMP"), "{err}");
+    primary.shutdown().await;
+    for _ in 0..50 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid), "QEMU {pid} still there");
+    assert!(shm_empty(shm.path()), "RAM file left after a crash");
+
+    // Resuming from a replica whose device state is missing: refused before QEMU starts.
+    let mut paths = InstancePaths::new(shm.path(), dir.path(), &s.name, "g2");
+    paths.ram = shm.path().join("replica.ram");
+    let err = restore::resume(
+        Launch {
+            paths,
+            spec: s,
+            accel: Accel::Tcg,
+            incoming: true,
+            owns_ram: false,
+        },
+        &dir.path().join("no-device-state"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, LaunchError::MissingFile { .. }), "{err}");
+}

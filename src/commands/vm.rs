@@ -1,0 +1,169 @@
+//! `hyphae vm`: replicated VMs on this node's memrep (`<run>/memrep.sock`): create (this node
+//! runs the primary, the given nodes keep replicas), list, status, console, stop/delete, and
+//! resume (run a replica held here as the new primary: manual failover or the target side of a
+//! migration).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use hyper::Method;
+use hyphae_core::ipc;
+use hyphae_core::paths::NodePaths;
+use serde_json::{json, Value};
+
+/// `hyphae vm ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum VmCommand {
+    /// Start a VM with this node as its primary and replicas on the given backups.
+    Create(CreateArgs),
+    /// The VMs this node runs as primary.
+    List,
+    /// One VM's replication figures (epoch, pause, lag, throttle, backups).
+    Status(NameArg),
+    /// The tail of a VM's serial console.
+    Console(NameArg),
+    /// Stop a VM (QEMU quits; replicas on backups are kept).
+    Stop(NameArg),
+    /// Stop a VM and forget it on this node (same as stop on the primary).
+    Delete(NameArg),
+    /// Resume the replica of a VM held on this node as the new primary (fences the old one).
+    Resume(CreateArgs),
+    /// The replicas this node holds.
+    Replicas,
+}
+
+/// A VM name.
+#[derive(Debug, clap::Args)]
+pub struct NameArg {
+    /// The VM.
+    name: String,
+}
+
+/// What `create` and `resume` take.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The VM's name.
+    name: String,
+    /// Kernel to boot directly.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "console=ttyS0")]
+    append: String,
+    /// Memory, e.g. 512M or 1G.
+    #[arg(long, default_value = "512M")]
+    mem: String,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// A backup's memrep endpoint, IP:PORT (repeatable).
+    #[arg(long = "backup", value_name = "ADDR")]
+    backups: Vec<SocketAddr>,
+    /// consistent (pause when backups fall behind) or best-effort.
+    #[arg(long, default_value = "consistent")]
+    mode: String,
+    /// Base epoch interval in milliseconds.
+    #[arg(long)]
+    interval_ms: Option<u64>,
+}
+
+/// Parses `512M`, `1G`, `256` (MiB).
+fn parse_mem_mib(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last() {
+        Some('G') | Some('g') => (&s[..s.len() - 1], 1024),
+        Some('M') | Some('m') => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().with_context(|| format!("memory size {s:?}"))?;
+    Ok(n * mul)
+}
+
+fn body(a: &CreateArgs) -> anyhow::Result<Value> {
+    let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
+    Ok(json!({
+        "name": a.name,
+        "kernel": abs(&a.kernel)?,
+        "initrd": a.initrd.as_deref().map(abs).transpose()?,
+        "append": a.append,
+        "mem_mib": parse_mem_mib(&a.mem)?,
+        "vcpus": a.vcpus,
+        "backups": a.backups,
+        "mode": a.mode,
+        "interval_ms": a.interval_ms,
+    }))
+}
+
+async fn call(
+    socket: &Path,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let (status, bytes) = ipc::request(
+        socket,
+        method,
+        uri,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+    .context("memrep is not reachable (is `hyphae memrep` or `hyphae node` running?)")?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    if !status.is_success() {
+        let msg = v.get("error").and_then(Value::as_str).map(str::to_string);
+        bail!("{}", msg.unwrap_or_else(|| format!("{status}: {v}")));
+    }
+    Ok(v)
+}
+
+/// Runs `hyphae vm ...`.
+pub fn run(paths: &NodePaths, cmd: VmCommand) -> anyhow::Result<ExitCode> {
+    let socket = paths.socket("memrep");
+    super::block_on(async move {
+        let out = match cmd {
+            VmCommand::Create(a) => call(&socket, Method::POST, "/vms", Some(body(&a)?)).await?,
+            VmCommand::Resume(a) => {
+                let uri = format!("/replicas/{}/resume", a.name);
+                call(&socket, Method::POST, &uri, Some(body(&a)?)).await?
+            }
+            VmCommand::List => call(&socket, Method::GET, "/vms", None).await?,
+            VmCommand::Replicas => call(&socket, Method::GET, "/replicas", None).await?,
+            VmCommand::Status(n) => {
+                call(&socket, Method::GET, &format!("/vms/{}", n.name), None).await?
+            }
+            VmCommand::Console(n) => {
+                let v = call(
+                    &socket,
+                    Method::GET,
+                    &format!("/vms/{}/console", n.name),
+                    None,
+                )
+                .await?;
+                print!("{}", v.as_str().unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
+            VmCommand::Stop(n) | VmCommand::Delete(n) => {
+                call(&socket, Method::DELETE, &format!("/vms/{}", n.name), None).await?
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(super::parse_mem_mib("512M").unwrap(), 512);
+        assert_eq!(super::parse_mem_mib("2G").unwrap(), 2048);
+        assert_eq!(super::parse_mem_mib("64").unwrap(), 64);
+        assert!(super::parse_mem_mib("lots").is_err());
+    }
+}
