@@ -94,6 +94,8 @@ pub struct Heard {
     pub coordinator_port: u16,
     /// Whether its MAC was checked (members only).
     pub verified: bool,
+    /// A hello from a node with `auto_init` on.
+    pub auto_init: bool,
     #[serde(skip)]
     last_seen: Option<Instant>,
 }
@@ -162,6 +164,7 @@ pub struct Discovery {
     started: Instant,
     first_member: Option<Instant>,
     replies: (Instant, u32),
+    auto_init: bool,
 }
 
 impl Discovery {
@@ -178,7 +181,13 @@ impl Discovery {
             started: now,
             first_member: None,
             replies: (now, 0),
+            auto_init: false,
         }
+    }
+
+    /// This node runs with `[discovery] auto_init`: its hellos say so.
+    pub fn set_auto_init(&mut self, on: bool) {
+        self.auto_init = on;
     }
 
     /// Where this node stands.
@@ -311,6 +320,7 @@ impl Discovery {
         let p = Packet {
             kind,
             query,
+            auto_init: self.auto_init && kind == Kind::Hello,
             role,
             mesh,
             node: self.me.node,
@@ -396,6 +406,17 @@ impl Discovery {
         let me = self.me.node;
         self.hellos.keys().all(|other| me < *other)
     }
+
+    /// The election round's electorate: the unadmitted `auto_init` nodes heard right now (their
+    /// hellos said so). The founder hands these ids to its coordinator's genesis window.
+    pub fn genesis_round(&mut self, now: Instant) -> Vec<NodeId> {
+        self.expire(now);
+        self.hellos
+            .values()
+            .filter(|h| h.auto_init)
+            .map(|h| h.node)
+            .collect()
+    }
 }
 
 fn heard_of(now: Instant, p: &Packet, source: SocketAddr, verified: bool) -> Heard {
@@ -409,6 +430,7 @@ fn heard_of(now: Instant, p: &Packet, source: SocketAddr, verified: bool) -> Hea
         admission_port: p.admission_port,
         coordinator_port: p.coordinator_port,
         verified,
+        auto_init: p.auto_init,
         last_seen: Some(now),
     }
 }
@@ -620,6 +642,27 @@ mod tests {
             TTL,
         );
         assert!(!tokened.should_init(t + after, after));
+    }
+
+    #[test]
+    fn the_genesis_round_is_the_auto_init_hellos_heard() {
+        let t = Instant::now();
+        let fresh = |b, auto| {
+            let mut d = Discovery::new(me(b), Standing::Joining { wanted: None }, t, TTL);
+            d.set_auto_init(auto);
+            d
+        };
+        let mut founder = fresh(1, true);
+        let (mut peer, mut plain) = (fresh(2, true), fresh(3, false));
+        let hp = peer.next_packet(true, Role::None, &[]).unwrap();
+        let hq = plain.next_packet(true, Role::None, &[]).unwrap();
+        founder.on_datagram(t, &hp, src(2));
+        founder.on_datagram(t, &hq, src(3));
+        // Both are unadmitted nodes in the election; only the auto_init one is in the round.
+        assert_eq!(founder.hellos(t).len(), 2);
+        assert_eq!(founder.genesis_round(t), vec![NodeId::from_raw([2; 10])]);
+        // Expired hellos are not in it.
+        assert!(founder.genesis_round(t + TTL).is_empty());
     }
 
     #[test]

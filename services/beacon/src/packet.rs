@@ -5,7 +5,8 @@
 //! 0      4     magic "HYPB"
 //! 4      1     version (1)
 //! 5      1     kind: 1 announce (a member, MAC'd), 2 hello (an unadmitted node, no MAC)
-//! 6      1     flags: bit 0 QUERY (please answer me now)
+//! 6      1     flags: bit 0 QUERY (please answer me now), bit 1 AUTO_INIT (hello only: the
+//!              sender runs with `[discovery] auto_init`, so a founder may admit it in its genesis window)
 //! 7      1     role: 0 none, 1 bee, 2 prince, 3 queen
 //! 8      10    mesh id (announce: the sender's mesh; hello: the mesh it wants, zero = any)
 //! 18     10    node id
@@ -41,6 +42,7 @@ pub const MAC_LEN: usize = 32;
 pub const MAX_PACKET: usize = 51 + MAX_ADDRESSES * 17 + 1 + MAX_NAME + MAC_LEN;
 const HEADER: usize = 51;
 const FLAG_QUERY: u8 = 1;
+const FLAG_AUTO_INIT: u8 = 2;
 /// BLAKE3 `derive_key` context: the MAC key is never the raw beacon key.
 const MAC_CONTEXT: &str = "hyphae 2026 beacon packet MAC v1";
 
@@ -105,6 +107,9 @@ pub struct Packet {
     pub kind: Kind,
     /// The sender asks every listener to answer at once (sent at start, for fast convergence).
     pub query: bool,
+    /// Hello only: the sender has `auto_init` on (it takes part in electing a founder, and the
+    /// founder's genesis window may admit it). Always false in an announce.
+    pub auto_init: bool,
     /// The sender's role.
     pub role: Role,
     /// The sender's mesh (announce) or the mesh it wants to join (hello; `None` = any).
@@ -243,7 +248,11 @@ impl Packet {
             Kind::Announce => 1,
             Kind::Hello => 2,
         });
-        out.push(if self.query { FLAG_QUERY } else { 0 });
+        let mut flags = if self.query { FLAG_QUERY } else { 0 };
+        if self.auto_init && kind == Kind::Hello {
+            flags |= FLAG_AUTO_INIT;
+        }
+        out.push(flags);
         out.push(self.role.to_byte());
         out.extend_from_slice(self.mesh.as_ref().map(|m| m.as_bytes()).unwrap_or(&[0; 10]));
         out.extend_from_slice(self.node.as_bytes());
@@ -319,8 +328,11 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         _ => return Err(DecodeError::Invalid("kind")),
     };
     let flags = r.u8()?;
-    if flags & !FLAG_QUERY != 0 {
+    if flags & !(FLAG_QUERY | FLAG_AUTO_INIT) != 0 {
         return Err(DecodeError::Invalid("flags"));
+    }
+    if kind == Kind::Announce && flags & FLAG_AUTO_INIT != 0 {
+        return Err(DecodeError::Invalid("auto_init flag on an announce"));
     }
     let role = Role::from_byte(r.u8()?).ok_or(DecodeError::Invalid("role"))?;
     let mesh_bytes = r.array::<10>()?;
@@ -367,6 +379,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         packet: Packet {
             kind,
             query: flags & FLAG_QUERY != 0,
+            auto_init: flags & FLAG_AUTO_INIT != 0,
             role,
             mesh,
             node,
@@ -396,6 +409,7 @@ mod tests {
         Packet {
             kind: Kind::Announce,
             query: true,
+            auto_init: false,
             role: Role::Queen,
             mesh: Some(MeshId::from_bytes([7; 10])),
             node: NodeId::from_raw([3; 10]),
@@ -429,6 +443,26 @@ mod tests {
         let f = decode(&bytes).unwrap();
         assert_eq!(f.packet, p);
         assert!(!f.verify(&key(1)));
+
+        p.auto_init = true;
+        let bytes = p.encode_hello().unwrap();
+        assert_eq!(decode(&bytes).unwrap().packet, p);
+    }
+
+    #[test]
+    fn the_auto_init_flag_belongs_to_hellos_only() {
+        let mut p = sample();
+        p.auto_init = true;
+        // Never written into an announce...
+        let bytes = p.encode_announce(&key(1)).unwrap();
+        assert!(!decode(&bytes).unwrap().packet.auto_init);
+        // ...and refused when someone sets it there.
+        let mut forged = bytes.clone();
+        forged[6] |= FLAG_AUTO_INIT;
+        assert_eq!(
+            decode(&forged).err(),
+            Some(DecodeError::Invalid("auto_init flag on an announce"))
+        );
     }
 
     #[test]
@@ -500,6 +534,7 @@ mod tests {
                     Packet {
                         kind: Kind::Announce,
                         query,
+                        auto_init: false,
                         role: Role::from_byte(role).unwrap_or(Role::None),
                         mesh: Some(MeshId::from_bytes(mesh)),
                         node: NodeId::from_raw(node),

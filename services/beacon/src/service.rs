@@ -51,6 +51,8 @@ struct State {
     found_after: Option<Duration>,
     candidates: Vec<SocketAddr>,
     init: bool,
+    /// The auto_init nodes heard when this node won the election (for the genesis window).
+    genesis: Vec<hyphae_core::NodeId>,
     role: Role,
     interfaces: Interfaces,
     mdns: Finds,
@@ -126,7 +128,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         ),
     };
     let ttl = (config.interval * 5).max(Duration::from_secs(5));
-    let discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
+    let mut discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
+    discovery.set_auto_init(config.auto_init);
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (pinned, bad) = candidates::resolve(
         &config.candidates,
@@ -144,6 +147,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             found_after: None,
             candidates: pinned,
             init: false,
+            genesis: Vec::new(),
             role: Role::None,
             interfaces: Interfaces::default(),
             mdns: Finds::new(),
@@ -443,7 +447,8 @@ fn evaluate(shared: &Shared) {
     }
     if config.auto_init && !st.init && st.discovery.should_init(now, config.init_after) {
         st.init = true;
-        tracing::info!("no mesh heard and lowest id among unadmitted nodes: founding a mesh");
+        st.genesis = st.discovery.genesis_round(now);
+        tracing::info!(genesis = ?st.genesis, "no mesh heard and lowest id among unadmitted nodes: founding a mesh");
     }
 }
 
@@ -463,8 +468,15 @@ async fn announce(sockets: &mut BeaconSockets, shared: &Shared, query: bool) {
             return;
         }
     };
+    // `beacon_ipv4 = false`: IPv6 link-local multicast alone.
+    let none = std::collections::BTreeSet::new();
+    let broadcast = if shared.config.beacon_ipv4 {
+        &ifaces.broadcast
+    } else {
+        &none
+    };
     let copies = sockets
-        .broadcast(&packet, &ifaces.broadcast, &ifaces.multicast_v6)
+        .broadcast(&packet, broadcast, &ifaces.multicast_v6)
         .await;
     for _ in 0..copies {
         shared.metrics.sent(packet.len());
@@ -601,5 +613,6 @@ fn peers_json(shared: &Shared) -> Value {
         "found_by": st.found_by,
         "admission": addresses,
         "init": st.init,
+        "genesis": st.genesis.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
     })
 }

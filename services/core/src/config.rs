@@ -81,6 +81,13 @@ pub struct DiscoverySection {
     /// See `auto_init`. Default 3 s.
     #[serde(with = "humantime_serde")]
     pub init_after: Duration,
+    /// How long after an `auto_init` the founder admits, without a token, exactly the
+    /// unadmitted `auto_init` nodes it heard during its election. Default 10 min; 0 disables.
+    #[serde(with = "humantime_serde")]
+    pub genesis_window: Duration,
+    /// Whether the UDP beacon also uses IPv4 broadcast (IPv6 link-local multicast is always
+    /// on while `beacon` is). Default true; false leaves an IPv6-only beacon.
+    pub beacon_ipv4: bool,
 }
 
 impl Default for DiscoverySection {
@@ -92,6 +99,8 @@ impl Default for DiscoverySection {
             interval: Duration::from_secs(1),
             auto_init: false,
             init_after: Duration::from_secs(3),
+            genesis_window: Duration::from_secs(600),
+            beacon_ipv4: true,
         }
     }
 }
@@ -635,6 +644,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("discovery.beacons"), "{err}");
+    }
+
+    #[test]
+    fn genesis_window_and_ipv4_switch() {
+        let d = Config::default().discovery;
+        assert_eq!(d.genesis_window, Duration::from_secs(600));
+        assert!(d.beacon_ipv4);
+        let c = parse("[discovery]
+genesis_window = \"0s\"\nbeacon_ipv4 = false\n").unwrap();
+        assert!(c.discovery.genesis_window.is_zero() && !c.discovery.beacon_ipv4);
     }
 
     #[test]
