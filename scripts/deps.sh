@@ -34,6 +34,10 @@ packages=(iproute2 iputils-ping python3 curl ca-certificates build-essential pkg
 packages+=(python3-zeroconf)
 # bind9-dnsutils: `dig` for the gateway's DNS tests (tests/gateway_api.rs).
 packages+=(bind9-dnsutils)
+# libvulkan1 + mesa-vulkan-drivers: the Vulkan loader and lavapipe (a CPU Vulkan device), so
+# the beacon's hardware profile lists a GPU with heaps and VRAM use (VK_EXT_memory_budget) on a
+# machine without a real GPU (tests/discovery_mesh.rs; the compute service uses them too).
+packages+=(libvulkan1 mesa-vulkan-drivers)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

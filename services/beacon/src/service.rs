@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::candidates;
 use crate::chain::{self, FoundBy, Offers};
+use crate::dashboard_mdns::{Dashboard, DashboardAds};
 use crate::discovery::{Discovery, Me, Standing, Verdict};
 use crate::interfaces::{self, Interfaces};
 use crate::mdns::{self, Finds, Mdns, Publication};
@@ -201,6 +202,28 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             tracing::warn!(error = %e, "cannot publish the mDNS record");
         }
     }
+    let dashboard = |queen: bool| Dashboard {
+        node,
+        host: packet_name(&ctx.name, &node.to_string()),
+        port: ctx.config.gateway.port,
+        addresses: interfaces::scan().advertised,
+        queen,
+    };
+    let mut dashboard_ads = match mdns.as_ref().map(|m| DashboardAds::new(m.daemon())) {
+        Some(Ok(mut ads)) => {
+            if let Some(m) = mdns.as_ref() {
+                if let Err(e) = ads.publish(m.daemon(), &dashboard(false)) {
+                    tracing::warn!(error = %e, "cannot publish the dashboard over mDNS");
+                }
+            }
+            Some(ads)
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "no dashboard over mDNS");
+            None
+        }
+        None => None,
+    };
 
     let router = {
         let s = shared.clone();
@@ -249,6 +272,17 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 }
                 if ticks % 5 == 1 {
                     refresh_role(&ctx, &shared).await;
+                    // Only the queen answers `hyphae.local` (see `dashboard_mdns`).
+                    if let (Some(ads), Some(m)) = (dashboard_ads.as_mut(), mdns.as_ref()) {
+                        let queen = shared.lock().role == Role::Queen;
+                        let renamed = ads.lost_the_name();
+                        if queen != ads.published_as_queen() || (queen && renamed) {
+                            tracing::info!(queen, "publishing the dashboard over mDNS");
+                            if let Err(e) = ads.publish(m.daemon(), &dashboard(queen)) {
+                                tracing::warn!(error = %e, "cannot publish the dashboard over mDNS");
+                            }
+                        }
+                    }
                 }
                 evaluate(&shared);
                 if let Some(sockets) = sockets.as_mut() {

@@ -143,7 +143,9 @@ impl Coordinator {
         let Some(token_text) = &request.token else {
             let genesis = self.genesis_admits(&node);
             if !genesis && !self.may_add_pending() {
-                return unavailable("too many nodes are asking to join without a token; try again later");
+                return unavailable(
+                    "too many nodes are asking to join without a token; try again later",
+                );
             }
             record.status = NodeStatus::Pending;
             record.admitted_unix = 0;
@@ -259,7 +261,10 @@ impl Coordinator {
             .unwrap_or_else(|p| p.into_inner())
             .admit_one(std::time::Instant::now(), pending);
         if !allowed {
-            tracing::warn!(pending, "new pending entry refused: too many tokenless join requests");
+            tracing::warn!(
+                pending,
+                "new pending entry refused: too many tokenless join requests"
+            );
         }
         allowed
     }

@@ -74,7 +74,9 @@ pub async fn acquire_membership(
             match discovered(ctx).await {
                 Discovered::Found(found) => found,
                 Discovered::Nothing => Vec::new(),
-                Discovered::Init(electorate) if token.is_none() && ctx.config.discovery.auto_init => {
+                Discovered::Init(electorate)
+                    if token.is_none() && ctx.config.discovery.auto_init =>
+                {
                     let membership = Membership::init(&ctx.paths.identity_dir(), ctx.key.clone())?;
                     tracing::info!(mesh = %membership.secrets.mesh_id, "auto_init: founded a new mesh");
                     open_genesis(ctx, state_dir, electorate);

@@ -651,8 +651,11 @@ mod tests {
         let d = Config::default().discovery;
         assert_eq!(d.genesis_window, Duration::from_secs(600));
         assert!(d.beacon_ipv4);
-        let c = parse("[discovery]
-genesis_window = \"0s\"\nbeacon_ipv4 = false\n").unwrap();
+        let c = parse(
+            "[discovery]
+genesis_window = \"0s\"\nbeacon_ipv4 = false\n",
+        )
+        .unwrap();
         assert!(c.discovery.genesis_window.is_zero() && !c.discovery.beacon_ipv4);
     }
 
