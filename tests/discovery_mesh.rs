@@ -301,7 +301,10 @@ fn three_fresh_auto_init_nodes_form_exactly_one_mesh() -> Result<()> {
     let c = Cluster::builder()
         .nodes(4)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .config_all("[discovery]\nauto_init = true\ninit_after = \"3s\"\n")
+        .config_all(
+            "[discovery]\nauto_init = true\ninit_after = \"3s\"\n\
+             auto_init_secret = \"test-lan-secret-0123\"\n",
+        )
         .build()?;
     let first = &c.nodes()[..3];
     // Three within one second of each other; n3 comes later.

@@ -165,6 +165,7 @@ pub struct Discovery {
     first_member: Option<Instant>,
     replies: (Instant, u32),
     auto_init: bool,
+    hello_key: Option<MacKey>,
 }
 
 impl Discovery {
@@ -182,7 +183,14 @@ impl Discovery {
             first_member: None,
             replies: (now, 0),
             auto_init: false,
+            hello_key: None,
         }
+    }
+
+    /// `[discovery] auto_init_secret`: this node signs its hellos with it, and counts a heard
+    /// node into the genesis round only when its hello verifies under it.
+    pub fn set_auto_init_secret(&mut self, key: Option<MacKey>) {
+        self.hello_key = key;
     }
 
     /// This node runs with `[discovery] auto_init`: its hellos say so.
@@ -214,7 +222,10 @@ impl Discovery {
         }
         match (p.kind, &self.standing) {
             (Kind::Hello, _) => {
-                let new = self.record_hello(now, p, source);
+                // With a shared secret, only a hello signed under it is an auto_init peer.
+                let auto_init =
+                    p.auto_init && self.hello_key.as_ref().is_none_or(|k| frame.verify(k));
+                let new = self.record_hello(now, p, source, auto_init);
                 Verdict::Hello { new }
             }
             (Kind::Announce, Standing::Member { mesh, key }) => {
@@ -287,15 +298,21 @@ impl Discovery {
         self.members.insert(p.node, heard).is_none()
     }
 
-    fn record_hello(&mut self, now: Instant, p: &Packet, source: SocketAddr) -> bool {
+    fn record_hello(
+        &mut self,
+        now: Instant,
+        p: &Packet,
+        source: SocketAddr,
+        auto_init: bool,
+    ) -> bool {
         if self.hellos.len() >= MAX_ENTRIES && !self.hellos.contains_key(&p.node) {
             return false;
         }
         // A member that restarts unadmitted... cannot happen; but a hello never touches the
         // member table, whatever it claims.
-        self.hellos
-            .insert(p.node, heard_of(now, p, source, false))
-            .is_none()
+        let mut heard = heard_of(now, p, source, false);
+        heard.auto_init = auto_init;
+        self.hellos.insert(p.node, heard).is_none()
     }
 
     fn expire(&mut self, now: Instant) {
@@ -332,9 +349,10 @@ impl Discovery {
             addresses: addresses.to_vec(),
             name: self.me.name.clone(),
         };
-        match &self.standing {
-            Standing::Member { key, .. } => p.encode_announce(key),
-            Standing::Joining { .. } => p.encode_hello(),
+        match (&self.standing, &self.hello_key) {
+            (Standing::Member { key, .. }, _) => p.encode_announce(key),
+            (Standing::Joining { .. }, Some(key)) => p.encode_signed_hello(key),
+            (Standing::Joining { .. }, None) => p.encode_hello(),
         }
     }
 
@@ -663,6 +681,32 @@ mod tests {
         assert_eq!(founder.genesis_round(t), vec![NodeId::from_raw([2; 10])]);
         // Expired hellos are not in it.
         assert!(founder.genesis_round(t + TTL).is_empty());
+    }
+
+    #[test]
+    fn with_a_secret_only_signed_hellos_join_the_genesis_round() {
+        let t = Instant::now();
+        let secret = |s: &str| Some(MacKey::from_auto_init_secret(s));
+        let fresh = |b, key: Option<MacKey>| {
+            let mut d = Discovery::new(me(b), Standing::Joining { wanted: None }, t, TTL);
+            d.set_auto_init(true);
+            d.set_auto_init_secret(key);
+            d
+        };
+        let mut founder = fresh(1, secret("ours"));
+        let mut friend = fresh(2, secret("ours"));
+        let mut stranger = fresh(3, secret("theirs"));
+        let mut unsigned = fresh(4, None);
+        for (d, last) in [(&mut friend, 2), (&mut stranger, 3), (&mut unsigned, 4)] {
+            let h = d.next_packet(true, Role::None, &[]).unwrap();
+            assert_eq!(
+                founder.on_datagram(t, &h, src(last)),
+                Verdict::Hello { new: true }
+            );
+        }
+        // All three are unadmitted nodes; only the one that knows the secret is in the round.
+        assert_eq!(founder.hellos(t).len(), 3);
+        assert_eq!(founder.genesis_round(t), vec![NodeId::from_raw([2; 10])]);
     }
 
     #[test]

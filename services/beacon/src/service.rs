@@ -131,6 +131,12 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let ttl = (config.interval * 5).max(Duration::from_secs(5));
     let mut discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
     discovery.set_auto_init(config.auto_init);
+    discovery.set_auto_init_secret(
+        config
+            .auto_init_secret
+            .as_deref()
+            .map(MacKey::from_auto_init_secret),
+    );
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (pinned, bad) = candidates::resolve(
         &config.candidates,
