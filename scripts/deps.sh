@@ -43,6 +43,10 @@ packages+=(glslang-tools libvulkan1 mesa-vulkan-drivers libopenblas-dev python3-
 # qemu-system-x86 + cpio: memrep runs QEMU VMs, and its tests build and boot a tiny guest
 # (services/memrep/guest/build.sh: Debian's kernel package + a static /init in a cpio).
 packages+=(qemu-system-x86 cpio)
+# libvulkan1 + mesa-vulkan-drivers: the Vulkan loader and lavapipe (a CPU Vulkan device), so
+# the beacon's hardware profile lists a GPU with heaps and VRAM use (VK_EXT_memory_budget) on a
+# machine without a real GPU (tests/discovery_mesh.rs; the compute service uses them too).
+packages+=(libvulkan1 mesa-vulkan-drivers)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

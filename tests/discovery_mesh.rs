@@ -291,48 +291,160 @@ fn founded(node: &Node) -> bool {
         && !node.state_dir().join("coordinator/joined").exists()
 }
 
+/// How many `start #` lines the harness wrote into `node`'s log: 1 = never restarted.
+fn starts(node: &Node) -> Result<usize> {
+    Ok(node.log()?.matches("=== hyphae-harness: start #").count())
+}
+
 #[test]
 fn three_fresh_auto_init_nodes_form_exactly_one_mesh() -> Result<()> {
     let c = Cluster::builder()
-        .nodes(3)
+        .nodes(4)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .config_all("[discovery]\nauto_init = true\ninit_after = \"3s\"\n")
+        .config_all(
+            "[discovery]\nauto_init = true\ninit_after = \"3s\"\n\
+             auto_init_secret = \"test-lan-secret-0123\"\n",
+        )
         .build()?;
-    // All three within one second of each other.
-    for n in c.nodes() {
+    let first = &c.nodes()[..3];
+    // Three within one second of each other; n3 comes later.
+    for n in first {
         n.start()?;
     }
-    for n in c.nodes() {
+    for n in first {
         n.wait_ready(c.ready_timeout())?;
     }
-    // Exactly one founds a mesh; the others ask it to be admitted (no token: pending).
-    let founder = wait_for(Duration::from_secs(90), "one founder, two pending", || {
-        let founders: Vec<usize> = (0..3).filter(|&i| founded(&c[i])).collect();
-        if founders.len() != 1 {
-            return Ok(None);
-        }
-        let f = founders[0];
-        let Some(list) = nodes(&c[f])? else {
-            return Ok(None);
-        };
-        let pending = list.iter().filter(|n| n["status"] == "pending").count();
-        Ok((pending == 2).then_some(f))
-    })?;
-    let mesh = mesh_of(&c[founder])?.expect("the founder's mesh");
-    for i in (0..3).filter(|&i| i != founder) {
-        let id = support::node_id(&c[i])?;
-        c[founder].cli_ok(&["admit", &id])?;
-    }
+    // Exactly one founds a mesh, and its genesis window admits the other two: nobody types
+    // `admit`, and every node lists three members up.
     wait_until(Duration::from_secs(120), "one mesh of three", || {
-        for n in c.nodes() {
-            if !sees_all_up(n, 3)? || mesh_of(n)?.as_deref() != Some(mesh.as_str()) {
+        let founders = (0..3).filter(|&i| founded(&c[i])).count();
+        if founders != 1 {
+            return Ok(false);
+        }
+        let meshes: Vec<Option<String>> = first.iter().map(mesh_of).collect::<Result<_>>()?;
+        if meshes[0].is_none() || meshes.iter().any(|m| *m != meshes[0]) {
+            return Ok(false);
+        }
+        for n in first {
+            if !sees_all_up(n, 3)? {
                 return Ok(false);
             }
         }
         Ok(true)
     })?;
-    let founders = (0..3).filter(|&i| founded(&c[i])).count();
-    assert_eq!(founders, 1, "exactly one node ran init");
+    let founder = (0..3).find(|&i| founded(&c[i])).expect("one founder");
+    assert_eq!(
+        (0..3).filter(|&i| founded(&c[i])).count(),
+        1,
+        "exactly one node ran init"
+    );
+    let admitted = c[founder]
+        .log()?
+        .matches("admitted in the auto_init genesis window")
+        .count();
+    assert_eq!(admitted, 2, "{}", c[founder].log_tail(40));
+
+    // A fourth auto_init node was not heard during the election: it hears the mesh, asks to
+    // be admitted, and waits as pending although the window is still open.
+    c[3].start()?;
+    c[3].wait_ready(c.ready_timeout())?;
+    let id3 = support::node_id(&c[3])?;
+    wait_until(Duration::from_secs(90), "n3 answered pending", || {
+        Ok(c[3].log()?.contains("waiting to be admitted"))
+    })?;
+    let list = nodes(&c[founder])?.context("the founder's directory")?;
+    let n3 = list
+        .iter()
+        .find(|n| n["id"] == id3.as_str())
+        .context("n3 listed")?;
+    assert_eq!(n3["status"], "pending", "{list:?}");
+    assert_eq!(c[3].status_json()?["member"], false);
+    assert!(!founded(&c[3]), "n3 must not found a second mesh");
+    Ok(())
+}
+
+#[test]
+fn a_tokenless_node_waits_as_pending_and_joins_when_admitted() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(2)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    found_mesh(&c, "", 1)?;
+    let mesh = mesh_of(&c[0])?.context("n0's mesh")?;
+    // n1: no token, no peers, no auto_init. Its beacon finds the mesh and its coordinator
+    // asks to be admitted.
+    c[1].start()?;
+    c[1].wait_ready(c.ready_timeout())?;
+    let id = support::node_id(&c[1])?;
+    wait_until(Duration::from_secs(60), "n1 pending at the queen", || {
+        let Some(list) = nodes(&c[0])? else {
+            return Ok(false);
+        };
+        Ok(list
+            .iter()
+            .any(|n| n["id"] == id.as_str() && n["status"] == "pending"))
+    })?;
+    assert_eq!(c[1].status_json()?["member"], false);
+    c[0].cli_ok(&["admit", &id])?;
+    wait_until(
+        Duration::from_secs(120),
+        "both nodes up in one mesh",
+        || {
+            for n in c.nodes() {
+                if !sees_all_up(n, 2)? || mesh_of(n)?.as_deref() != Some(mesh.as_str()) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    assert_eq!(starts(&c[1])?, 1, "n1 joined without a restart");
+    Ok(())
+}
+
+#[test]
+fn the_ipv6_multicast_beacon_alone_finds_the_mesh() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(2)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    // No IPv4 broadcast, no mDNS, no candidates: only IPv6 link-local multicast to ff02::1.
+    let v6_only = "[discovery]\nbeacon_ipv4 = false\nmdns = false\n";
+    let t = found_mesh(&c, v6_only, 1)?;
+    c[1].write_config(&format!("[mesh]\njoin_token = \"{t}\"\n{v6_only}"))?;
+    c[1].start()?;
+    wait_until(Duration::from_secs(120), "both nodes up", || {
+        for n in c.nodes() {
+            if !sees_all_up(n, 2)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    let s = beacon_status(&c[1])?;
+    assert_eq!(s["found_by"], "beacon", "{s}");
+    for n in c.nodes() {
+        // The nodes hear each other (a new member announces at its next interval), and the
+        // only packets on the wire are IPv6: every member was heard from an fe80:: source.
+        let s = wait_for(Duration::from_secs(30), "the other member heard", || {
+            let s = beacon_status(n)?;
+            Ok((s["members"].as_array().is_some_and(|m| !m.is_empty())).then_some(s))
+        })?;
+        assert_eq!(
+            s["steps"]["mdns"],
+            false,
+            "n{}: mDNS must be off: {s}",
+            n.index()
+        );
+        let members = s["members"].as_array().context("members")?;
+        assert!(
+            members
+                .iter()
+                .all(|m| m["source"].as_str().unwrap_or("").starts_with("[fe80:")),
+            "n{}: {s}",
+            n.index()
+        );
+    }
     Ok(())
 }
 
@@ -432,5 +544,106 @@ fn a_third_party_mdns_client_sees_the_service_and_host_record() -> Result<()> {
     assert!(line.contains("port 7445"), "{line}");
     assert!(line.contains(&c[0].ip().to_string()), "{line}");
     assert!(line.contains(&format!("mesh {mesh}")), "{line}");
+    Ok(())
+}
+
+/// Browses `_https._tcp.local.` with python3-zeroconf until both `argv[1:]` instances resolve,
+/// then prints each as `name|server|port|addresses`.
+const ZEROCONF_HTTPS: &str = r#"
+import sys, time
+from zeroconf import Zeroconf, ServiceBrowser, ServiceListener
+want = sys.argv[1:]
+kind = "_https._tcp.local."
+zc = Zeroconf()
+found = set()
+class Listener(ServiceListener):
+    def add_service(self, zc, kind, name): found.add(name)
+    def update_service(self, zc, kind, name): found.add(name)
+    def remove_service(self, zc, kind, name): pass
+browser = ServiceBrowser(zc, kind, Listener())
+deadline = time.time() + 60
+while time.time() < deadline:
+    lines = []
+    for name in want:
+        full = name + "." + kind
+        if full not in found:
+            break
+        info = zc.get_service_info(kind, full, timeout=2000)
+        if not info or not info.parsed_addresses():
+            break
+        lines.append("|".join([full, info.server, str(info.port), ",".join(info.parsed_addresses())]))
+    if len(lines) == len(want):
+        print("\n".join(lines))
+        zc.close()
+        sys.exit(0)
+    time.sleep(0.5)
+print("not found; saw", sorted(found))
+zc.close()
+sys.exit(1)
+"#;
+
+#[test]
+fn a_third_party_mdns_client_finds_the_dashboard_at_hyphae_local() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(2)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    // A one-node mesh: n0 is its queen, so it answers `hyphae.local` too.
+    found_mesh(&c, "[node]\nname = \"dash-n0\"\n", 1)?;
+    let out = exec_in_netns(
+        c[1].netns(),
+        "/usr/bin/python3",
+        &["-c", ZEROCONF_HTTPS, "Hyphae on dash-n0", "Hyphae"],
+    )?;
+    assert!(out.success(), "{out}");
+    let ip = c[0].ip().to_string();
+    let lines: Vec<&str> = out.stdout.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let own: Vec<&str> = lines[0].split('|').collect();
+    assert_eq!(own[1], "dash-n0.local.", "{out}");
+    assert_eq!(own[2], "8443", "the gateway's port: {out}");
+    assert!(own[3].split(',').any(|a| a == ip), "{out}");
+    let mesh_wide: Vec<&str> = lines[1].split('|').collect();
+    assert_eq!(mesh_wide[1], "hyphae.local.", "{out}");
+    assert_eq!(mesh_wide[2], "8443", "{out}");
+    assert!(mesh_wide[3].split(',').any(|a| a == ip), "{out}");
+    Ok(())
+}
+
+#[test]
+fn the_hardware_profile_lists_the_vulkan_device_and_its_heaps() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(1)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    found_mesh(&c, "", 1)?;
+    // The first sample is taken 10 s after start; the report then goes through Raft.
+    let gpus = wait_for(Duration::from_secs(90), "a hardware profile", || {
+        let Some(list) = nodes(&c[0])? else {
+            return Ok(None);
+        };
+        Ok(list
+            .first()
+            .and_then(|n| n["hardware"]["gpus"].as_array().cloned()))
+    })?;
+    // scripts/deps.sh installs the Vulkan loader and lavapipe (llvmpipe), a CPU device.
+    let lavapipe = gpus
+        .iter()
+        .find(|g| g["name"].as_str().unwrap_or("").contains("llvmpipe"))
+        .with_context(|| format!("no lavapipe device in {gpus:?}"))?;
+    let heaps = lavapipe["heaps"].as_array().context("heaps")?;
+    assert!(!heaps.is_empty(), "{lavapipe}");
+    assert!(
+        heaps.iter().all(|h| h["size"].as_u64() > Some(0)),
+        "{lavapipe}"
+    );
+    if lavapipe["memory_budget"] == true {
+        assert!(lavapipe["vram_used_bytes"].is_u64(), "{lavapipe}");
+        assert!(
+            heaps.iter().all(|h| h["budget_bytes"].is_u64()),
+            "{lavapipe}"
+        );
+    }
+    println!("lavapipe: {lavapipe}");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Fuzzes the beacon packet parser and the discovery state fed from the live port: any bytes
 //! must decode or fail cleanly, never panic; whatever decodes must re-encode to the same bytes
-//! (a hello exactly, an announce up to its MAC); and no unauthenticated input may ever make a
+//! (an unsigned hello exactly, an announce or signed hello up to its MAC); and no unauthenticated input may ever make a
 //! member out of nothing.
 #![no_main]
 
@@ -15,12 +15,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = packet::decode(data) {
         let key = MacKey::derive(&SecretKey([7; 32]));
+        let signed = frame.mac().is_some();
         let again = match frame.packet.kind {
+            Kind::Hello if signed => frame.packet.encode_signed_hello(&key),
             Kind::Hello => frame.packet.encode_hello(),
             Kind::Announce => frame.packet.encode_announce(&key),
         }
         .expect("a decoded packet re-encodes");
-        let body = data.len() - if frame.packet.kind == Kind::Announce { 32 } else { 0 };
+        let body = data.len() - if signed { 32 } else { 0 };
         assert_eq!(&again[..body], &data[..body]);
     }
     let now = Instant::now();

@@ -94,6 +94,8 @@ pub struct Heard {
     pub coordinator_port: u16,
     /// Whether its MAC was checked (members only).
     pub verified: bool,
+    /// A hello from a node with `auto_init` on.
+    pub auto_init: bool,
     #[serde(skip)]
     last_seen: Option<Instant>,
 }
@@ -162,6 +164,8 @@ pub struct Discovery {
     started: Instant,
     first_member: Option<Instant>,
     replies: (Instant, u32),
+    auto_init: bool,
+    hello_key: Option<MacKey>,
 }
 
 impl Discovery {
@@ -178,7 +182,20 @@ impl Discovery {
             started: now,
             first_member: None,
             replies: (now, 0),
+            auto_init: false,
+            hello_key: None,
         }
+    }
+
+    /// `[discovery] auto_init_secret`: this node signs its hellos with it, and counts a heard
+    /// node into the genesis round only when its hello verifies under it.
+    pub fn set_auto_init_secret(&mut self, key: Option<MacKey>) {
+        self.hello_key = key;
+    }
+
+    /// This node runs with `[discovery] auto_init`: its hellos say so.
+    pub fn set_auto_init(&mut self, on: bool) {
+        self.auto_init = on;
     }
 
     /// Where this node stands.
@@ -205,7 +222,10 @@ impl Discovery {
         }
         match (p.kind, &self.standing) {
             (Kind::Hello, _) => {
-                let new = self.record_hello(now, p, source);
+                // With a shared secret, only a hello signed under it is an auto_init peer.
+                let auto_init =
+                    p.auto_init && self.hello_key.as_ref().is_none_or(|k| frame.verify(k));
+                let new = self.record_hello(now, p, source, auto_init);
                 Verdict::Hello { new }
             }
             (Kind::Announce, Standing::Member { mesh, key }) => {
@@ -278,15 +298,21 @@ impl Discovery {
         self.members.insert(p.node, heard).is_none()
     }
 
-    fn record_hello(&mut self, now: Instant, p: &Packet, source: SocketAddr) -> bool {
+    fn record_hello(
+        &mut self,
+        now: Instant,
+        p: &Packet,
+        source: SocketAddr,
+        auto_init: bool,
+    ) -> bool {
         if self.hellos.len() >= MAX_ENTRIES && !self.hellos.contains_key(&p.node) {
             return false;
         }
         // A member that restarts unadmitted... cannot happen; but a hello never touches the
         // member table, whatever it claims.
-        self.hellos
-            .insert(p.node, heard_of(now, p, source, false))
-            .is_none()
+        let mut heard = heard_of(now, p, source, false);
+        heard.auto_init = auto_init;
+        self.hellos.insert(p.node, heard).is_none()
     }
 
     fn expire(&mut self, now: Instant) {
@@ -311,6 +337,7 @@ impl Discovery {
         let p = Packet {
             kind,
             query,
+            auto_init: self.auto_init && kind == Kind::Hello,
             role,
             mesh,
             node: self.me.node,
@@ -322,9 +349,10 @@ impl Discovery {
             addresses: addresses.to_vec(),
             name: self.me.name.clone(),
         };
-        match &self.standing {
-            Standing::Member { key, .. } => p.encode_announce(key),
-            Standing::Joining { .. } => p.encode_hello(),
+        match (&self.standing, &self.hello_key) {
+            (Standing::Member { key, .. }, _) => p.encode_announce(key),
+            (Standing::Joining { .. }, Some(key)) => p.encode_signed_hello(key),
+            (Standing::Joining { .. }, None) => p.encode_hello(),
         }
     }
 
@@ -396,6 +424,17 @@ impl Discovery {
         let me = self.me.node;
         self.hellos.keys().all(|other| me < *other)
     }
+
+    /// The election round's electorate: the unadmitted `auto_init` nodes heard right now (their
+    /// hellos said so). The founder hands these ids to its coordinator's genesis window.
+    pub fn genesis_round(&mut self, now: Instant) -> Vec<NodeId> {
+        self.expire(now);
+        self.hellos
+            .values()
+            .filter(|h| h.auto_init)
+            .map(|h| h.node)
+            .collect()
+    }
 }
 
 fn heard_of(now: Instant, p: &Packet, source: SocketAddr, verified: bool) -> Heard {
@@ -409,6 +448,7 @@ fn heard_of(now: Instant, p: &Packet, source: SocketAddr, verified: bool) -> Hea
         admission_port: p.admission_port,
         coordinator_port: p.coordinator_port,
         verified,
+        auto_init: p.auto_init,
         last_seen: Some(now),
     }
 }
@@ -620,6 +660,53 @@ mod tests {
             TTL,
         );
         assert!(!tokened.should_init(t + after, after));
+    }
+
+    #[test]
+    fn the_genesis_round_is_the_auto_init_hellos_heard() {
+        let t = Instant::now();
+        let fresh = |b, auto| {
+            let mut d = Discovery::new(me(b), Standing::Joining { wanted: None }, t, TTL);
+            d.set_auto_init(auto);
+            d
+        };
+        let mut founder = fresh(1, true);
+        let (mut peer, mut plain) = (fresh(2, true), fresh(3, false));
+        let hp = peer.next_packet(true, Role::None, &[]).unwrap();
+        let hq = plain.next_packet(true, Role::None, &[]).unwrap();
+        founder.on_datagram(t, &hp, src(2));
+        founder.on_datagram(t, &hq, src(3));
+        // Both are unadmitted nodes in the election; only the auto_init one is in the round.
+        assert_eq!(founder.hellos(t).len(), 2);
+        assert_eq!(founder.genesis_round(t), vec![NodeId::from_raw([2; 10])]);
+        // Expired hellos are not in it.
+        assert!(founder.genesis_round(t + TTL).is_empty());
+    }
+
+    #[test]
+    fn with_a_secret_only_signed_hellos_join_the_genesis_round() {
+        let t = Instant::now();
+        let secret = |s: &str| Some(MacKey::from_auto_init_secret(s));
+        let fresh = |b, key: Option<MacKey>| {
+            let mut d = Discovery::new(me(b), Standing::Joining { wanted: None }, t, TTL);
+            d.set_auto_init(true);
+            d.set_auto_init_secret(key);
+            d
+        };
+        let mut founder = fresh(1, secret("ours"));
+        let mut friend = fresh(2, secret("ours"));
+        let mut stranger = fresh(3, secret("theirs"));
+        let mut unsigned = fresh(4, None);
+        for (d, last) in [(&mut friend, 2), (&mut stranger, 3), (&mut unsigned, 4)] {
+            let h = d.next_packet(true, Role::None, &[]).unwrap();
+            assert_eq!(
+                founder.on_datagram(t, &h, src(last)),
+                Verdict::Hello { new: true }
+            );
+        }
+        // All three are unadmitted nodes; only the one that knows the secret is in the round.
+        assert_eq!(founder.hellos(t).len(), 3);
+        assert_eq!(founder.genesis_round(t), vec![NodeId::from_raw([2; 10])]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sysinfo::{Disks, Networks, System};
 
 use crate::spike::Figures;
-use crate::vulkan::{self, Gpu};
+use crate::vulkan::{self, Gpu, Vulkan};
 
 /// What the node reports to the queen.
 #[derive(Debug, Clone, Serialize)]
@@ -101,8 +101,8 @@ impl From<&hyphae_core::config::ShareSection> for Share {
 }
 
 impl Profile {
-    /// The figures the spike rule watches. VRAM use is not known without the
-    /// `VK_EXT_memory_budget` extension, so it is 0 and VRAM never triggers a report alone.
+    /// The figures the spike rule watches. VRAM use comes from `VK_EXT_memory_budget`; GPUs
+    /// without it do not count, and without any it is 0 (VRAM never triggers a report alone).
     pub fn figures(&self) -> Figures {
         let ram = if self.ram.total_bytes == 0 {
             0.0
@@ -112,7 +112,7 @@ impl Profile {
         Figures {
             cpu: f64::from(self.cpu.usage_percent) / 100.0,
             ram,
-            vram: 0.0,
+            vram: vulkan::vram_use(&self.gpus),
         }
     }
 }
@@ -120,19 +120,26 @@ impl Profile {
 /// Samples the machine; keeps the `System` between samples (CPU usage needs two).
 pub struct Sampler {
     system: System,
-    gpus: (Vec<Gpu>, Option<String>),
+    vulkan: Option<Vulkan>,
+    gpu_note: Option<String>,
     share: Share,
 }
 
 impl Sampler {
-    /// A sampler; probes the GPUs once (they do not come and go).
+    /// A sampler; opens Vulkan once (GPUs do not come and go) and reads their memory at
+    /// every sample.
     pub fn new(share: Share) -> Result<Sampler, sysinfo::Error> {
         let mut system = System::new()?;
         system.refresh_cpu_all();
         system.refresh_memory();
+        let (vulkan, gpu_note) = match Vulkan::open() {
+            Ok(v) => (Some(v), None),
+            Err(note) => (None, Some(note)),
+        };
         Ok(Sampler {
             system,
-            gpus: vulkan::gpus(),
+            vulkan,
+            gpu_note,
             share,
         })
     }
@@ -186,8 +193,8 @@ impl Sampler {
             },
             disks,
             network,
-            gpus: self.gpus.0.clone(),
-            gpu_note: self.gpus.1.clone(),
+            gpus: self.vulkan.as_ref().map(Vulkan::gpus).unwrap_or_default(),
+            gpu_note: self.gpu_note.clone(),
             share: self.share,
         }
     }

@@ -10,6 +10,8 @@
 #[cfg(feature = "service")]
 pub mod candidates;
 pub mod chain;
+#[cfg(feature = "service")]
+pub mod dashboard_mdns;
 pub mod discovery;
 pub mod epoch;
 #[cfg(feature = "service")]

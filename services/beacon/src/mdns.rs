@@ -141,6 +141,11 @@ impl Mdns {
         Ok(())
     }
 
+    /// The daemon, for the dashboard's registrations (`crate::dashboard_mdns`).
+    pub fn daemon(&self) -> &ServiceDaemon {
+        &self.daemon
+    }
+
     /// Stops the daemon (sends goodbyes).
     pub fn shutdown(self) {
         let _ = self.daemon.shutdown();

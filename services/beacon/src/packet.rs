@@ -5,7 +5,9 @@
 //! 0      4     magic "HYPB"
 //! 4      1     version (1)
 //! 5      1     kind: 1 announce (a member, MAC'd), 2 hello (an unadmitted node, no MAC)
-//! 6      1     flags: bit 0 QUERY (please answer me now)
+//! 6      1     flags: bit 0 QUERY (please answer me now), bit 1 AUTO_INIT (hello only: the
+//!              sender runs with `[discovery] auto_init`, so a founder may admit it in its genesis window),
+//!              bit 2 SIGNED (hello only: a MAC under `[discovery] auto_init_secret` follows)
 //! 7      1     role: 0 none, 1 bee, 2 prince, 3 queen
 //! 8      10    mesh id (announce: the sender's mesh; hello: the mesh it wants, zero = any)
 //! 18     10    node id
@@ -17,7 +19,8 @@
 //! 50     1     address count n (at most 8)
 //! 51     ..    n addresses: family (4 or 6) then 4 or 16 bytes
 //! ..     1     name length (at most 63) then the name (ASCII letters, digits, '-')
-//! ..     32    announce only: MAC = BLAKE3-keyed(derive(beacon key), every byte before it)
+//! ..     32    announce: MAC = BLAKE3-keyed(derive(beacon key), every byte before it);
+//!              SIGNED hello: the same under derive(auto_init secret)
 //! ```
 //!
 //! Decoding checks structure only; [`Frame::verify`] checks the MAC. Nothing here does I/O.
@@ -41,6 +44,10 @@ pub const MAC_LEN: usize = 32;
 pub const MAX_PACKET: usize = 51 + MAX_ADDRESSES * 17 + 1 + MAX_NAME + MAC_LEN;
 const HEADER: usize = 51;
 const FLAG_QUERY: u8 = 1;
+const FLAG_AUTO_INIT: u8 = 2;
+const FLAG_SIGNED: u8 = 4;
+/// BLAKE3 `derive_key` context of the key that signs `auto_init` hellos.
+const AUTO_INIT_CONTEXT: &str = "hyphae 2026 auto_init hello MAC v1";
 /// BLAKE3 `derive_key` context: the MAC key is never the raw beacon key.
 const MAC_CONTEXT: &str = "hyphae 2026 beacon packet MAC v1";
 
@@ -105,6 +112,9 @@ pub struct Packet {
     pub kind: Kind,
     /// The sender asks every listener to answer at once (sent at start, for fast convergence).
     pub query: bool,
+    /// Hello only: the sender has `auto_init` on (it takes part in electing a founder, and the
+    /// founder's genesis window may admit it). Always false in an announce.
+    pub auto_init: bool,
     /// The sender's role.
     pub role: Role,
     /// The sender's mesh (announce) or the mesh it wants to join (hello; `None` = any).
@@ -168,6 +178,11 @@ impl MacKey {
         MacKey(blake3::derive_key(MAC_CONTEXT, &beacon_key.0))
     }
 
+    /// The key of `[discovery] auto_init_secret`, which signs hellos (never a mesh's key).
+    pub fn from_auto_init_secret(secret: &str) -> MacKey {
+        MacKey(blake3::derive_key(AUTO_INIT_CONTEXT, secret.as_bytes()))
+    }
+
     /// A sub-key for another use of the beacon key (mDNS tags), never equal to the MAC key.
     pub fn derive_sub(&self, context: &str) -> [u8; 32] {
         blake3::derive_key(context, &self.0)
@@ -194,7 +209,7 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// Whether the MAC is right under `key` (always false for a hello, which has none).
+    /// Whether the MAC is right under `key` (always false for an unsigned hello).
     pub fn verify(&self, key: &MacKey) -> bool {
         match &self.mac {
             // blake3::Hash compares in constant time.
@@ -221,7 +236,7 @@ impl Packet {
         if self.mesh.is_none() {
             return Err(EncodeError::NoMesh);
         }
-        let mut out = self.encode_body(Kind::Announce)?;
+        let mut out = self.encode_body(Kind::Announce, false)?;
         let mac = key.mac(&out);
         out.extend_from_slice(mac.as_bytes());
         Ok(out)
@@ -229,10 +244,18 @@ impl Packet {
 
     /// Encodes a hello (no MAC: the sender has no beacon key yet).
     pub fn encode_hello(&self) -> Result<Vec<u8>, EncodeError> {
-        self.encode_body(Kind::Hello)
+        self.encode_body(Kind::Hello, false)
     }
 
-    fn encode_body(&self, kind: Kind) -> Result<Vec<u8>, EncodeError> {
+    /// Encodes a hello signed under the `auto_init` secret's key (flag SIGNED, MAC trailer).
+    pub fn encode_signed_hello(&self, key: &MacKey) -> Result<Vec<u8>, EncodeError> {
+        let mut out = self.encode_body(Kind::Hello, true)?;
+        let mac = key.mac(&out);
+        out.extend_from_slice(mac.as_bytes());
+        Ok(out)
+    }
+
+    fn encode_body(&self, kind: Kind, signed: bool) -> Result<Vec<u8>, EncodeError> {
         if !valid_name(&self.name) {
             return Err(EncodeError::BadName);
         }
@@ -243,7 +266,14 @@ impl Packet {
             Kind::Announce => 1,
             Kind::Hello => 2,
         });
-        out.push(if self.query { FLAG_QUERY } else { 0 });
+        let mut flags = if self.query { FLAG_QUERY } else { 0 };
+        if self.auto_init && kind == Kind::Hello {
+            flags |= FLAG_AUTO_INIT;
+        }
+        if signed && kind == Kind::Hello {
+            flags |= FLAG_SIGNED;
+        }
+        out.push(flags);
         out.push(self.role.to_byte());
         out.extend_from_slice(self.mesh.as_ref().map(|m| m.as_bytes()).unwrap_or(&[0; 10]));
         out.extend_from_slice(self.node.as_bytes());
@@ -319,8 +349,14 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         _ => return Err(DecodeError::Invalid("kind")),
     };
     let flags = r.u8()?;
-    if flags & !FLAG_QUERY != 0 {
+    if flags & !(FLAG_QUERY | FLAG_AUTO_INIT | FLAG_SIGNED) != 0 {
         return Err(DecodeError::Invalid("flags"));
+    }
+    if kind == Kind::Announce && flags & FLAG_AUTO_INIT != 0 {
+        return Err(DecodeError::Invalid("auto_init flag on an announce"));
+    }
+    if kind == Kind::Announce && flags & FLAG_SIGNED != 0 {
+        return Err(DecodeError::Invalid("signed flag on an announce"));
     }
     let role = Role::from_byte(r.u8()?).ok_or(DecodeError::Invalid("role"))?;
     let mesh_bytes = r.array::<10>()?;
@@ -358,6 +394,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let signed = &bytes[..r.at];
     let mac = match kind {
         Kind::Announce => Some(r.array::<MAC_LEN>()?),
+        Kind::Hello if flags & FLAG_SIGNED != 0 => Some(r.array::<MAC_LEN>()?),
         Kind::Hello => None,
     };
     if r.at != bytes.len() {
@@ -367,6 +404,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
         packet: Packet {
             kind,
             query: flags & FLAG_QUERY != 0,
+            auto_init: flags & FLAG_AUTO_INIT != 0,
             role,
             mesh,
             node,
@@ -396,6 +434,7 @@ mod tests {
         Packet {
             kind: Kind::Announce,
             query: true,
+            auto_init: false,
             role: Role::Queen,
             mesh: Some(MeshId::from_bytes([7; 10])),
             node: NodeId::from_raw([3; 10]),
@@ -429,6 +468,43 @@ mod tests {
         let f = decode(&bytes).unwrap();
         assert_eq!(f.packet, p);
         assert!(!f.verify(&key(1)));
+
+        p.auto_init = true;
+        let bytes = p.encode_hello().unwrap();
+        assert_eq!(decode(&bytes).unwrap().packet, p);
+    }
+
+    #[test]
+    fn signed_hellos_verify_under_the_auto_init_secret_only() {
+        let mut p = sample();
+        p.kind = Kind::Hello;
+        p.auto_init = true;
+        let key = MacKey::from_auto_init_secret("correct horse battery staple");
+        let bytes = p.encode_signed_hello(&key).unwrap();
+        assert!(bytes.len() <= MAX_PACKET);
+        let f = decode(&bytes).unwrap();
+        assert_eq!(f.packet, p);
+        assert!(f.verify(&key));
+        assert!(!f.verify(&MacKey::from_auto_init_secret("another secret")));
+        assert!(!decode(&p.encode_hello().unwrap()).unwrap().verify(&key));
+        // Cut the MAC off and the flag no longer matches the length.
+        assert!(decode(&bytes[..bytes.len() - MAC_LEN]).is_err());
+    }
+
+    #[test]
+    fn the_auto_init_flag_belongs_to_hellos_only() {
+        let mut p = sample();
+        p.auto_init = true;
+        // Never written into an announce...
+        let bytes = p.encode_announce(&key(1)).unwrap();
+        assert!(!decode(&bytes).unwrap().packet.auto_init);
+        // ...and refused when someone sets it there.
+        let mut forged = bytes.clone();
+        forged[6] |= FLAG_AUTO_INIT;
+        assert_eq!(
+            decode(&forged).err(),
+            Some(DecodeError::Invalid("auto_init flag on an announce"))
+        );
     }
 
     #[test]
@@ -500,6 +576,7 @@ mod tests {
                     Packet {
                         kind: Kind::Announce,
                         query,
+                        auto_init: false,
                         role: Role::from_byte(role).unwrap_or(Role::None),
                         mesh: Some(MeshId::from_bytes(mesh)),
                         node: NodeId::from_raw(node),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::candidates;
 use crate::chain::{self, FoundBy, Offers};
+use crate::dashboard_mdns::{Dashboard, DashboardAds};
 use crate::discovery::{Discovery, Me, Standing, Verdict};
 use crate::interfaces::{self, Interfaces};
 use crate::mdns::{self, Finds, Mdns, Publication};
@@ -51,6 +52,8 @@ struct State {
     found_after: Option<Duration>,
     candidates: Vec<SocketAddr>,
     init: bool,
+    /// The auto_init nodes heard when this node won the election (for the genesis window).
+    genesis: Vec<hyphae_core::NodeId>,
     role: Role,
     interfaces: Interfaces,
     mdns: Finds,
@@ -126,7 +129,14 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         ),
     };
     let ttl = (config.interval * 5).max(Duration::from_secs(5));
-    let discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
+    let mut discovery = Discovery::new(me, standing_of(&ctx, ctx.membership.as_ref()), now, ttl);
+    discovery.set_auto_init(config.auto_init);
+    discovery.set_auto_init_secret(
+        config
+            .auto_init_secret
+            .as_deref()
+            .map(MacKey::from_auto_init_secret),
+    );
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (pinned, bad) = candidates::resolve(
         &config.candidates,
@@ -144,6 +154,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             found_after: None,
             candidates: pinned,
             init: false,
+            genesis: Vec::new(),
             role: Role::None,
             interfaces: Interfaces::default(),
             mdns: Finds::new(),
@@ -197,6 +208,28 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
             tracing::warn!(error = %e, "cannot publish the mDNS record");
         }
     }
+    let dashboard = |queen: bool| Dashboard {
+        node,
+        host: packet_name(&ctx.name, &node.to_string()),
+        port: ctx.config.gateway.port,
+        addresses: interfaces::scan().advertised,
+        queen,
+    };
+    let mut dashboard_ads = match mdns.as_ref().map(|m| DashboardAds::new(m.daemon())) {
+        Some(Ok(mut ads)) => {
+            if let Some(m) = mdns.as_ref() {
+                if let Err(e) = ads.publish(m.daemon(), &dashboard(false)) {
+                    tracing::warn!(error = %e, "cannot publish the dashboard over mDNS");
+                }
+            }
+            Some(ads)
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "no dashboard over mDNS");
+            None
+        }
+        None => None,
+    };
 
     let router = {
         let s = shared.clone();
@@ -245,6 +278,17 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 }
                 if ticks % 5 == 1 {
                     refresh_role(&ctx, &shared).await;
+                    // Only the queen answers `hyphae.local` (see `dashboard_mdns`).
+                    if let (Some(ads), Some(m)) = (dashboard_ads.as_mut(), mdns.as_ref()) {
+                        let queen = shared.lock().role == Role::Queen;
+                        let renamed = ads.lost_the_name();
+                        if queen != ads.published_as_queen() || (queen && renamed) {
+                            tracing::info!(queen, "publishing the dashboard over mDNS");
+                            if let Err(e) = ads.publish(m.daemon(), &dashboard(queen)) {
+                                tracing::warn!(error = %e, "cannot publish the dashboard over mDNS");
+                            }
+                        }
+                    }
                 }
                 evaluate(&shared);
                 if let Some(sockets) = sockets.as_mut() {
@@ -443,7 +487,8 @@ fn evaluate(shared: &Shared) {
     }
     if config.auto_init && !st.init && st.discovery.should_init(now, config.init_after) {
         st.init = true;
-        tracing::info!("no mesh heard and lowest id among unadmitted nodes: founding a mesh");
+        st.genesis = st.discovery.genesis_round(now);
+        tracing::info!(genesis = ?st.genesis, "no mesh heard and lowest id among unadmitted nodes: founding a mesh");
     }
 }
 
@@ -463,8 +508,15 @@ async fn announce(sockets: &mut BeaconSockets, shared: &Shared, query: bool) {
             return;
         }
     };
+    // `beacon_ipv4 = false`: IPv6 link-local multicast alone.
+    let none = std::collections::BTreeSet::new();
+    let broadcast = if shared.config.beacon_ipv4 {
+        &ifaces.broadcast
+    } else {
+        &none
+    };
     let copies = sockets
-        .broadcast(&packet, &ifaces.broadcast, &ifaces.multicast_v6)
+        .broadcast(&packet, broadcast, &ifaces.multicast_v6)
         .await;
     for _ in 0..copies {
         shared.metrics.sent(packet.len());
@@ -601,5 +653,6 @@ fn peers_json(shared: &Shared) -> Value {
         "found_by": st.found_by,
         "admission": addresses,
         "init": st.init,
+        "genesis": st.genesis.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
     })
 }

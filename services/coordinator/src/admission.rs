@@ -117,6 +117,9 @@ impl Coordinator {
                     ))
                 }
                 NodeStatus::Pending if request.token.is_none() => {
+                    if self.genesis_admits(&node) {
+                        return self.admit_in_genesis(node).await;
+                    }
                     return JoinOutcome::Pending { node };
                 }
                 NodeStatus::Pending => {}
@@ -138,10 +141,17 @@ impl Coordinator {
             cert_pem: None,
         };
         let Some(token_text) = &request.token else {
+            let genesis = self.genesis_admits(&node);
+            if !genesis && !self.may_add_pending() {
+                return unavailable(
+                    "too many nodes are asking to join without a token; try again later",
+                );
+            }
             record.status = NodeStatus::Pending;
             record.admitted_unix = 0;
             record.csr_pem = Some(request.csr_pem.clone());
             return match self.propose(Command::AddPending { node: record }).await {
+                Ok(CommandResult::Ok { .. }) if genesis => self.admit_in_genesis(node).await,
                 Ok(CommandResult::Ok { .. }) => {
                     tracing::info!(%node, "node is pending; admit it with `hyphae admit {node}`");
                     JoinOutcome::Pending { node }
@@ -216,6 +226,47 @@ impl Coordinator {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+    }
+
+    /// Whether the genesis window (`crate::genesis`) lets `node` in without a token now.
+    fn genesis_admits(&self, node: &NodeId) -> bool {
+        self.genesis
+            .as_ref()
+            .is_some_and(|g| g.admits(node, now_unix()))
+    }
+
+    /// Admits a pending node of the genesis window and hands it its bundle.
+    async fn admit_in_genesis(&self, node: NodeId) -> JoinOutcome {
+        if let Err(e) = self.admit_as_queen(node).await {
+            return unavailable(format!("genesis admission: {e}"));
+        }
+        tracing::info!(%node, "admitted in the auto_init genesis window");
+        match self.node(&node).and_then(|r| r.cert_pem) {
+            Some(cert) => self.bundle_for(node, &cert),
+            // Not applied here yet: the joiner's next poll gets its bundle.
+            None => JoinOutcome::Pending { node },
+        }
+    }
+
+    /// The flood limit on new pending entries (`crate::pending_gate`).
+    fn may_add_pending(&self) -> bool {
+        let pending = self
+            .nodes()
+            .iter()
+            .filter(|n| n.status == NodeStatus::Pending)
+            .count();
+        let allowed = self
+            .pending_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit_one(std::time::Instant::now(), pending);
+        if !allowed {
+            tracing::warn!(
+                pending,
+                "new pending entry refused: too many tokenless join requests"
+            );
+        }
+        allowed
     }
 
     fn bundle_for(&self, node: NodeId, cert_pem: &str) -> JoinOutcome {

@@ -5,6 +5,7 @@
 //! recorded as pending and polls (the same request) until `hyphae admit` lets it in. A refusal
 //! (expired, used-up, forged or foreign token; revoked node) stops the node with the reason.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use std::time::Duration;
 use hyphae_core::pki::{request_certificate, EnrolmentBundle, Membership};
 use hyphae_core::rpc::{self, Limits};
 use hyphae_core::transport::{ca_pin, MeshEndpoint};
-use hyphae_core::NodeContext;
+use hyphae_core::{NodeContext, NodeId};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::CoordinatorError;
+use crate::genesis::Genesis;
 use crate::methods::{Join, JoinOutcome, JoinRequest};
 use crate::token::JoinToken;
 
@@ -72,12 +74,15 @@ pub async fn acquire_membership(
             match discovered(ctx).await {
                 Discovered::Found(found) => found,
                 Discovered::Nothing => Vec::new(),
-                Discovered::Init if token.is_none() && ctx.config.discovery.auto_init => {
+                Discovered::Init(electorate)
+                    if token.is_none() && ctx.config.discovery.auto_init =>
+                {
                     let membership = Membership::init(&ctx.paths.identity_dir(), ctx.key.clone())?;
                     tracing::info!(mesh = %membership.secrets.mesh_id, "auto_init: founded a new mesh");
+                    open_genesis(ctx, state_dir, electorate);
                     return Ok(Some(membership));
                 }
-                Discovered::Init => Vec::new(),
+                Discovered::Init(_) => Vec::new(),
             }
         } else {
             peers.clone()
@@ -144,8 +149,9 @@ pub async fn acquire_membership(
 enum Discovered {
     /// Admission endpoints of the mesh, in the order of the discovery chain.
     Found(Vec<SocketAddr>),
-    /// No mesh heard, and this node won the auto-init election.
-    Init,
+    /// No mesh heard, and this node won the auto-init election; the `auto_init` nodes it
+    /// heard meanwhile (for the genesis window).
+    Init(BTreeSet<NodeId>),
     /// Nothing yet (or the beacon is not running).
     Nothing,
 }
@@ -167,7 +173,15 @@ async fn discovered(ctx: &NodeContext) -> Discovered {
         Err(_) => return Discovered::Nothing,
     };
     if value["init"].as_bool() == Some(true) {
-        return Discovered::Init;
+        let electorate = value["genesis"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str()?.parse::<NodeId>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Discovered::Init(electorate);
     }
     let found: Vec<SocketAddr> = value["admission"]
         .as_array()
@@ -182,6 +196,23 @@ async fn discovered(ctx: &NodeContext) -> Discovered {
     } else {
         tracing::debug!(found_by = %value["found_by"], peers = ?found, "discovery found the mesh");
         Discovered::Found(found)
+    }
+}
+
+/// Opens the founder's genesis window (`crate::genesis`) for the nodes heard in the election.
+/// Failing to write it only means those nodes wait to be admitted by hand.
+fn open_genesis(ctx: &NodeContext, state_dir: &Path, electorate: BTreeSet<NodeId>) {
+    let window = ctx.config.discovery.genesis_window;
+    let Some(genesis) = Genesis::open(electorate, crate::service::now_unix(), window) else {
+        return;
+    };
+    match genesis.save(state_dir) {
+        Ok(()) => tracing::info!(
+            nodes = ?genesis.nodes,
+            window_s = window.as_secs(),
+            "auto_init: genesis window open for the nodes heard in the election"
+        ),
+        Err(e) => tracing::warn!(error = %e, "genesis window not opened"),
     }
 }
 

@@ -14,10 +14,12 @@ pub mod directory;
 pub mod duties;
 pub mod error;
 pub mod gateway_cert;
+pub mod genesis;
 pub mod join;
 pub mod liveness;
 pub mod methods;
 pub mod network;
+pub mod pending_gate;
 pub mod roles;
 pub mod server;
 pub mod service;
@@ -80,11 +82,16 @@ pub async fn run(
     let state_dir = ctx.paths.service_state("coordinator");
     let membership = match &ctx.membership {
         Some(m) => m.clone(),
-        // Without configured peers, a node with a join token (or allowed to found a mesh)
-        // finds the mesh through the beacon; any other node waits to be told.
+        // Without configured peers the node finds the mesh through the beacon: with a join
+        // token it is admitted, without one it asks to be and waits as pending (the queen
+        // rate-limits new pending entries). Only a node with no way to find a mesh at all
+        // (every discovery step off) waits to be told.
         None if ctx.config.mesh.peers.is_empty()
             && ctx.config.mesh.join_token.is_none()
-            && !ctx.config.discovery.auto_init =>
+            && !ctx.config.discovery.auto_init
+            && !ctx.config.discovery.beacon
+            && !ctx.config.discovery.mdns
+            && ctx.config.discovery.candidates.is_empty() =>
         {
             return idle_until_shutdown(&ctx, shutdown).await;
         }
@@ -134,6 +141,8 @@ pub async fn run(
         addr: my_addr.clone(),
         started: ctx.started,
         liveness: Mutex::new(Liveness::new(Instant::now())),
+        genesis: load_genesis(&state_dir),
+        pending_gate: Mutex::new(pending_gate::PendingGate::new(Instant::now())),
     });
 
     let rpc_metrics = RpcMetrics::register(&ctx.metrics);
@@ -239,6 +248,18 @@ async fn revocation_watch(coord: Arc<Coordinator>, shutdown: CancellationToken) 
 }
 
 /// A node that is not a member and has nowhere to join: serve a status that says so.
+/// The founder's genesis window, if it founded through `auto_init` (a broken file only
+/// closes the window: the node still runs).
+fn load_genesis(state_dir: &std::path::Path) -> Option<genesis::Genesis> {
+    match genesis::Genesis::load(state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "genesis window closed: cannot read its file");
+            None
+        }
+    }
+}
+
 async fn idle_until_shutdown(
     ctx: &NodeContext,
     shutdown: CancellationToken,

@@ -71,6 +71,10 @@ pub struct Coordinator {
     pub started: Instant,
     /// The queen's heartbeat bookkeeping (meaningful only while queen).
     pub liveness: Mutex<Liveness>,
+    /// The founder's `auto_init` genesis window (`crate::genesis`), if any.
+    pub genesis: Option<crate::genesis::Genesis>,
+    /// The limit on new pending entries (`crate::pending_gate`).
+    pub pending_gate: Mutex<crate::pending_gate::PendingGate>,
 }
 
 impl std::fmt::Debug for Coordinator {

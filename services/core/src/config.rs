@@ -83,6 +83,17 @@ pub struct DiscoverySection {
     /// See `auto_init`. Default 3 s.
     #[serde(with = "humantime_serde")]
     pub init_after: Duration,
+    /// How long after an `auto_init` the founder admits, without a token, exactly the
+    /// unadmitted `auto_init` nodes it heard during its election. Default 10 min; 0 disables.
+    #[serde(with = "humantime_serde")]
+    pub genesis_window: Duration,
+    /// A secret shared by the `auto_init` nodes of a new mesh (e.g. in the image's
+    /// hyphae.toml): their hellos are MAC'd with it, and the founder's genesis window admits only
+    /// nodes whose hellos verified. Default none (any `auto_init` hello counts).
+    pub auto_init_secret: Option<String>,
+    /// Whether the UDP beacon also uses IPv4 broadcast (IPv6 link-local multicast is always
+    /// on while `beacon` is). Default true; false leaves an IPv6-only beacon.
+    pub beacon_ipv4: bool,
 }
 
 impl Default for DiscoverySection {
@@ -94,6 +105,9 @@ impl Default for DiscoverySection {
             interval: Duration::from_secs(1),
             auto_init: false,
             init_after: Duration::from_secs(3),
+            genesis_window: Duration::from_secs(600),
+            auto_init_secret: None,
+            beacon_ipv4: true,
         }
     }
 }
@@ -480,6 +494,17 @@ impl Config {
         if self.discovery.interval < Duration::from_millis(50) {
             return Err(invalid("discovery.interval", "must be at least 50ms"));
         }
+        if self
+            .discovery
+            .auto_init_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return Err(invalid(
+                "discovery.auto_init_secret",
+                "must be at least 16 characters",
+            ));
+        }
         if self.discovery.init_after.is_zero() {
             return Err(invalid("discovery.init_after", "must be longer than zero"));
         }
@@ -690,6 +715,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("discovery.beacons"), "{err}");
+    }
+
+    #[test]
+    fn genesis_window_and_ipv4_switch() {
+        let d = Config::default().discovery;
+        assert_eq!(d.genesis_window, Duration::from_secs(600));
+        assert!(d.beacon_ipv4);
+        let c = parse(
+            "[discovery]
+genesis_window = \"0s\"\nbeacon_ipv4 = false\n",
+        )
+        .unwrap();
+        assert!(c.discovery.genesis_window.is_zero() && !c.discovery.beacon_ipv4);
+        let c = parse("[discovery]\nauto_init_secret = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(
+            c.discovery.auto_init_secret.as_deref(),
+            Some("0123456789abcdef")
+        );
+        let err = parse("[discovery]\nauto_init_secret = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("discovery.auto_init_secret"), "{err}");
     }
 
     #[test]
