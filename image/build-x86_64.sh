@@ -56,7 +56,7 @@ else
   reuse=0
   # Partition UUIDs are fresh per build; fstab and the loader entry name partitions by them.
   new_uuid() { cat /proc/sys/kernel/random/uuid; }
-  printf 'export ESP_UUID=%s ROOT_UUID=%s DATA_UUID=%s\n' "$(new_uuid)" "$(new_uuid)" "$(new_uuid)" \
+  printf 'export BOOT_PARTUUID=%s ROOT_PARTUUID=%s DATA_PARTUUID=%s\n' "$(new_uuid)" "$(new_uuid)" "$(new_uuid)" \
     >"$work/uuids"
   # shellcheck source=/dev/null
   . "$work/uuids"
@@ -98,9 +98,15 @@ for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
 dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-include=/usr/share/locale/locale.alias')
 
-export HYPHAE_BIN=$bin HYPHAE_REPO=$repo
+export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=x86_64
 if [ "$reuse" = 1 ]; then
-  say "reusing the root file system in $rootfs"
+  # The binary and the units are put in again: iterating on them needs no new root.
+  say "reusing the root file system in $rootfs (with this binary and these units)"
+  install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
+  if command -v strip >/dev/null; then strip --strip-debug "$rootfs/usr/bin/hyphae" 2>/dev/null || true; fi
+  for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
+    install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
+  done
 else
   say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
   # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop
@@ -143,9 +149,9 @@ sfdisk --quiet "$img" <<SFDISK
 label: gpt
 unit: sectors
 first-lba: 2048
-start=2048, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_UUID, name="ESP"
-size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_UUID, name="hyphae-root"
-size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$DATA_UUID, name="hyphae-data"
+start=2048, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$BOOT_PARTUUID, name="ESP"
+size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_PARTUUID, name="hyphae-root"
+size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$DATA_PARTUUID, name="hyphae-data"
 SFDISK
 
 esp_off=$((1 * 1024 * 1024))
