@@ -69,6 +69,15 @@ kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n1)")
 # The packaged kernel must offer what the mesh needs (kernel-config/hyphae.config).
 "$repo/scripts/check-kernel-config.sh" --quiet "$root/boot/config-$kver"
 
+# The initrd must carry the data partition's growth (image/initramfs): when the kernel's
+# initrd was generated before sfdisk was unpacked, the hook could not copy it; make it again.
+if ! lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'local-premount/hyphae-grow-data$' ||
+  ! lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'sbin/sfdisk$'; then
+  in_root update-initramfs -u -k "$kver"
+fi
+lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'sbin/sfdisk$' ||
+  { echo "customize.sh: the initrd has no sfdisk (image/initramfs/hook)" >&2; exit 1; }
+
 if [ "$board" = rpi ]; then
   . "$repo/image/customize-rpi-boot.sh"
 else

@@ -3,7 +3,8 @@
 # and reads its serial console, where hyphae-console-report.service prints the node's state
 # once boot has settled (image/files/usr/lib/hyphae/console-report). It asserts:
 #   - every Hyphae unit is active, `systemctl --failed` is empty, no ordering cycle was logged;
-#   - the agent answers `hyphae status` inside the guest;
+#   - the agent answers `hyphae status` inside the guest, and the dashboard answers 200 over
+#     HTTPS (forwarded from the host; the time from QEMU's start to that first 200 is printed);
 #   - first boot applied hyphae.toml from the ESP and a hyphae.* kernel command-line setting;
 #   - the data partition is mounted on /var/lib/hyphae, and on a disk 1 GiB larger than the
 #     image, partition and file system grew at boot to the end of the disk.
@@ -40,9 +41,9 @@ fail() {
 disk=$work/disk.img
 cp --sparse=always "$img" "$disk"
 orig_mib=$(( $(stat -c %s "$disk") / 1048576 ))
-# A disk 1 GiB larger than the image, as when the image is written to a bigger disk: at boot
-# hyphae-grow-data.service grows the data partition to the end of the disk (systemd-repart) and
-# the file system follows it (x-systemd.growfs).
+# A disk 1 GiB larger than the image, as when the image is written to a bigger disk: the initrd
+# grows the data partition to the end of the disk (image/initramfs/grow-data) and the file
+# system follows it once mounted (x-systemd.growfs).
 truncate -s +1G "$disk"
 
 # First-boot settings, the way an operator leaves them: hyphae.toml on the ESP and a hyphae.*
@@ -64,23 +65,44 @@ boot() {
   qemu_args "$disk" "$work/OVMF_VARS.fd" raw
   local start
   start=$(date +%s%N)
+  # The dashboard, forwarded from the host: the gateway's port on the image (443) and its
+  # development default (8443, until the image's hyphae.toml sets 443).
+  local fwd_443=$((20000 + RANDOM % 20000)) fwd_8443
+  fwd_8443=$((fwd_443 + 1))
   qemu-system-x86_64 "${QEMU_ARGS[@]}" -display none -monitor none \
-    -serial "file:$console" -netdev user,id=n0 -device virtio-net-pci,netdev=n0 &
+    -serial "file:$console" \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$fwd_443-:443,hostfwd=tcp:127.0.0.1:$fwd_8443-:8443" \
+    -device virtio-net-pci,netdev=n0 &
   qemu_pid=$!
-  local deadline=$((SECONDS + timeout_s))
-  until grep -q 'HYPHAE-READY' "$console"; do
+  local deadline=$((SECONDS + timeout_s)) ready_ms="" dash_ms="" now ready_at=0
+  dashboard_port=""
+  # Until the console says ready and the dashboard has answered 200 (at most 120 s after ready).
+  until [ -n "$ready_ms" ] && { [ -n "$dash_ms" ] || ((SECONDS > ready_at + 120)); }; do
     kill -0 "$qemu_pid" 2>/dev/null || fail "boot $n: QEMU exited before the node was ready"
     ((SECONDS < deadline)) || fail "boot $n: no HYPHAE-READY within ${timeout_s}s"
-    sleep 1
+    now=$((($(date +%s%N) - start) / 1000000))
+    if [ -z "$ready_ms" ] && grep -q 'HYPHAE-READY' "$console"; then ready_ms=$now ready_at=$SECONDS; fi
+    if [ -z "$dash_ms" ]; then
+      for port in "$fwd_443" "$fwd_8443"; do
+        if [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "https://127.0.0.1:$port/")" = 200 ]; then
+          dash_ms=$now dashboard_port=$port
+          break
+        fi
+      done
+    fi
+    sleep 0.5
   done
-  local ms=$((($(date +%s%N) - start) / 1000000))
-  boot_s=$(printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)))
+  boot_s=$(printf '%d.%01d' $((ready_ms / 1000)) $((ready_ms % 1000 / 100)))
+  dash_s=-
+  [ -z "$dash_ms" ] || dash_s=$(printf '%d.%01d' $((dash_ms / 1000)) $((dash_ms % 1000 / 100)))
+  [ "$dashboard_port" != "$fwd_8443" ] || dashboard_port=8443
+  [ "$dashboard_port" != "$fwd_443" ] || dashboard_port=443
   kill "$qemu_pid" 2>/dev/null || true
   wait "$qemu_pid" 2>/dev/null || true
   qemu_pid=""
   # journal+console lines carry a "[ uptime] console-report[pid]: " prefix.
   tr -d '\r' <"$console" | sed -nE 's/^.*(HYPHAE-[A-Z]+ )/\1/p' >"$work/report-$n"
-  echo "--- boot $n ($QEMU_ACCEL): ready after ${boot_s}s on the host clock"
+  echo "--- boot $n ($QEMU_ACCEL): ready after ${boot_s}s on the host clock, dashboard's first 200 after ${dash_s}s (guest port ${dashboard_port:-none})"
   cat "$work/report-$n"
 }
 
@@ -91,7 +113,7 @@ unit_state() { awk -v u="$1" '$1 == "HYPHAE-UNIT" && $2 == u { print $3 }' "$2";
 boot 1
 r=$work/report-1
 grep -q '^HYPHAE-READY ok ' "$r" || fail "boot 1: the node did not report ready"
-for u in hyphae.target hyphae-agent.service hyphae-firstboot.service hyphae-grow-data.service; do
+for u in hyphae.target hyphae-agent.service hyphae-firstboot.service; do
   [ "$(unit_state "$u" "$r")" = active ] || fail "boot 1: $u is not active"
 done
 [ "$(field failed "$r")" = - ] || fail "boot 1: failed units: $(field failed "$r")"
@@ -104,7 +126,9 @@ node1=$(field node "$r")
 data_mib=$(sed -nE 's/^HYPHAE-DATA size_mib=([0-9]+).*/\1/p' "$r")
 [ -n "$data_mib" ] || fail "boot 1: the data partition is not mounted on /var/lib/hyphae"
 ((data_mib > 1536)) || fail "boot 1: data file system is ${data_mib} MiB; it did not grow to the end of the disk"
+[ "$dash_s" != - ] || fail "boot 1: the dashboard did not answer 200 on 443 or 8443"
 boot1_s=$boot_s
+dash1_s=$dash_s
 uptime1=$(field uptime "$r")
 
 boot1_line=$(sed -n 's/^HYPHAE-BOOT //p' "$r")
@@ -120,4 +144,5 @@ grep -q '^HYPHAE-READY ok ' "$r" || fail "boot 2: the node did not report ready"
 echo "boot-test: first boot: $boot1_line"
 echo "boot-test: second boot: $(sed -n 's/^HYPHAE-BOOT //p' "$r")"
 echo "boot-test: ok ($QEMU_ACCEL; image ${orig_mib} MiB; first boot ready in ${boot1_s}s host /" \
+  "dashboard 200 after ${dash1_s}s /" \
   "${uptime1}s guest uptime; second boot ${boot_s}s / $(field uptime "$r")s; data ${data_mib} MiB)"

@@ -76,7 +76,7 @@ cat "$r"
 field() { sed -nE "s/^HYPHAE-READY .*$1=([^ ]*).*/\1/p" "$r"; }
 unit_state() { awk -v u="$1" '$1 == "HYPHAE-UNIT" && $2 == u { print $3 }' "$r"; }
 grep -q '^HYPHAE-READY ok ' "$r" || fail "the node did not report ready"
-for u in hyphae.target hyphae-agent.service hyphae-firstboot.service hyphae-grow-data.service; do
+for u in hyphae.target hyphae-agent.service hyphae-firstboot.service; do
   [ "$(unit_state "$u")" = active ] || fail "$u is not active"
 done
 [ "$(field failed)" = - ] || fail "failed units: $(field failed)"
