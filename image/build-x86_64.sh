@@ -130,8 +130,8 @@ rootfs_s=$(date +%s)
 # --- 2. the disk -----------------------------------------------------------------------------
 # Sizes in MiB. The root gets its content plus a quarter plus 256 MiB for logs and later
 # packages. The data partition is 1 GiB (sparse in the file, so it costs nothing in the .xz);
-# growing it to the whole disk at boot is not done yet (docs/operator-guide.md), but its file
-# system follows a grown partition on mount (x-systemd.growfs).
+# the initrd grows it to the end of the disk it is written to (image/initramfs/grow-data) and
+# its file system follows on mount (x-systemd.growfs).
 esp_mib=128
 root_used=$(du -sm --apparent-size "$rootfs" | cut -f1)
 root_mib=$(((root_used * 5 / 4 + 256 + 3) / 4 * 4))
