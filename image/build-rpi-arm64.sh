@@ -66,7 +66,7 @@ fi
 # linux-image-amd64 and systemd-boot-efi.
 packages=(systemd-sysv udev dbus linux-image-arm64 initramfs-tools zstd raspi-firmware
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod)
+  e2fsprogs kmod librocksdb7.8)
 
 excludes=(
   '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'

@@ -71,11 +71,12 @@ fi
 #   systemd-resolved systemd-timesyncd   DNS for networkd's DHCP leases; a correct clock (mesh
 #                             certificates have validity periods)
 #   iproute2 iputils-ping ca-certificates procps fdisk   administration
+#   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
 # Later services add theirs here (qemu-system-x86 for memrep, libvulkan1 + mesa-vulkan-drivers
 # for compute).
 packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod)
+  e2fsprogs kmod librocksdb7.8)
 
 # Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
 # modules for hardware a mesh node does not have or cannot use without non-free firmware

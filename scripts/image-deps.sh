@@ -21,7 +21,10 @@
 #                        arm64 root (binfmt_misc; registered below)
 #   rustc-web + libstd-rust-web-dev:arm64 + gcc-aarch64-linux-gnu + libc6-dev-arm64-cross
 #                        cross-compile the hyphae binary for aarch64 with Debian's toolchain
-#   librocksdb-dev:arm64 the RocksDB the arm64 binary links (multiarch, like the host's)
+#   libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 zlib1g (arm64)  what the arm64 librocksdb needs
+#                        when linking; librocksdb itself is NOT installed for arm64 (not
+#                        Multi-Arch: same: it would remove the host's librocksdb-dev), see
+#                        image/cross-build-aarch64.sh
 #   qemu-system-arm      boot the arm64 root under qemu-system-aarch64 -M virt (TCG)
 # (The boot loader, kernel and initrd come from packages inside the image, not from this host;
 # strip comes with build-essential from scripts/deps.sh.)
@@ -48,7 +51,8 @@ if [ "$want_rpi" = 1 ]; then
     # apt_ensure runs apt-get update only when something is missing, which it now is.
   fi
   apt_ensure image-deps qemu-user-static arch-test qemu-system-arm rustc-web \
-    libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross librocksdb-dev:arm64
+    libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+    libsnappy1v5:arm64 liblz4-1:arm64 libzstd1:arm64 libbz2-1.0:arm64 zlib1g:arm64
   # arm64 maintainer scripts run through qemu-aarch64 via binfmt_misc. In containers nothing
   # mounts binfmt_misc or registers the interpreter at boot, so do both here.
   if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
