@@ -115,3 +115,17 @@ image-rpi-test: image-rpi
 vm-cluster: image-deps
 	@test -f "$(IMAGE)" || $(MAKE) image
 	image/vm-cluster.sh "$(IMAGE)" $(N)
+
+# The image steps `make test` runs (timings in docs/benchmarks.md, "Image boot"): the x86 image
+# with the debug binary the test suite builds anyway, its boot test (UEFI, first and second
+# boot, data partition growth, dashboard), the PXE set and its diskless boot. HYPHAE_SKIP_IMAGE=1
+# skips them (a machine without root, or a quick local `make test`).
+image-ci: image-deps
+ifeq ($(HYPHAE_SKIP_IMAGE),1)
+	@echo "image-ci: skipped (HYPHAE_SKIP_IMAGE=1)"
+else
+	$(MAKE) --no-print-directory image IMAGE_PROFILE=dev
+	tests/image/boot-test.sh "$(IMAGE)"
+	image/build-pxe.sh "$(IMAGE_OUT)"
+	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"
+endif

@@ -57,6 +57,11 @@ else
     "$disk_id" "$disk_id" "$disk_id" "$disk_id" >"$work/uuids"
   # shellcheck source=/dev/null
   . "$work/uuids"
+  # An interrupted mmdebstrap (root mode) can leave /proc, /sys or /dev bind-mounted in the
+  # old root: never rm -rf through them.
+  if findmnt -rn -o TARGET | grep -q "^$rootfs/"; then
+    die "something is still mounted under $rootfs (an interrupted build?); unmount it first"
+  fi
   rm -rf "$rootfs" "$HYPHAE_STAGE"
 fi
 
