@@ -71,11 +71,16 @@ kver=$(basename "$(ls -d "$root"/lib/modules/* | sort -V | tail -n1)")
 
 # The initrd must carry the data partition's growth (image/initramfs): when the kernel's
 # initrd was generated before sfdisk was unpacked, the hook could not copy it; make it again.
-if ! lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'local-premount/hyphae-grow-data$' ||
-  ! lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'sbin/sfdisk$'; then
+# (The list is read whole first: grep -q closing the pipe early would fail it under pipefail.)
+initrd_has() {
+  local list
+  list=$(in_root lsinitramfs "/boot/initrd.img-$kver")
+  grep -q "$1" <<<"$list"
+}
+if ! initrd_has 'local-premount/hyphae-grow-data$' || ! initrd_has 'sbin/sfdisk$'; then
   in_root update-initramfs -u -k "$kver"
 fi
-lsinitramfs "$root/boot/initrd.img-$kver" | grep -q 'sbin/sfdisk$' ||
+initrd_has 'sbin/sfdisk$' ||
   { echo "customize.sh: the initrd has no sfdisk (image/initramfs/hook)" >&2; exit 1; }
 
 if [ "$board" = rpi ]; then
