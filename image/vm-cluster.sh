@@ -41,7 +41,8 @@ for k in $(seq 1 "$n"); do
   cp --sparse=always "$img" "$vm/disk.img"
   # The first-boot settings on the kernel command line (the loader entry on the ESP, at 1 MiB).
   mcopy -i "$vm/disk.img@@1M" ::/loader/entries/hyphae.conf "$vm/entry.conf"
-  sed -i "s/^options .*/& hyphae.node.name=vm$k hyphae.discovery.auto_init=true/" "$vm/entry.conf"
+  # (no_timer_check: see tests/image/boot-test.sh; TCG guests on a loaded host need it.)
+  sed -i "s/^options .*/& hyphae.node.name=vm$k hyphae.discovery.auto_init=true no_timer_check/" "$vm/entry.conf"
   mcopy -o -i "$vm/disk.img@@1M" "$vm/entry.conf" ::/loader/entries/hyphae.conf
   ovmf_vars "$vm/OVMF_VARS.fd"
   VM_MEM_MB=${VM_MEM_MB:-1536} VM_CPUS=${VM_CPUS:-2} qemu_args "$vm/disk.img" "$vm/OVMF_VARS.fd" raw
