@@ -10,6 +10,11 @@
 #   make pxe     the PXE set (kernel, initrd carrying the root, iPXE script): out/pxe/
 #   make pxe-serve    serve out/pxe over HTTP for a LAN's PXE boot (PXE_PORT, default 8069)
 #   make pxe-test     build the PXE set and network-boot it in QEMU (tests/image/pxe-boot-test.sh)
+#   make image-rpi    the Raspberry Pi 3/4 image: out/hyphae-rpi-arm64.img.xz + .sha256
+#   make image-rpi-test   build it, check its partitions and boot files, boot it under
+#                     qemu-system-aarch64 -M virt (TCG; slow)
+#   make vm-cluster N=3   boot N VMs of the x86 image on one virtual LAN (they form a mesh)
+#   make image-ci     what `make test` runs of the above (see the target)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,10 +27,17 @@ RUN_DIR ?= /var/tmp/hyphae-dev
 HYPHAE := $(CARGO_TARGET_DIR)/debug/hyphae
 IMAGE_OUT ?= out
 IMAGE := $(IMAGE_OUT)/hyphae-x86_64.img
+RPI_IMAGE := $(IMAGE_OUT)/hyphae-rpi-arm64.img
+# The cargo profile of the binary in the images: release for images people flash; CI builds
+# them with the debug binary `make test` has already built (image-ci).
+IMAGE_PROFILE ?= release
+IMAGE_PROFILE_DIR := $(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
+N ?= 3
 PXE_PORT ?= 8069
 
 .PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state \
-	image-deps image vm image-test kernel-config-test pxe pxe-serve pxe-test
+	image-deps image vm image-test kernel-config-test pxe pxe-serve pxe-test \
+	image-rpi image-rpi-test vm-cluster image-ci
 
 deps:
 	@scripts/deps.sh
@@ -62,8 +74,8 @@ image-deps: deps
 	@scripts/image-deps.sh
 
 image: image-deps
-	cargo build --release -p hyphae --bin hyphae
-	image/build-x86_64.sh "$(CARGO_TARGET_DIR)/release/hyphae" "$(IMAGE_OUT)"
+	cargo build --profile $(IMAGE_PROFILE) -p hyphae --bin hyphae
+	image/build-x86_64.sh "$(CARGO_TARGET_DIR)/$(IMAGE_PROFILE_DIR)/hyphae" "$(IMAGE_OUT)"
 
 # Boots the last built image (building it first when there is none).
 vm: image-deps
@@ -88,3 +100,32 @@ pxe-serve:
 
 pxe-test: pxe
 	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"
+
+# The Raspberry Pi image: the binary cross-compiled for aarch64 with Debian's rustc-web.
+image-rpi: image-deps
+	@scripts/image-deps.sh rpi
+	image/build-rpi-arm64.sh "$$(image/cross-build-aarch64.sh $(IMAGE_PROFILE))" "$(IMAGE_OUT)"
+
+image-rpi-test: image-rpi
+	tests/image/rpi-image-test.sh "$(RPI_IMAGE)"
+	tests/image/rpi-boot-test.sh "$(RPI_IMAGE)"
+
+# N VMs of the last built x86 image on one QEMU multicast network (tests/image/vm-cluster-test.sh
+# drives it); the serial consoles go to $(IMAGE_OUT)/vm-cluster/vmK/console.log.
+vm-cluster: image-deps
+	@test -f "$(IMAGE)" || $(MAKE) image
+	image/vm-cluster.sh "$(IMAGE)" $(N)
+
+# The image steps `make test` runs (timings in docs/benchmarks.md, "Image boot"): the x86 image
+# with the debug binary the test suite builds anyway, its boot test (UEFI, first and second
+# boot, data partition growth, dashboard), the PXE set and its diskless boot. HYPHAE_SKIP_IMAGE=1
+# skips them (a machine without root, or a quick local `make test`).
+image-ci: image-deps
+ifeq ($(HYPHAE_SKIP_IMAGE),1)
+	@echo "image-ci: skipped (HYPHAE_SKIP_IMAGE=1)"
+else
+	$(MAKE) --no-print-directory image IMAGE_PROFILE=dev
+	tests/image/boot-test.sh "$(IMAGE)"
+	image/build-pxe.sh "$(IMAGE_OUT)"
+	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"
+endif

@@ -56,10 +56,15 @@ else
   reuse=0
   # Partition UUIDs are fresh per build; fstab and the loader entry name partitions by them.
   new_uuid() { cat /proc/sys/kernel/random/uuid; }
-  printf 'export ESP_UUID=%s ROOT_UUID=%s DATA_UUID=%s\n' "$(new_uuid)" "$(new_uuid)" "$(new_uuid)" \
+  printf 'export BOOT_PARTUUID=%s ROOT_PARTUUID=%s DATA_PARTUUID=%s\n' "$(new_uuid)" "$(new_uuid)" "$(new_uuid)" \
     >"$work/uuids"
   # shellcheck source=/dev/null
   . "$work/uuids"
+  # An interrupted mmdebstrap (root mode) can leave /proc, /sys or /dev bind-mounted in the
+  # old root: never rm -rf through them.
+  if findmnt -rn -o TARGET | grep -q "^$rootfs/"; then
+    die "something is still mounted under $rootfs (an interrupted build?); unmount it first"
+  fi
   rm -rf "$rootfs" "$HYPHAE_STAGE"
 fi
 
@@ -71,11 +76,12 @@ fi
 #   systemd-resolved systemd-timesyncd   DNS for networkd's DHCP leases; a correct clock (mesh
 #                             certificates have validity periods)
 #   iproute2 iputils-ping ca-certificates procps fdisk   administration
+#   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
 # Later services add theirs here (qemu-system-x86 for memrep, libvulkan1 + mesa-vulkan-drivers
 # for compute).
 packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod)
+  e2fsprogs kmod librocksdb7.8)
 
 # Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
 # modules for hardware a mesh node does not have or cannot use without non-free firmware
@@ -98,9 +104,15 @@ for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
 dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-include=/usr/share/locale/locale.alias')
 
-export HYPHAE_BIN=$bin HYPHAE_REPO=$repo
+export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=x86_64
 if [ "$reuse" = 1 ]; then
-  say "reusing the root file system in $rootfs"
+  # The binary and the units are put in again: iterating on them needs no new root.
+  say "reusing the root file system in $rootfs (with this binary and these units)"
+  install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
+  if command -v strip >/dev/null; then strip --strip-debug "$rootfs/usr/bin/hyphae" 2>/dev/null || true; fi
+  for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
+    install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
+  done
 else
   say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
   # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop
@@ -124,8 +136,8 @@ rootfs_s=$(date +%s)
 # --- 2. the disk -----------------------------------------------------------------------------
 # Sizes in MiB. The root gets its content plus a quarter plus 256 MiB for logs and later
 # packages. The data partition is 1 GiB (sparse in the file, so it costs nothing in the .xz);
-# growing it to the whole disk at boot is not done yet (docs/operator-guide.md), but its file
-# system follows a grown partition on mount (x-systemd.growfs).
+# the initrd grows it to the end of the disk it is written to (image/initramfs/grow-data) and
+# its file system follows on mount (x-systemd.growfs).
 esp_mib=128
 root_used=$(du -sm --apparent-size "$rootfs" | cut -f1)
 root_mib=$(((root_used * 5 / 4 + 256 + 3) / 4 * 4))
@@ -143,9 +155,9 @@ sfdisk --quiet "$img" <<SFDISK
 label: gpt
 unit: sectors
 first-lba: 2048
-start=2048, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_UUID, name="ESP"
-size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_UUID, name="hyphae-root"
-size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$DATA_UUID, name="hyphae-data"
+start=2048, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$BOOT_PARTUUID, name="ESP"
+size=$((root_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$ROOT_PARTUUID, name="hyphae-root"
+size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$DATA_PARTUUID, name="hyphae-data"
 SFDISK
 
 esp_off=$((1 * 1024 * 1024))
@@ -176,12 +188,15 @@ disk_s=$(date +%s)
 # --- 3. compress -----------------------------------------------------------------------------
 # xz -1 by default: on a 2-core machine -6 takes ~5x as long for ~10 % less (116 vs 129 MB);
 # release builds can set HYPHAE_XZ_LEVEL=-6 or -9.
-say "compressing"
-xz -T0 "${HYPHAE_XZ_LEVEL:--1}" --keep --force "$img"
-(cd "$out" && sha256sum "$(basename "$img").xz" >"$(basename "$img").xz.sha256")
+# HYPHAE_IMAGE_XZ=0 skips it (the boot tests use the raw image; xz takes minutes here).
+if [ "${HYPHAE_IMAGE_XZ:-1}" != 0 ]; then
+  say "compressing"
+  xz -T0 "${HYPHAE_XZ_LEVEL:--1}" --keep --force "$img"
+  (cd "$out" && sha256sum "$(basename "$img").xz" >"$(basename "$img").xz.sha256")
+fi
 end_s=$(date +%s)
 
 raw_used=$(du -m "$img" | cut -f1)
 say "$(printf 'done in %ss (rootfs %ss, disk %ss, xz %ss)' $((end_s - start_s)) \
   $((rootfs_s - start_s)) $((disk_s - rootfs_s)) $((end_s - disk_s)))"
-say "$img: ${total_mib} MiB raw (${raw_used} MiB allocated), $(du -m "$img.xz" | cut -f1) MiB xz"
+say "$img: ${total_mib} MiB raw (${raw_used} MiB allocated)$([ -e "$img.xz" ] && echo ", $(du -m "$img.xz" | cut -f1) MiB xz")"

@@ -11,3 +11,10 @@ cat >"$root/etc/initramfs-tools/conf.d/hyphae" <<'CONF'
 MODULES=most
 COMPRESS=zstd
 CONF
+
+# The data partition grows to the end of the disk in the initrd, before anything on the disk is
+# mounted (image/initramfs/grow-data explains why there).
+here=$(cd "$(dirname "$0")" && pwd)
+install -D -m 0755 "$here/initramfs/hook" "$root/etc/initramfs-tools/hooks/hyphae-grow-data"
+install -D -m 0755 "$here/initramfs/grow-data" \
+  "$root/etc/initramfs-tools/scripts/local-premount/hyphae-grow-data"

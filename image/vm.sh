@@ -5,8 +5,8 @@
 #   image/vm.sh IMAGE.img
 #
 # The image itself is never written: the VM runs on a copy-on-write overlay of VM_DISK_GB
-# (default 8) GiB, so every `make vm` is a first boot (the data partition keeps its 1 GiB: it
-# is not grown at boot yet). VM_KEEP=1 keeps the overlay (and the node) between runs.
+# (default 8) GiB, so every `make vm` is a first boot (the data partition grows to the end of
+# that disk at boot). VM_KEEP=1 keeps the overlay (and the node) between runs.
 # Forwarded (host -> guest): udp 7440-7444 (node agent and service QUIC ports), tcp+udp
 # 8443 -> 443 (gateway), all on localhost + VM_PORT_OFFSET (default 0).
 set -euo pipefail

@@ -3,7 +3,8 @@
 # and reads its serial console, where hyphae-console-report.service prints the node's state
 # once boot has settled (image/files/usr/lib/hyphae/console-report). It asserts:
 #   - every Hyphae unit is active, `systemctl --failed` is empty, no ordering cycle was logged;
-#   - the agent answers `hyphae status` inside the guest;
+#   - the agent answers `hyphae status` inside the guest, and the dashboard answers 200 over
+#     HTTPS (forwarded from the host; the time from QEMU's start to that first 200 is printed);
 #   - first boot applied hyphae.toml from the ESP and a hyphae.* kernel command-line setting;
 #   - the data partition is mounted on /var/lib/hyphae, and its file system grew with the
 #     partition (grown offline here, as the operator guide says).
@@ -41,7 +42,8 @@ disk=$work/disk.img
 cp --sparse=always "$img" "$disk"
 orig_mib=$(( $(stat -c %s "$disk") / 1048576 ))
 # The operator's way to give the data partition a bigger disk (docs/operator-guide.md): grow
-# partition 3 offline; the node grows its file system on mount (x-systemd.growfs).
+# partition 3 offline; the node grows its file system on mount (x-systemd.growfs). (Growing it
+# at boot, image/initramfs/grow-data, is opt-in and not yet tested: hyphae.grow_data=1.)
 truncate -s +1G "$disk"
 sfdisk --quiet --relocate gpt-bak-std "$disk"
 echo ', +' | sfdisk --quiet -N 3 "$disk" >/dev/null
@@ -53,7 +55,9 @@ esp="$disk@@1M"
 printf '[node]\nname = "boot-test"\n' >"$work/hyphae.toml"
 mcopy -i "$esp" "$work/hyphae.toml" ::/hyphae.toml
 mcopy -i "$esp" ::/loader/entries/hyphae.conf "$work/entry.conf"
-sed -i 's/^options .*/& hyphae.log.level=debug/' "$work/entry.conf"
+# no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can time out
+# ("IO-APIC + timer doesn't work!" panic); the check is for broken real hardware, not this VM.
+sed -i 's/^options .*/& hyphae.log.level=debug no_timer_check/' "$work/entry.conf"
 mcopy -o -i "$esp" "$work/entry.conf" ::/loader/entries/hyphae.conf
 ovmf_vars "$work/OVMF_VARS.fd"
 
@@ -65,23 +69,44 @@ boot() {
   qemu_args "$disk" "$work/OVMF_VARS.fd" raw
   local start
   start=$(date +%s%N)
+  # The dashboard, forwarded from the host: the gateway's port on the image (443) and its
+  # development default (8443, until the image's hyphae.toml sets 443).
+  local fwd_443=$((20000 + RANDOM % 20000)) fwd_8443
+  fwd_8443=$((fwd_443 + 1))
   qemu-system-x86_64 "${QEMU_ARGS[@]}" -display none -monitor none \
-    -serial "file:$console" -netdev user,id=n0 -device virtio-net-pci,netdev=n0 &
+    -serial "file:$console" \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$fwd_443-:443,hostfwd=tcp:127.0.0.1:$fwd_8443-:8443" \
+    -device virtio-net-pci,netdev=n0 &
   qemu_pid=$!
-  local deadline=$((SECONDS + timeout_s))
-  until grep -q 'HYPHAE-READY' "$console"; do
+  local deadline=$((SECONDS + timeout_s)) ready_ms="" dash_ms="" now ready_at=0
+  dashboard_port=""
+  # Until the console says ready and the dashboard has answered 200 (at most 120 s after ready).
+  until [ -n "$ready_ms" ] && { [ -n "$dash_ms" ] || ((SECONDS > ready_at + 120)); }; do
     kill -0 "$qemu_pid" 2>/dev/null || fail "boot $n: QEMU exited before the node was ready"
     ((SECONDS < deadline)) || fail "boot $n: no HYPHAE-READY within ${timeout_s}s"
-    sleep 1
+    now=$((($(date +%s%N) - start) / 1000000))
+    if [ -z "$ready_ms" ] && grep -q 'HYPHAE-READY' "$console"; then ready_ms=$now ready_at=$SECONDS; fi
+    if [ -z "$dash_ms" ]; then
+      for port in "$fwd_443" "$fwd_8443"; do
+        if [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "https://127.0.0.1:$port/")" = 200 ]; then
+          dash_ms=$now dashboard_port=$port
+          break
+        fi
+      done
+    fi
+    sleep 0.5
   done
-  local ms=$((($(date +%s%N) - start) / 1000000))
-  boot_s=$(printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)))
+  boot_s=$(printf '%d.%01d' $((ready_ms / 1000)) $((ready_ms % 1000 / 100)))
+  dash_s=-
+  [ -z "$dash_ms" ] || dash_s=$(printf '%d.%01d' $((dash_ms / 1000)) $((dash_ms % 1000 / 100)))
+  [ "$dashboard_port" != "$fwd_8443" ] || dashboard_port=8443
+  [ "$dashboard_port" != "$fwd_443" ] || dashboard_port=443
   kill "$qemu_pid" 2>/dev/null || true
   wait "$qemu_pid" 2>/dev/null || true
   qemu_pid=""
   # journal+console lines carry a "[ uptime] console-report[pid]: " prefix.
   tr -d '\r' <"$console" | sed -nE 's/^.*(HYPHAE-[A-Z]+ )/\1/p' >"$work/report-$n"
-  echo "--- boot $n ($QEMU_ACCEL): ready after ${boot_s}s on the host clock"
+  echo "--- boot $n ($QEMU_ACCEL): ready after ${boot_s}s on the host clock, dashboard's first 200 after ${dash_s}s (guest port ${dashboard_port:-none})"
   cat "$work/report-$n"
 }
 
@@ -105,7 +130,9 @@ node1=$(field node "$r")
 data_mib=$(sed -nE 's/^HYPHAE-DATA size_mib=([0-9]+).*/\1/p' "$r")
 [ -n "$data_mib" ] || fail "boot 1: the data partition is not mounted on /var/lib/hyphae"
 ((data_mib > 1536)) || fail "boot 1: data file system is ${data_mib} MiB; it did not follow its grown partition"
+[ "$dash_s" != - ] || fail "boot 1: the dashboard did not answer 200 on 443 or 8443"
 boot1_s=$boot_s
+dash1_s=$dash_s
 uptime1=$(field uptime "$r")
 
 boot1_line=$(sed -n 's/^HYPHAE-BOOT //p' "$r")
@@ -121,4 +148,5 @@ grep -q '^HYPHAE-READY ok ' "$r" || fail "boot 2: the node did not report ready"
 echo "boot-test: first boot: $boot1_line"
 echo "boot-test: second boot: $(sed -n 's/^HYPHAE-BOOT //p' "$r")"
 echo "boot-test: ok ($QEMU_ACCEL; image ${orig_mib} MiB; first boot ready in ${boot1_s}s host /" \
+  "dashboard 200 after ${dash1_s}s /" \
   "${uptime1}s guest uptime; second boot ${boot_s}s / $(field uptime "$r")s; data ${data_mib} MiB)"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Cross-compiles the hyphae binary for aarch64 (the Raspberry Pi image) with Debian's toolchain:
+# rustc-web (/usr/bin/rustc) with libstd-rust-web-dev:arm64, gcc-aarch64-linux-gnu as linker and
+# C compiler, and Debian's arm64 RocksDB 7.8 as the library it links, as the host build links
+# the amd64 one (.cargo/config.toml). No rustup target is needed.
+#
+# librocksdb-dev and librocksdb7.8 are not Multi-Arch: same, so installing the arm64 ones would
+# REMOVE the host's amd64 librocksdb-dev (and break every host build). Their arm64 .debs are
+# downloaded (apt-get download) and unpacked into $HYPHAE_ARM64_LIBS instead (default
+# /var/cache/hyphae/arm64-libs), which the linker searches.
+#
+#   image/cross-build-aarch64.sh [PROFILE]     PROFILE: dev (default) or release
+#
+# Prints the path of the binary on stdout. scripts/image-deps.sh rpi installs the toolchain.
+set -euo pipefail
+
+profile=${1:-dev}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target=aarch64-unknown-linux-gnu
+rustc=${HYPHAE_CROSS_RUSTC:-/usr/bin/rustc}
+die() { echo "cross-build-aarch64.sh: $*" >&2; exit 1; }
+
+[ -x "$rustc" ] || die "no $rustc (scripts/image-deps.sh rpi installs rustc-web)"
+[ -d "$("$rustc" --print sysroot)/lib/rustlib/$target" ] ||
+  die "$rustc has no standard library for $target (libstd-rust-web-dev:arm64)"
+command -v aarch64-linux-gnu-gcc >/dev/null || die "no aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)"
+libs=${HYPHAE_ARM64_LIBS:-/var/cache/hyphae/arm64-libs}
+libdir=$libs/usr/lib/aarch64-linux-gnu
+if [ ! -e "$libdir/librocksdb.so" ]; then
+  echo "cross-build-aarch64.sh: unpacking arm64 librocksdb into $libs" >&2
+  debs=$(mktemp -d)
+  (cd "$debs" && apt-get download -q librocksdb-dev:arm64 librocksdb7.8:arm64 libgflags2.2:arm64 >&2) ||
+    die "apt-get download of the arm64 RocksDB packages failed (is the arm64 architecture added? scripts/image-deps.sh rpi)"
+  mkdir -p "$libs"
+  for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$libs"; done
+  rm -rf "$debs"
+  [ -e "$libdir/librocksdb.so" ] || die "no librocksdb.so in the unpacked packages"
+fi
+
+export RUSTC=$rustc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+# The environment wins over .cargo/config.toml's [env] (which names the amd64 library).
+export ROCKSDB_LIB_DIR=$libdir
+# librocksdb.so's own dependencies (gflags from $libdir; snappy, lz4, zstd, ... from the arm64
+# runtime packages scripts/image-deps.sh rpi installs, which are Multi-Arch: same).
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-rpath-link,$libdir -C link-arg=-Wl,-rpath-link,/usr/lib/aarch64-linux-gnu"
+# bindgen (librocksdb-sys) parses C headers for the target: the cross sysroot's libc headers.
+export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=$target --sysroot=/usr/aarch64-linux-gnu"
+export PKG_CONFIG_ALLOW_CROSS=1
+export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+
+cd "$repo"
+cargo build --profile "$profile" --target "$target" -p hyphae --bin hyphae >&2
+dir=$profile
+[ "$profile" = dev ] && dir=debug
+echo "${CARGO_TARGET_DIR:-$repo/target}/$target/$dir/hyphae"
