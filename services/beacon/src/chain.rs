@@ -26,15 +26,18 @@ pub struct Offers {
     pub candidates: bool,
     /// Whether step 1 or 2 is switched on at all.
     pub earlier_steps_on: bool,
+    /// Whether step 1, the beacon, is switched on.
+    pub beacon_on: bool,
 }
 
-/// The step that wins now, if any: the first in order that found the mesh. Candidates cannot
-/// be checked before admission, so they wait until the earlier steps had three intervals to
-/// answer — unless those are switched off.
+/// The step that wins now, if any: the first in order that found the mesh. The order is strict:
+/// mDNS wins only once the beacon had one interval to answer (on a loaded machine mDNS can
+/// resolve first), and candidates, which cannot be checked before admission, wait until the
+/// earlier steps had three intervals — unless those steps are switched off.
 pub fn winner(offers: Offers, waited: Duration, interval: Duration) -> Option<FoundBy> {
     if offers.beacon {
         Some(FoundBy::Beacon)
-    } else if offers.mdns {
+    } else if offers.mdns && (!offers.beacon_on || waited >= interval) {
         Some(FoundBy::Mdns)
     } else if offers.candidates && (!offers.earlier_steps_on || waited >= interval * 3) {
         Some(FoundBy::Candidates)
@@ -55,6 +58,7 @@ mod tests {
             mdns,
             candidates,
             earlier_steps_on: on,
+            beacon_on: on,
         }
     }
 
@@ -74,6 +78,25 @@ mod tests {
             Some(FoundBy::Candidates)
         );
         assert_eq!(winner(offers(false, false, false, true), now, I), None);
+    }
+
+    #[test]
+    fn mdns_waits_one_interval_for_the_beacon_unless_it_is_off() {
+        let early = Duration::from_millis(500);
+        assert_eq!(winner(offers(false, true, false, true), early, I), None);
+        assert_eq!(
+            winner(offers(true, true, false, true), early, I),
+            Some(FoundBy::Beacon)
+        );
+        assert_eq!(
+            winner(offers(false, true, false, true), I, I),
+            Some(FoundBy::Mdns)
+        );
+        let beacon_off = Offers {
+            beacon_on: false,
+            ..offers(false, true, false, true)
+        };
+        assert_eq!(winner(beacon_off, early, I), Some(FoundBy::Mdns));
     }
 
     #[test]

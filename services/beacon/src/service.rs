@@ -469,6 +469,7 @@ fn evaluate(shared: &Shared) {
             mdns: !mdns_target(&mut st, now).is_empty(),
             candidates: !st.candidates.is_empty(),
             earlier_steps_on: config.beacon || config.mdns,
+            beacon_on: config.beacon,
         };
         if let Some(step) = chain::winner(offers, waited, config.interval) {
             // The beacon knows when it first heard the mesh; the others are judged per tick.
