@@ -143,7 +143,8 @@ async fn write_record(coord: &CoordinatorClient, record: &JobRecord) -> Result<(
         .map_err(|e| e.to_string())
 }
 
-/// Workers that advertise themselves, are up in the directory and are not quarantined.
+/// Workers that advertise themselves, are up (or only suspect) in the directory and are not
+/// quarantined.
 async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, String> {
     let adverts = env
         .coord
@@ -169,7 +170,9 @@ async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, Str
         };
         let Some(node) = nodes
             .iter()
-            .find(|n| n.id.to_string() == ad.key && n.status == "up")
+            // A suspect node is not down: on a loaded machine heartbeats slip and liveness flaps,
+            // and a tile that fails there is re-scheduled anyway.
+            .find(|n| n.id.to_string() == ad.key && matches!(n.status.as_str(), "up" | "suspect"))
         else {
             continue;
         };

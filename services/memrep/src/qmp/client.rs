@@ -215,11 +215,14 @@ impl QmpClient {
     }
 
     /// Waits until an outgoing migration completes (polling; QEMU 7.2 has no blocking form).
+    /// "Completed" is reported a moment before the VM leaves the `finish-migrate` run state, and
+    /// a `cont` in between is refused ("Migration is not finalized yet"), so this also waits for
+    /// the run state to settle.
     pub async fn wait_migration(&mut self, limit: Duration) -> Result<(), QmpError> {
         let deadline = Instant::now() + limit;
         loop {
             match self.migration_status().await?.as_str() {
-                "completed" => return Ok(()),
+                "completed" if self.status().await? != "finish-migrate" => return Ok(()),
                 "failed" | "cancelled" => {
                     return Err(QmpError::Command {
                         command: "migrate".into(),
