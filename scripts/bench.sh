@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/apt.sh
 # etcd-server: the coordinator's anchor (etcd 3.4); fio: the shard store's (same filesystem).
-apt_ensure bench etcd-server fio
+# caddy: the gateway's (Caddy 2.6, HTTP/3 on).
+apt_ensure bench etcd-server fio caddy
 bin=${CARGO_TARGET_DIR:-/var/cache/hyphae/target}/release
 "$bin/hyphae-bench" rpc --hyphae "$bin/hyphae" --out bench/results/rpc.json
 "$bin/hyphae-bench" coordinator --hyphae "$bin/hyphae" --out bench/results/coordinator.json

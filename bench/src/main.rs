@@ -14,6 +14,9 @@
 //!   decode, on one core, beside BLAKE3 and AES-256-GCM alone.
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
+//! - `gateway`: our gateway (1-node mesh) beside Caddy 2.6 in the same namespace with the same
+//!   certificate — small GET req/s and p99 at N clients, 64 MiB download MiB/s, HTTP/2 and
+//!   HTTP/3.
 
 mod coord_etcd;
 mod coord_hyphae;
@@ -21,6 +24,10 @@ mod coord_measure;
 mod coord_orchestrate;
 mod coord_system;
 mod discovery;
+mod gateway_caddy;
+mod gateway_client;
+mod gateway_measure;
+mod gateway_orchestrate;
 mod http_conn;
 mod pipeline;
 mod rpc_orchestrate;
@@ -57,6 +64,9 @@ enum Command {
     },
     /// (internal) the client side of `rpc`, run inside a namespace; prints JSON.
     RpcClient(rpc_orchestrate::ClientArgs),
+    /// Our gateway vs Caddy 2.6: small GET req/s + p99 and 64 MiB download MiB/s, HTTP/2 and
+    /// HTTP/3 (needs root, caddy).
+    Gateway(gateway_orchestrate::GatewayArgs),
     /// Discovery convergence at 8/16/32 beacon-only nodes, CPU and bandwidth per node.
     Discovery(discovery::DiscoveryArgs),
     /// The store's CPU pipeline on one core: write path and heal-path decode.
@@ -76,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             tcp_port,
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
+        Command::Gateway(args) => gateway_orchestrate::run(args),
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),
