@@ -15,11 +15,13 @@ pub struct Caddy {
     log: PathBuf,
 }
 
-/// The Caddyfile: no admin endpoint, no HTTP->HTTPS redirect listener, h1/h2/h3 on, a plain
+/// The Caddyfile: `default_sni` = the address, because a client connecting to an IP sends no
+/// SNI and Caddy's QUIC listener then finds no certificate (TLS alert 80) where its TCP one
+/// falls back to the local address; no admin endpoint, no HTTP->HTTPS redirect listener, h1/h2/h3 on, a plain
 /// file server, no access log (the gateway writes none either).
 fn caddyfile(addr: SocketAddr, cert: &Path, key: &Path, root: &Path) -> String {
     format!(
-        "{{\n\tadmin off\n\tauto_https disable_redirects\n\tservers {{\n\t\tprotocols h1 h2 h3\n\t}}\n}}\n\
+        "{{\n\tadmin off\n\tdefault_sni {ip}\n\tauto_https disable_redirects\n\tservers {{\n\t\tprotocols h1 h2 h3\n\t}}\n}}\n\
          https://{ip}:{port} {{\n\ttls {cert} {key}\n\troot * {root}\n\tfile_server\n}}\n",
         ip = addr.ip(),
         port = addr.port(),

@@ -162,21 +162,31 @@ pub fn run(args: GatewayArgs) -> Result<()> {
             &root,
             &cluster.state_root().join("caddy"),
         )?;
+        let mut last = String::new();
         let mut up = false;
         for _ in 0..120 {
-            if let Ok((200, _)) =
-                one(&tls, Proto::H3, "GET", theirs, "/status.json", &[], Bytes::new()).await
-            {
-                if let Ok((200, _)) =
-                    one(&tls, Proto::H2, "GET", theirs, "/status.json", &[], Bytes::new()).await
-                {
+            let h3 = one(&tls, Proto::H3, "GET", theirs, "/status.json", &[], Bytes::new()).await;
+            let h2 = one(&tls, Proto::H2, "GET", theirs, "/status.json", &[], Bytes::new()).await;
+            match (h2, h3) {
+                (Ok((200, _)), Ok((200, _))) => {
                     up = true;
                     break;
+                }
+                (h2, h3) => {
+                    last = format!(
+                        "h2: {:?}; h3: {:?}",
+                        h2.map(|r| r.0),
+                        h3.map(|r| r.0)
+                    )
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        ensure!(up, "caddy does not serve over h2 and h3:\n{}", caddy.log_tail());
+        ensure!(
+            up,
+            "caddy does not serve over h2 and h3 ({last}):\n{}",
+            caddy.log_tail()
+        );
 
         let target = |addr, path: &str, headers: &[(&str, &str)]| Target {
             addr,
