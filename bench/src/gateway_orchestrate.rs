@@ -63,13 +63,13 @@ fn sh(cmd: &str, args: &[&str]) -> String {
 fn wait_serving(n: &Node) -> Result<()> {
     let run = n.state_dir().join("run");
     wait_until(Duration::from_secs(120), "gateway serving", || {
-        Ok(uds_get(&run.join("gateway.sock"), "/status")
+        Ok(uds_get(run.join("gateway.sock"), "/status")
             .ok()
             .and_then(|r| r.json().ok())
             .is_some_and(|v| v["serving"] == true))
     })?;
     wait_until(Duration::from_secs(120), "storage node published", || {
-        let r = uds_get(&run.join("coordinator.sock"), "/kv/storage_nodes?prefix=")?;
+        let r = uds_get(run.join("coordinator.sock"), "/kv/storage_nodes?prefix=")?;
         Ok(r.status == 200
             && r.json()?["entries"]
                 .as_array()
