@@ -20,6 +20,9 @@
 //! - `heal`: time to restore full redundancy after a node death, per GiB lost (4 nodes, 2+1).
 //! - `memrep`: the memory replicator on the test guest — checkpoint pause p50/p99, lag and
 //!   failover time, beside COLO's and HydraVM's published figures.
+//! - `gateway`: our gateway (1-node mesh) beside Caddy 2.6 in the same namespace with the same
+//!   certificate — small GET req/s and p99 at N clients, 64 MiB download MiB/s, HTTP/2 and
+//!   HTTP/3.
 
 mod compute;
 mod coord_etcd;
@@ -30,6 +33,10 @@ mod coord_system;
 mod discovery;
 mod garage_cluster;
 mod garage_orchestrate;
+mod gateway_caddy;
+mod gateway_client;
+mod gateway_measure;
+mod gateway_orchestrate;
 mod heal;
 mod http_conn;
 mod memrep;
@@ -69,6 +76,9 @@ enum Command {
     },
     /// (internal) the client side of `rpc`, run inside a namespace; prints JSON.
     RpcClient(rpc_orchestrate::ClientArgs),
+    /// Our gateway vs Caddy 2.6: small GET req/s + p99 and 64 MiB download MiB/s, HTTP/2 and
+    /// HTTP/3 (needs root, caddy).
+    Gateway(gateway_orchestrate::GatewayArgs),
     /// Discovery convergence at 8/16/32 beacon-only nodes, CPU and bandwidth per node.
     Discovery(discovery::DiscoveryArgs),
     /// The store's CPU pipeline on one core: write path and heal-path decode.
@@ -96,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             tcp_port,
         } => rpc_orchestrate::serve(state_dir, quic_port, tcp_port),
         Command::RpcClient(args) => rpc_orchestrate::client(args),
+        Command::Gateway(args) => gateway_orchestrate::run(args),
         Command::Discovery(args) => discovery::run(args),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Store(args) => store::run(args),

@@ -50,25 +50,14 @@ impl CertificateAuthority {
             &PKCS_ED25519,
         )
         .map_err(|e| PkiError::Generate(e.to_string()))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("Hyphae mesh {mesh_id} CA"));
-        dn.push(DnType::OrganizationName, format!("hyphae-mesh-{mesh_id}"));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| PkiError::Generate(e.to_string()))?;
+        let cert_der = self_signed_ca(
+            &key,
+            &format!("Hyphae mesh {mesh_id} CA"),
+            mesh_id,
+            CA_VALIDITY_DAYS,
+        )?;
         Ok(CertificateAuthority {
-            cert_der: cert.der().clone(),
+            cert_der,
             key,
             mesh_id,
         })
@@ -246,4 +235,33 @@ pub(crate) fn store_cert(path: &Path, der: &CertificateDer<'_>) -> Result<(), Pk
         Visibility::Public,
     )
     .map_err(PkiError::io(path))
+}
+
+/// A self-signed CA certificate of a mesh for `key`: no intermediate CAs below it, valid from an
+/// hour ago (clock skew between nodes) for `validity_days`. The mesh CA and the web CA differ
+/// only in their key's algorithm and their name.
+pub(crate) fn self_signed_ca(
+    key: &KeyPair,
+    common_name: &str,
+    mesh_id: MeshId,
+    validity_days: i64,
+) -> Result<CertificateDer<'static>, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, format!("hyphae-mesh-{mesh_id}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(validity_days);
+    let cert = params
+        .self_signed(key)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
+    Ok(cert.der().clone())
 }

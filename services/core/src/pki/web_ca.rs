@@ -8,12 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 use rustls_pki_types::CertificateDer;
-use time::{Duration, OffsetDateTime};
 
 use super::ca::{load_cert, store_cert};
 use super::{MeshId, PkiError};
@@ -50,25 +46,14 @@ impl WebCertificateAuthority {
     pub fn create(mesh_id: MeshId) -> Result<WebCertificateAuthority, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|e| PkiError::Generate(e.to_string()))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("Hyphae mesh {mesh_id} web CA"));
-        dn.push(DnType::OrganizationName, format!("hyphae-mesh-{mesh_id}"));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(WEB_CA_VALIDITY_DAYS);
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| PkiError::Generate(e.to_string()))?;
+        let cert_der = super::ca::self_signed_ca(
+            &key,
+            &format!("Hyphae mesh {mesh_id} web CA"),
+            mesh_id,
+            WEB_CA_VALIDITY_DAYS,
+        )?;
         Ok(WebCertificateAuthority {
-            cert_der: cert.der().clone(),
+            cert_der,
             key,
             mesh_id,
         })
