@@ -166,7 +166,8 @@ fn a_lagging_node_catches_up_from_a_snapshot_when_its_log_is_purged() -> Result<
     let mut acked = vec![];
     for i in 0..60 {
         let (k, v) = (format!("s{i}"), format!("value {i}"));
-        put(&c[q], &k, &v, Duration::from_secs(10))?.map_err(anyhow::Error::msg)?;
+        // Generous: a snapshot is built while these writes go in, on a possibly loaded machine.
+        put(&c[q], &k, &v, Duration::from_secs(30))?.map_err(anyhow::Error::msg)?;
         acked.push((k, v));
     }
     // The queen has purged past everything the dead node has: only a snapshot can bring it back.
