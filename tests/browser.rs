@@ -151,7 +151,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
     // would (`hyphae ca export`), so certificate errors need not (and are not) ignored.
     let home = tempfile::tempdir()?;
     let ca_file = home.path().join("hyphae-ca.pem");
-    let ca = c[1].cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    let ca = support::export_web_ca(&c[1])?;
     std::fs::write(&ca_file, format!("{ca}\n"))?;
     trust_in_nss(home.path(), &ca_file)?;
     wait_until(Duration::from_secs(60), "the gateway's /healthz", || {

@@ -111,7 +111,7 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
     c[0].cli_ok(&["passwd", "--password-file", pw.to_str().unwrap_or_default()])?;
     // The client trusts only the web CA, as exported by a node (a bee or prince asks its
     // coordinator for the published one when it does not hold the key).
-    let ca = c[2].cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    let ca = support::export_web_ca(&c[2])?;
     let held = std::fs::read_to_string(c[0].state_dir().join("identity/web-ca.crt"))?;
     ensure!(
         ca.trim() == held.trim(),

@@ -96,7 +96,7 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
         .with_context(|| format!("getent hosts {name}"))?;
     }
     // An HTTPS request by name, verified with the web CA as exported.
-    let ca = c[0].cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    let ca = support::export_web_ca(&c[0])?;
     let ca_file = c[0].state_dir().join("web-ca.pem");
     std::fs::write(&ca_file, format!("{ca}\n"))?;
     let ca_arg = ca_file.to_str().context("path")?.to_string();

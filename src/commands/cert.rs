@@ -130,7 +130,10 @@ fn web_ca_pem(paths: &NodePaths) -> anyhow::Result<String> {
         &format!("/kv/{PKI_TABLE}/{WEB_CA_CERT_KEY}"),
         None,
     )
-    .context("no web CA here; asking the coordinator for the published one")?;
+    .context(
+        "this node holds no web CA and its coordinator has none published yet (a new mesh \
+         publishes it a few seconds after founding: try again)",
+    )?;
     let pem = answer["value"].as_str().unwrap_or_default();
     if pem.is_empty() {
         return Err(anyhow!("the mesh has not published a web CA yet"));

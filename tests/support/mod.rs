@@ -20,3 +20,17 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The mesh's web CA as a user exports it (`hyphae ca export`), once the node can see it: a
+/// new mesh's queen publishes it to the key space a moment after founding, and a node that
+/// joined just now may not have it replicated yet.
+pub fn export_web_ca(node: &hyphae_harness::Node) -> anyhow::Result<String> {
+    hyphae_harness::wait_for(
+        std::time::Duration::from_secs(60),
+        "the web CA to be exportable",
+        || {
+            let out = node.cli(&["ca", "export"])?;
+            Ok(out.success().then(|| out.stdout_trimmed().to_string()))
+        },
+    )
+}
