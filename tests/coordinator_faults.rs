@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use hyphae_harness::{wait_for, wait_until, Cluster};
-use support::{coord_status, form_mesh, get, ms_since, put, queen_index, wait_directory};
+use support::{
+    coord_status, form_mesh, get, ms_since, put, put_until_acked, queen_index, wait_directory,
+};
 
 fn mesh(n: usize) -> Result<Cluster> {
     Cluster::builder()
@@ -44,7 +46,7 @@ fn killing_the_queen_elects_a_new_one_that_accepts_writes() -> Result<()> {
     let mut acked = Vec::new();
     for i in 0..5 {
         let (k, v) = (format!("pre{i}"), format!("v{i}"));
-        put(&c[q], &k, &v, Duration::from_secs(10))?.map_err(anyhow::Error::msg)?;
+        put_until_acked(&c[q], &k, &v, Duration::from_secs(10))?;
         acked.push((k, v));
     }
     let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != q).collect();
@@ -93,7 +95,7 @@ fn a_partitioned_minority_cannot_commit_and_healing_converges() -> Result<()> {
     let q = queen_index(&c, &all, Duration::from_secs(10))?;
     let majority: Vec<usize> = all.iter().copied().filter(|i| *i != q).collect();
     let mut acked = vec![];
-    put(&c[q], "k0", "a", Duration::from_secs(10))?.map_err(anyhow::Error::msg)?;
+    put_until_acked(&c[q], "k0", "a", Duration::from_secs(10))?;
     acked.push(("k0".to_string(), "a".to_string()));
 
     // Cut the queen off: she is the minority.
@@ -112,7 +114,7 @@ fn a_partitioned_minority_cannot_commit_and_healing_converges() -> Result<()> {
     // Heal: one queen again, and every acknowledged write everywhere; the refused one nowhere.
     c[q].link_up()?;
     queen_index(&c, &all, Duration::from_secs(30))?;
-    put(&c[q], "k2", "c", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
+    put_until_acked(&c[q], "k2", "c", Duration::from_secs(20))?;
     acked.push(("k2".into(), "c".into()));
     assert_all_present(&c, &all, &acked)?;
     for i in all {
@@ -128,7 +130,7 @@ fn everything_committed_survives_a_restart_of_every_node() -> Result<()> {
     let mut acked = vec![];
     for i in 0..20 {
         let (k, v) = (format!("k{i}"), format!("value {i}"));
-        put(&c[i % 3], &k, &v, Duration::from_secs(10))?.map_err(anyhow::Error::msg)?;
+        put_until_acked(&c[i % 3], &k, &v, Duration::from_secs(10))?;
         acked.push((k, v));
     }
     for n in c.nodes() {
@@ -143,7 +145,7 @@ fn everything_committed_survives_a_restart_of_every_node() -> Result<()> {
     }
     assert_all_present(&c, &[0, 1, 2], &acked)?;
     // And the mesh still takes writes.
-    put(&c[1], "later", "1", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
+    put_until_acked(&c[1], "later", "1", Duration::from_secs(20))?;
     Ok(())
 }
 
@@ -167,7 +169,7 @@ fn a_lagging_node_catches_up_from_a_snapshot_when_its_log_is_purged() -> Result<
     for i in 0..60 {
         let (k, v) = (format!("s{i}"), format!("value {i}"));
         // Generous: a snapshot is built while these writes go in, on a possibly loaded machine.
-        put(&c[q], &k, &v, Duration::from_secs(30))?.map_err(anyhow::Error::msg)?;
+        put_until_acked(&c[q], &k, &v, Duration::from_secs(30))?;
         acked.push((k, v));
     }
     // The queen has purged past everything the dead node has: only a snapshot can bring it back.
@@ -193,6 +195,6 @@ fn a_lagging_node_catches_up_from_a_snapshot_when_its_log_is_purged() -> Result<
         .collect();
     ensure!(kept.len() == 1, "n{f} keeps {kept:?}");
     // It is a full member again: a write through it commits.
-    put(&c[f], "after-snapshot", "1", Duration::from_secs(20))?.map_err(anyhow::Error::msg)?;
+    put_until_acked(&c[f], "after-snapshot", "1", Duration::from_secs(20))?;
     Ok(())
 }

@@ -115,8 +115,10 @@ fn five_nodes_keep_three_voters_and_replace_a_dead_prince() -> Result<()> {
         .filter(|(node, _)| *node == prince_id)
         .map(|(_, kind)| kind)
         .collect();
+    // Down at the end, through suspect. (On a loaded machine fast liveness can flap a node
+    // before the kill, so a late `up` may sit between its last `suspect` and the final `down`.)
     assert!(
-        kinds.ends_with(&["suspect".to_string(), "down".to_string()]),
+        kinds.last().map(String::as_str) == Some("down") && kinds.iter().any(|k| k == "suspect"),
         "{kinds:?}"
     );
 

@@ -169,6 +169,26 @@ pub fn put(
     }
 }
 
+/// Writes `test/key = value` through `node` until it is acknowledged, for a test's set-up
+/// writes: under load the queen can change while a write is in flight ("outcome unknown"), and
+/// putting the same value again is harmless. Fails when `within` passes without an ack.
+pub fn put_until_acked(node: &Node, key: &str, value: &str, within: Duration) -> Result<u64> {
+    let start = Instant::now();
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        let attempt = left
+            .min(Duration::from_secs(10))
+            .max(Duration::from_secs(1));
+        match put(node, key, value, attempt)? {
+            Ok(version) => return Ok(version),
+            Err(e) if start.elapsed() >= within => {
+                bail!("`{key}` not acknowledged within {within:?}: {e}")
+            }
+            Err(_) => std::thread::sleep(crate::POLL_INTERVAL),
+        }
+    }
+}
+
 /// Reads `test/key` on `node` (its applied state).
 pub fn get(node: &Node, key: &str) -> Result<Option<String>> {
     let out = node.cli(&["kv", "get", "test", key])?;
