@@ -18,7 +18,8 @@ use support::{data, form_mesh_with};
 const CHUNK: usize = 64 * 1024;
 /// 320 chunks at 2+1: about 250 KiB of chunk entries, cut into 16 KiB segments.
 const FILE_LEN: usize = 320 * CHUNK + 1234;
-const CONFIG: &str = "[storage]\nchunk_size = 65536\nmanifest_value_bytes = 16384\ngc_grace = \"1s\"\n\
+const CONFIG: &str =
+    "[storage]\nchunk_size = 65536\nmanifest_value_bytes = 16384\ngc_grace = \"1s\"\n\
      [coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\nheal_after = \"3s\"\n";
 
 fn kv(n: &Node, uri: &str) -> Result<Value> {
@@ -85,12 +86,16 @@ fn a_file_with_a_split_manifest_reads_heals_and_deletes() -> Result<()> {
             Ok(r.ok().filter(|r| r.status == 200).map(|_| ()))
         })?;
     }
-    wait_until(Duration::from_secs(60), "every storage node published", || {
-        Ok(kv(&c[0], "/kv/storage_nodes?prefix=")?["entries"]
-            .as_array()
-            .map(Vec::len)
-            == Some(c.len()))
-    })?;
+    wait_until(
+        Duration::from_secs(60),
+        "every storage node published",
+        || {
+            Ok(kv(&c[0], "/kv/storage_nodes?prefix=")?["entries"]
+                .as_array()
+                .map(Vec::len)
+                == Some(c.len()))
+        },
+    )?;
     let tmp = tempfile::tempdir()?;
     let bytes = data(FILE_LEN, 42);
     let local = tmp.path().join("big");
@@ -192,9 +197,18 @@ fn a_file_with_a_split_manifest_reads_heals_and_deletes() -> Result<()> {
         Duration::from_secs(120),
     )?;
     assert!(out.success(), "{out}");
-    assert_eq!(segments(&c[reader])?, 0, "the replaced version's segments remain");
     assert_eq!(
-        get(&c[reader], "big/file.bin", &tmp.path().join("small-got"), None)?,
+        segments(&c[reader])?,
+        0,
+        "the replaced version's segments remain"
+    );
+    assert_eq!(
+        get(
+            &c[reader],
+            "big/file.bin",
+            &tmp.path().join("small-got"),
+            None
+        )?,
         small
     );
 
@@ -218,18 +232,18 @@ fn a_file_with_a_split_manifest_reads_heals_and_deletes() -> Result<()> {
     assert_eq!(segments(&c[reader])?, 0);
     let ls: Value = serde_json::from_str(&c[reader].cli_ok(&["ls", "big/", "--json"])?.stdout)?;
     assert_eq!(ls["files"].as_array().map(Vec::len), Some(0), "{ls}");
-    wait_until(
-        Duration::from_secs(120),
-        "every chunk reclaimed",
-        || {
-            let entries = kv(&c[reader], "/kv/chunks?prefix=")?;
-            Ok(entries["entries"].as_array().into_iter().flatten().all(|e| {
+    wait_until(Duration::from_secs(120), "every chunk reclaimed", || {
+        let entries = kv(&c[reader], "/kv/chunks?prefix=")?;
+        Ok(entries["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| {
                 e["value"]
                     .as_str()
                     .and_then(|s| serde_json::from_str::<Value>(s).ok())
                     .is_some_and(|r| r["state"] == "reclaimed")
             }))
-        },
-    )?;
+    })?;
     Ok(())
 }

@@ -81,10 +81,7 @@ async fn a_put_after_a_delete_wins_over_the_tombstone() -> Result<(), StoreError
     forget_every_watermark(dir.path())?;
     let store = ShardStore::open(dir.path(), opts(1 << 20))?;
     assert_eq!(store.get(&id(1)).await?, data(1, 2000));
-    assert!(
-        !store.contains(&id(2)),
-        "put, delete, put, delete: deleted"
-    );
+    assert!(!store.contains(&id(2)), "put, delete, put, delete: deleted");
     assert_eq!(store.get(&id(3)).await?, data(3, 2000));
     let check = store.check().await?;
     assert!(check.is_consistent(), "{check:?}");
@@ -99,8 +96,7 @@ async fn a_put_after_a_delete_wins_over_the_tombstone() -> Result<(), StoreError
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_removes_the_tombstones_of_the_segments_it_removes() -> Result<(), StoreError>
-{
+async fn compaction_removes_the_tombstones_of_the_segments_it_removes() -> Result<(), StoreError> {
     let dir = tempdir()?;
     let store = ShardStore::open(dir.path(), opts(32 << 10))?;
     for n in 0..40 {

@@ -125,11 +125,13 @@ impl Index {
         // Entries are ~100 bytes: a small memtable is plenty and keeps memory (and the WAL
         // preallocation) small on small nodes.
         opts.set_write_buffer_size(8 << 20);
-        let cfs = [CF_SHARDS, CF_SEGMENTS, CF_TOMBSTONES].into_iter().map(|n| {
-            let mut cf = Options::default();
-            cf.set_write_buffer_size(8 << 20);
-            ColumnFamilyDescriptor::new(n, cf)
-        });
+        let cfs = [CF_SHARDS, CF_SEGMENTS, CF_TOMBSTONES]
+            .into_iter()
+            .map(|n| {
+                let mut cf = Options::default();
+                cf.set_write_buffer_size(8 << 20);
+                ColumnFamilyDescriptor::new(n, cf)
+            });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Index { db })
     }

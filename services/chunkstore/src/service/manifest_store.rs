@@ -131,10 +131,6 @@ pub async fn commit(store: &Shared, manifest: &Manifest, expect: u64) -> Result<
         delete_segments(store, &written).await;
         return Err(conflict(e));
     }
-    tracing::info!(
-        path,
-        segments = written.len(),
-        "split manifest committed"
-    );
+    tracing::info!(path, segments = written.len(), "split manifest committed");
     Ok(())
 }
