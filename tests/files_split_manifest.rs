@@ -1,7 +1,7 @@
 //! Files whose manifest does not fit one coordinator value (≈ 6 GiB at 4+2 with 4 MiB chunks)
 //! get a split manifest: a root in `files` and segments in `file_segments`. Here the value
 //! limit is lowered (`[storage] manifest_value_bytes`) and the chunks are small so that a
-//! 20 MiB file has a manifest of many segments, and every operation is checked on it: round
+//! 4 MiB file has a manifest of many segments, and every operation is checked on it: round
 //! trip, range reads across segment boundaries, stat, ls, heal after a node death, overwrite,
 //! rm and garbage collection.
 
@@ -16,11 +16,12 @@ use serde_json::Value;
 use support::{data, form_mesh_with};
 
 const CHUNK: usize = 64 * 1024;
-/// 320 chunks at 2+1: about 250 KiB of chunk entries, cut into 16 KiB segments.
-const FILE_LEN: usize = 320 * CHUNK + 1234;
+/// 65 chunks at 2+1: about 50 KiB of chunk entries, cut into 4 KiB segments (~20). Few chunks,
+/// so that the put's coordinator writes stay few on a loaded machine.
+const FILE_LEN: usize = 64 * CHUNK + 1234;
 const CONFIG: &str =
-    "[storage]\nchunk_size = 65536\nmanifest_value_bytes = 16384\ngc_grace = \"1s\"\n\
-     [coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\nheal_after = \"3s\"\n";
+    "[storage]\nchunk_size = 65536\nmanifest_value_bytes = 4096\ngc_grace = \"1s\"\n\
+     [coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"2s\"\nheal_after = \"4s\"\n";
 
 fn kv(n: &Node, uri: &str) -> Result<Value> {
     let r = uds_get(n.state_dir().join("run/coordinator.sock"), uri)?;
