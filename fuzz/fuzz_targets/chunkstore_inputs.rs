@@ -1,5 +1,5 @@
 //! Fuzzes what the chunkstore parses from outside: HTTP `Range` headers and file paths (local
-//! API, proxied from the gateway), manifests read back from the coordinator, and the shard
+//! API, proxied from the gateway), manifests (whole, split roots and segments) read back from the coordinator, and the shard
 //! RPC request bodies, shared-asset queries and table entries. Each must parse or fail cleanly,
 //! never panic; what parses must be sane.
 #![no_main]
@@ -7,6 +7,7 @@
 use hyphae_chunkstore::asset_rpc::AssetRef;
 use hyphae_chunkstore::assets::{split_key, AssetQuery};
 use hyphae_chunkstore::manifest::Manifest;
+use hyphae_chunkstore::manifest_split::{ManifestSegment, StoredManifest};
 use hyphae_chunkstore::service::errors::normalize_path;
 use hyphae_chunkstore::service::files_api::parse_range;
 use hyphae_chunkstore::shard_rpc::{ShardPutRequest, ShardRef};
@@ -27,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(m) = Manifest::from_json(text) {
             assert!(m.check().is_ok());
+        }
+        if let Ok(StoredManifest::Split(root)) = StoredManifest::from_json(text) {
+            assert!(root.check().is_ok());
+            if let Ok(seg) = ManifestSegment::from_json(text) {
+                let _ = root.join(vec![seg]);
+            }
         }
         let (a, b) = if text.is_char_boundary(text.len() / 2) {
             text.split_at(text.len() / 2)

@@ -159,6 +159,9 @@ impl LocalServices {
         let stream = tokio::net::UnixStream::connect(&socket)
             .await
             .map_err(|e| ApiError::unavailable(service, e))?;
+        // A service may answer before reading the whole body (the chunkstore's 507): keep a
+        // failed body write from hiding that answer.
+        let (stream, _write_failure) = hyphae_core::early_answer_io::EarlyAnswerIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ApiError::unavailable(service, e))?;

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use hyphae_core::early_answer_io::EarlyAnswerIo;
 use hyphae_core::paths::NodePaths;
 use hyphae_core::transport::ServiceSpec;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -118,7 +119,10 @@ pub(super) async fn send(
                 socket.display()
             )
         })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // The chunkstore may refuse an upload before reading all of it (507 when no node has
+    // room): the wrapper keeps a failed body write from hiding its answer.
+    let (io, write_failure) = EarlyAnswerIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -129,7 +133,15 @@ pub(super) async fn send(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    Ok(sender.send_request(req.body(body)?).await?)
+    match sender.send_request(req.body(body)?).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => match write_failure.take() {
+            Some(w) => Err(anyhow::anyhow!(
+                "the chunkstore closed the connection during the upload without answering ({w}; {e})"
+            )),
+            None => Err(e.into()),
+        },
+    }
 }
 
 /// Reads a whole (small) answer; fails with the server's error message unless it succeeded.

@@ -15,6 +15,7 @@ pub mod erasure;
 pub mod ids;
 pub mod local;
 pub mod manifest;
+pub mod manifest_split;
 pub mod pipeline;
 pub mod placement;
 pub mod rebalance_plan;

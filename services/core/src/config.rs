@@ -199,6 +199,10 @@ pub struct StorageSection {
     /// Repair bandwidth cap (bytes/s of rebuilt shards) so client I/O keeps its latency.
     /// Default 64 MiB/s.
     pub heal_bytes_per_sec: u64,
+    /// Largest manifest value the chunkstore writes to the coordinator; a file whose manifest
+    /// is larger gets a split manifest (a root and segments of at most this size). Default
+    /// 2 MiB − 64 KiB (the coordinator's API takes 2 MiB bodies); 4 KiB at least.
+    pub manifest_value_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -213,6 +217,7 @@ impl Default for StorageSection {
             scrub_bandwidth: 0.1,
             gc_grace: Duration::from_secs(3600),
             heal_bytes_per_sec: 64 << 20,
+            manifest_value_bytes: (2 << 20) - (64 << 10),
         }
     }
 }
@@ -544,6 +549,12 @@ impl Config {
             return Err(invalid(
                 "storage.chunk_size",
                 "must be between 4 KiB and 64 MiB",
+            ));
+        }
+        if st.manifest_value_bytes < 4096 || st.manifest_value_bytes > (2 << 20) - (64 << 10) {
+            return Err(invalid(
+                "storage.manifest_value_bytes",
+                "must be between 4 KiB and 2 MiB - 64 KiB",
             ));
         }
         if st.data_shards.is_some() != st.parity_shards.is_some() || st.data_shards == Some(0) {

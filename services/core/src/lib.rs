@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod config;
 pub mod context;
+pub mod early_answer_io;
 pub mod identity;
 pub mod ipc;
 pub mod metrics;

@@ -134,12 +134,17 @@ impl ShardStore {
         shared.index.sync()?;
         let reclaimed = {
             // Under the index lock, so that `check()` never sees the segment half removed.
+            // The file goes first (unlinked, directory synced), its watermark and tombstones
+            // after: a crash in between leaves a watermark of a missing segment, which
+            // recovery drops. The other order left, for a moment, a segment without a
+            // watermark, which recovery scans from its start, re-indexing its deleted
+            // records (the deleted shard that came back after a kill -9).
             let mut a = shared.lock();
+            let reclaimed = a.segments.remove(&n).map_or(0, |s| s.end);
+            shared.segments.remove(n)?;
             let mut batch = IndexBatch::default();
             batch.forget_segment(n);
             shared.index.write(batch, true)?;
-            let reclaimed = a.segments.remove(&n).map_or(0, |s| s.end);
-            shared.segments.remove(n)?;
             reclaimed
         };
         report.segments_compacted += 1;

@@ -3,6 +3,11 @@
 //!
 //! Column family `shards`: key = the 32 id bytes, value = [`Location`] (60 bytes).
 //! Column family `segments`: key = segment number (u32 big endian), value = watermark (u64 LE).
+//! Column family `tombstones`: key = segment number (u32 big endian) + the 32 id bytes, value =
+//! the largest sequence number of a dead record of that id in that segment (u64 LE). Recovery
+//! never re-indexes a record a tombstone covers, so a segment scanned from its start (no
+//! watermark: a compaction cut short, damage) cannot bring back a deleted shard. A segment's
+//! tombstones go when the segment does.
 //! Writes go through RocksDB's WAL without a sync: the segments are the source of truth and
 //! recovery re-indexes every record past a segment's watermark. Deletes (and compaction before
 //! it unlinks a segment) sync the WAL, because a lost delete cannot be re-derived.
@@ -15,6 +20,7 @@ use super::{ShardId, StoreError};
 
 const CF_SHARDS: &str = "shards";
 const CF_SEGMENTS: &str = "segments";
+const CF_TOMBSTONES: &str = "tombstones";
 /// Bytes of an encoded [`Location`].
 const LOCATION_LEN: usize = 60;
 
@@ -76,6 +82,7 @@ pub struct IndexBatch {
     batch: WriteBatch,
     shards: Vec<(ShardId, Option<Location>)>,
     watermarks: Vec<(u32, Option<u64>)>,
+    tombstones: Vec<(u32, ShardId, u64)>,
 }
 
 impl IndexBatch {
@@ -91,13 +98,18 @@ impl IndexBatch {
     pub fn watermark(&mut self, segment: u32, upto: u64) {
         self.watermarks.push((segment, Some(upto)));
     }
-    /// Forgets a removed segment's watermark.
+    /// Forgets a removed segment's watermark and its tombstones.
     pub fn forget_segment(&mut self, segment: u32) {
         self.watermarks.push((segment, None));
     }
+    /// Marks the record of `id` with sequence number `seq` (and every older one) in `segment`
+    /// as dead: recovery never indexes it again. A larger existing tombstone is kept.
+    pub fn tombstone(&mut self, segment: u32, id: ShardId, seq: u64) {
+        self.tombstones.push((segment, id, seq));
+    }
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
-        self.shards.is_empty() && self.watermarks.is_empty()
+        self.shards.is_empty() && self.watermarks.is_empty() && self.tombstones.is_empty()
     }
 }
 
@@ -113,11 +125,13 @@ impl Index {
         // Entries are ~100 bytes: a small memtable is plenty and keeps memory (and the WAL
         // preallocation) small on small nodes.
         opts.set_write_buffer_size(8 << 20);
-        let cfs = [CF_SHARDS, CF_SEGMENTS].into_iter().map(|n| {
-            let mut cf = Options::default();
-            cf.set_write_buffer_size(8 << 20);
-            ColumnFamilyDescriptor::new(n, cf)
-        });
+        let cfs = [CF_SHARDS, CF_SEGMENTS, CF_TOMBSTONES]
+            .into_iter()
+            .map(|n| {
+                let mut cf = Options::default();
+                cf.set_write_buffer_size(8 << 20);
+                ColumnFamilyDescriptor::new(n, cf)
+            });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(Index { db })
     }
@@ -142,7 +156,20 @@ impl Index {
     pub fn write(&self, b: IndexBatch, sync: bool) -> Result<(), StoreError> {
         let shards = self.cf(CF_SHARDS)?;
         let segments = self.cf(CF_SEGMENTS)?;
+        let tombstones = self.cf(CF_TOMBSTONES)?;
         let mut batch = b.batch;
+        let mut dead: std::collections::HashMap<[u8; 36], u64> = std::collections::HashMap::new();
+        for (seg, id, seq) in &b.tombstones {
+            let key = tombstone_key(*seg, id);
+            let seq = match dead.get(&key) {
+                Some(s) => (*s).max(*seq),
+                None => self.tombstone(*seg, id)?.map_or(*seq, |s| s.max(*seq)),
+            };
+            dead.insert(key, seq);
+        }
+        for (key, seq) in &dead {
+            batch.put_cf(tombstones, key, seq.to_le_bytes());
+        }
         for (id, loc) in &b.shards {
             match loc {
                 Some(l) => batch.put_cf(shards, id.0, l.encode()),
@@ -152,7 +179,11 @@ impl Index {
         for (seg, w) in &b.watermarks {
             match w {
                 Some(w) => batch.put_cf(segments, seg.to_be_bytes(), w.to_le_bytes()),
-                None => batch.delete_cf(segments, seg.to_be_bytes()),
+                None => {
+                    batch.delete_cf(segments, seg.to_be_bytes());
+                    let (from, to) = tombstone_range(*seg);
+                    batch.delete_range_cf(tombstones, from, to);
+                }
             }
         }
         let mut wo = WriteOptions::default();
@@ -215,6 +246,34 @@ impl Index {
         Ok(n)
     }
 
+    /// The tombstone of `id` in `segment`: the largest sequence number of its dead records there.
+    pub fn tombstone(&self, segment: u32, id: &ShardId) -> Result<Option<u64>, StoreError> {
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_TOMBSTONES)?, tombstone_key(segment, id))?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_le_bytes)))
+    }
+
+    /// Every tombstone as (segment, id, seq); malformed ones are skipped.
+    pub fn tombstones(&self) -> Result<Vec<(u32, ShardId, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_TOMBSTONES)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let (Ok(k), Ok(v)) = (<[u8; 36]>::try_from(&k[..]), <[u8; 8]>::try_from(&v[..])) else {
+                continue;
+            };
+            let mut seg = [0u8; 4];
+            seg.copy_from_slice(&k[..4]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[4..]);
+            out.push((u32::from_be_bytes(seg), ShardId(id), u64::from_le_bytes(v)));
+        }
+        Ok(out)
+    }
+
     /// Every segment watermark.
     pub fn watermarks(&self) -> Result<Vec<(u32, u64)>, StoreError> {
         let mut out = Vec::new();
@@ -230,6 +289,23 @@ impl Index {
         }
         Ok(out)
     }
+}
+
+fn tombstone_key(segment: u32, id: &ShardId) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..4].copy_from_slice(&segment.to_be_bytes());
+    k[4..].copy_from_slice(&id.0);
+    k
+}
+
+/// The key range holding every tombstone of `segment` (keys are segment-first, big endian).
+fn tombstone_range(segment: u32) -> (Vec<u8>, Vec<u8>) {
+    let from = segment.to_be_bytes().to_vec();
+    let to = match segment.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xff; 37],
+    };
+    (from, to)
 }
 
 #[cfg(test)]
@@ -272,6 +348,30 @@ mod tests {
         idx.write(b, false)?;
         assert_eq!(idx.get(&ShardId([1; 32]))?, None);
         assert!(idx.watermarks()?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn tombstones_keep_the_largest_seq_and_go_with_their_segment() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::io("tempdir", e))?;
+        let idx = Index::open(dir.path())?;
+        let (a, b) = (ShardId([1; 32]), ShardId([2; 32]));
+        let mut batch = IndexBatch::default();
+        batch.tombstone(3, a, 7);
+        batch.tombstone(3, a, 5);
+        batch.tombstone(4, b, 9);
+        batch.tombstone(u32::MAX, b, 1);
+        idx.write(batch, true)?;
+        let mut batch = IndexBatch::default();
+        batch.tombstone(3, a, 6);
+        idx.write(batch, true)?;
+        assert_eq!(idx.tombstone(3, &a)?, Some(7));
+        assert_eq!(idx.tombstone(4, &a)?, None);
+        let mut batch = IndexBatch::default();
+        batch.forget_segment(3);
+        batch.forget_segment(u32::MAX);
+        idx.write(batch, true)?;
+        assert_eq!(idx.tombstones()?, vec![(4, b, 9)]);
         Ok(())
     }
 }

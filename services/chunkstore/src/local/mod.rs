@@ -393,8 +393,11 @@ impl ShardStore {
             let Some(loc) = shared.index.get(id)? else {
                 return Ok((false, false));
             };
+            // The tombstone keeps recovery from indexing the dead record again should its
+            // segment ever be scanned from the start (see `recovery`).
             let mut batch = IndexBatch::default();
             batch.delete(*id);
+            batch.tombstone(loc.segment, *id, loc.seq);
             shared.index.write(batch, false)?;
             accounts.remove(&loc);
             let active = shared.active_segment.load(Ordering::Acquire);

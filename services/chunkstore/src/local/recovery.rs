@@ -4,7 +4,8 @@
 //!    end of one) are dropped.
 //! 2. Every segment is scanned from its watermark (0 when the index has none, e.g. after the
 //!    index was lost) to its end: each valid record whose id is unindexed, or indexed with an
-//!    older sequence number, is indexed. This is how puts that were acknowledged (the segment
+//!    older sequence number, and that no tombstone of the segment covers (a deleted shard, a
+//!    dead copy), is indexed. This is how puts that were acknowledged (the segment
 //!    was synced) but whose index write had not reached the disk come back.
 //! 3. The scan stops at the first record that is not whole and valid (a torn tail: a group that
 //!    was being written when the process died); the last segment is truncated there. A record
@@ -92,6 +93,18 @@ pub fn recover(
             batch.forget_segment(*seg);
         }
     }
+    // Tombstones of segments that are gone (a compaction cut short after the unlink) go too;
+    // their sequence numbers still count, so that a new record never reuses one.
+    let mut orphaned_tombstones = std::collections::BTreeSet::new();
+    for (seg, _, seq) in index.tombstones()? {
+        max_seq = max_seq.max(seq);
+        if !lens.contains_key(&seg) && !watermarks.contains_key(&seg) {
+            orphaned_tombstones.insert(seg);
+        }
+    }
+    for seg in orphaned_tombstones {
+        batch.forget_segment(seg);
+    }
     index.write(batch, true)?;
 
     // 2 and 3. Scan past the watermarks.
@@ -126,6 +139,10 @@ pub fn recover(
                     hash: h.hash,
                 };
                 max_seq = max_seq.max(h.seq);
+                if index.tombstone(n, &h.id)?.is_some_and(|dead| dead >= h.seq) {
+                    // Deleted (or a dead copy): never indexed again.
+                    return Ok(());
+                }
                 let current = match fresh.get(&h.id) {
                     Some(l) => Some(*l),
                     None => index.get(&h.id)?,

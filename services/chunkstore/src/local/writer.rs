@@ -441,7 +441,11 @@ impl Writer {
                 };
                 let outcome = match (&p.reply, current) {
                     (_, Err(e)) => Err(e),
-                    (Reply::Put(_), Ok(Some(_))) => Ok(false),
+                    (Reply::Put(_), Ok(Some(_))) => {
+                        // A second put of the id in this group: its record stays dead.
+                        batch.tombstone(run.segment, h.id, h.seq);
+                        Ok(false)
+                    }
                     (Reply::Put(_), Ok(None)) => {
                         batch.put(h.id, loc);
                         fresh.insert(h.id, loc);
@@ -455,7 +459,11 @@ impl Writer {
                         added.push(loc);
                         Ok(true)
                     }
-                    (Reply::Relocate { .. }, Ok(_)) => Ok(false),
+                    (Reply::Relocate { .. }, Ok(_)) => {
+                        // Deleted (or rewritten) meanwhile: the copy stays dead.
+                        batch.tombstone(run.segment, h.id, h.seq);
+                        Ok(false)
+                    }
                 };
                 answers.push((p.reply, outcome));
             }

@@ -170,10 +170,11 @@ async fn get_file(
 async fn delete(State(store): State<Shared>, Path(path): Path<String>) -> Response {
     let result = async {
         let path = normalize_path(&path)?;
-        let (manifest, _) = load_manifest(&store, &path).await?;
+        let loaded = super::manifest_store::load(&store, &path).await?;
         store.coord.delete(FILES, &path).await?;
-        let ids: Vec<ChunkId> = manifest.chunks.iter().map(|c| c.id).collect();
+        let ids: Vec<ChunkId> = loaded.manifest.chunks.iter().map(|c| c.id).collect();
         release_all(&store, &ids).await;
+        super::manifest_store::delete_segments(&store, &loaded.segment_keys).await;
         tracing::info!(path, "file deleted");
         Ok::<_, FilesError>(Json(json!({ "deleted": path })).into_response())
     };
@@ -214,19 +215,20 @@ async fn list(State(store): State<Shared>, Query(q): Query<ListQuery>) -> Respon
         let prefix = q.prefix.trim_start_matches('/').to_string();
         let entries = store.coord.scan(FILES, &prefix).await?;
         let view = MeshView::load(&store.coord).await?;
-        let files: Vec<Value> = entries
-            .iter()
-            .filter_map(|e| Manifest::from_json(&e.value).ok())
-            .map(|m| {
-                json!({
-                    "path": m.path,
-                    "size": m.size,
-                    "created_unix": m.created_unix,
-                    "chunks": m.chunks.len(),
-                    "health": quick_health(&m, &view),
-                })
-            })
-            .collect();
+        let mut files: Vec<Value> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            // A split manifest's segments are read too (one value per ~1,500 chunks).
+            let Ok(m) = super::manifest_store::resolve(&store, &e.key, &e.value).await else {
+                continue;
+            };
+            files.push(json!({
+                "path": m.path,
+                "size": m.size,
+                "created_unix": m.created_unix,
+                "chunks": m.chunks.len(),
+                "health": quick_health(&m, &view),
+            }));
+        }
         Ok::<_, FilesError>(Json(json!({ "files": files })).into_response())
     };
     match result.await {

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod files_api;
 pub mod gc;
 pub mod heal;
+pub mod manifest_store;
 pub mod peer_server;
 pub mod peers;
 pub mod read_path;

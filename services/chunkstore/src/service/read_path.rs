@@ -10,27 +10,16 @@ use futures::{Stream, StreamExt};
 
 use super::errors::FilesError;
 use super::state::{with_coder, Shared};
-use super::tables::{MeshView, FILES};
+use super::tables::MeshView;
 use crate::chunking::chunks_for_range;
 use crate::manifest::{ChunkEntry, ChunkLayout, Manifest};
 use crate::pipeline::decode_chunk;
 
-/// Reads and checks a file's manifest: linearizable (a put acknowledged anywhere is seen) when
-/// the coordinator has a quorum, else this node's applied state, so files stay readable while
-/// the coordinator cannot commit.
+/// Reads and checks a file's manifest (whole, or joined from its segments when split), with
+/// the version of its `files` entry. See [`super::manifest_store::load`].
 pub async fn load_manifest(store: &Shared, path: &str) -> Result<(Manifest, u64), FilesError> {
-    let found = match store.coord.get(FILES, path, true).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(path, error = %e, "linearizable read failed; using this node's state");
-            store.coord.get(FILES, path, false).await?
-        }
-    };
-    let Some((text, version)) = found else {
-        return Err(FilesError::NotFound(path.to_string()));
-    };
-    let m = Manifest::from_json(&text).map_err(|e| FilesError::Internal(format!("{path}: {e}")))?;
-    Ok((m, version))
+    let loaded = super::manifest_store::load(store, path).await?;
+    Ok((loaded.manifest, loaded.version))
 }
 
 /// The chunk's current layout: the `chunks` table's (healing updates it), else the manifest's.

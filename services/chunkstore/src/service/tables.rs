@@ -14,6 +14,9 @@ pub const FILES: &str = "files";
 /// `chunks`: chunk id → [`crate::manifest::ChunkRecord`] (current placement + refcount). It is
 /// also the shard index: healing finds a dead node's shards by scanning it.
 pub const CHUNKS: &str = "chunks";
+/// `file_segments`: `<put id>/<index>` → [`crate::manifest_split::ManifestSegment`], the chunk
+/// entries of a split manifest (its root is in `files`).
+pub const FILE_SEGMENTS: &str = "file_segments";
 /// `storage_nodes`: node id → [`StorageNodeRecord`], refreshed by each chunkstore.
 pub const STORAGE_NODES: &str = "storage_nodes";
 

@@ -11,12 +11,14 @@ use futures::{Stream, StreamExt};
 use hyphae_core::NodeId;
 
 use super::errors::FilesError;
+use super::manifest_store;
 use super::refs::now_unix;
 use super::state::{with_coder, Chunkstore, Shared};
 use super::tables::{MeshView, FILES};
 use crate::chunking::Chunker;
 use crate::ids::ChunkId;
 use crate::manifest::{ChunkEntry, ChunkLayout, Manifest, ShardPlacement, MANIFEST_VERSION};
+use crate::manifest_split::StoredManifest;
 use crate::pipeline::{encode_chunk, EncodedChunk};
 use crate::placement::{place, place_replacements};
 use crate::redundancy::Redundancy;
@@ -24,20 +26,6 @@ use crate::redundancy::Redundancy;
 /// Chunks being encoded/uploaded at once per put (bounds memory: ~this many chunks × (1 +
 /// m/k) of buffers).
 const IN_FLIGHT: usize = 3;
-
-/// Largest manifest a put commits: the coordinator's local API takes JSON bodies of up to
-/// 2 MiB (axum's default), and the manifest travels escaped inside one. With 4 MiB chunks that
-/// is about 1,500 chunks at 4+2 (≈ 6 GiB) and 2,400 at 2+1 (≈ 9 GiB); a larger `chunk_size`
-/// raises it proportionally. Splitting manifests is not built.
-pub const MAX_MANIFEST_BYTES: usize = (2 << 20) - (64 << 10);
-
-/// What one chunk entry adds to the manifest as the coordinator receives it (JSON, escaped
-/// inside the request's JSON string).
-fn manifest_cost(entry: &ChunkEntry) -> usize {
-    serde_json::to_string(entry)
-        .map(|s| s.len() + s.bytes().filter(|b| *b == b'"' || *b == b'\\').count() + 1)
-        .unwrap_or(usize::MAX / 2)
-}
 
 /// What a committed put reports.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -279,12 +267,6 @@ where
     let mut in_flight = FuturesOrdered::new();
     let mut done: Vec<StoredChunk> = Vec::new();
     let mut failure: Option<FilesError> = None;
-    let mut manifest_bytes = 1024usize;
-    let too_large = |bytes: usize, chunks: usize| {
-        FilesError::TooLarge(format!(
-            "after {chunks} chunks the manifest would exceed {bytes} bytes (limit {MAX_MANIFEST_BYTES}); put it with a larger [storage] chunk_size"
-        ))
-    };
 
     'read: loop {
         let piece = match body.next().await {
@@ -302,14 +284,7 @@ where
             offset += len;
             while in_flight.len() >= IN_FLIGHT {
                 match in_flight.next().await {
-                    Some(Ok(c)) => {
-                        manifest_bytes += manifest_cost(&c.entry);
-                        done.push(c);
-                        if manifest_bytes > MAX_MANIFEST_BYTES {
-                            failure = Some(too_large(manifest_bytes, done.len()));
-                            break 'read;
-                        }
-                    }
+                    Some(Ok(c)) => done.push(c),
                     Some(Err(e)) => {
                         failure = Some(e);
                         break 'read;
@@ -328,19 +303,13 @@ where
     }
     while let Some(result) = in_flight.next().await {
         match result {
-            Ok(c) => {
-                manifest_bytes += manifest_cost(&c.entry);
-                done.push(c);
-            }
+            Ok(c) => done.push(c),
             Err(e) => {
                 failure.get_or_insert(e);
             }
         }
     }
     let ids: Vec<ChunkId> = done.iter().map(|c| c.entry.id).collect();
-    if failure.is_none() && manifest_bytes > MAX_MANIFEST_BYTES {
-        failure = Some(too_large(manifest_bytes, done.len()));
-    }
     if let Some(e) = failure {
         release_all(&store, &ids).await;
         return Err(e);
@@ -357,25 +326,23 @@ where
         chunks: done.into_iter().map(|c| c.entry).collect(),
     };
     let expect = previous.as_ref().map(|(_, v)| *v).unwrap_or(0);
-    match store
-        .coord
-        .put(FILES, &path, &manifest.to_json(), Some(expect))
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => {
-            release_all(&store, &ids).await;
-            return Err(match e {
-                crate::coordinator_client::CoordError::Conflict => FilesError::Conflict,
-                other => other.into(),
-            });
-        }
+    if let Err(e) = manifest_store::commit(&store, &manifest, expect).await {
+        release_all(&store, &ids).await;
+        return Err(e);
     }
-    // The replaced version's chunks lose a reference.
+    // The replaced version's chunks lose a reference; its segments (if split) go.
     if let Some((text, _)) = previous {
-        if let Ok(old) = Manifest::from_json(&text) {
-            let old_ids: Vec<ChunkId> = old.chunks.iter().map(|c| c.id).collect();
-            release_all(&store, &old_ids).await;
+        match manifest_store::resolve(&store, &path, &text).await {
+            Ok(old) => {
+                let old_ids: Vec<ChunkId> = old.chunks.iter().map(|c| c.id).collect();
+                release_all(&store, &old_ids).await;
+            }
+            Err(e) => {
+                tracing::warn!(path, error = %e, "the replaced manifest could not be read; its chunks keep their references")
+            }
+        }
+        if let Ok(old) = StoredManifest::from_json(&text) {
+            manifest_store::delete_segments(&store, &old.segment_keys()).await;
         }
     }
     store.metrics.bytes_written.inc_by(manifest.size);
