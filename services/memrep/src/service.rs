@@ -33,6 +33,7 @@ use crate::epoch::scheduler::{Mode, SchedulerConfig};
 use crate::epoch_rpc::{self, Replicas, MEMREP};
 use crate::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
 use crate::vm_runner::{self, BackupLink, VmStats};
+use crate::vm_throttle::{ThrottleEnv, ThrottleMetrics};
 use crate::{dirty, restore};
 
 /// Why the memrep service stopped.
@@ -90,6 +91,7 @@ struct MemrepState {
     shm_dir: PathBuf,
     max_mem_mib: u64,
     shutdown: CancellationToken,
+    throttle: ThrottleEnv,
 }
 
 type Shared = Arc<MemrepState>;
@@ -155,6 +157,22 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
     let soft_dirty = dirty::soft_dirty::probe();
+    let throttle_root = crate::cgroup_throttle::probe(&node_hex[..node_hex.len().min(16)])
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    if let Err(why) = &throttle_root {
+        tracing::warn!(why, "VM CPU throttling unavailable");
+    }
+    let throttle = ThrottleEnv {
+        metrics: ThrottleMetrics::register(
+            &ctx.metrics,
+            throttle_root.as_ref().map_or(0, |r| match r.version {
+                crate::cgroup_throttle::CgroupVersion::V1 => 1,
+                crate::cgroup_throttle::CgroupVersion::V2 => 2,
+            }),
+        ),
+        root: throttle_root,
+    };
 
     let tls = MeshTls::new(&membership)?;
     let bind = SocketAddr::new(ctx.config.node.listen, ctx.config.ports.memrep);
@@ -179,6 +197,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         shm_dir,
         max_mem_mib: max_vm_mem_mib(),
         shutdown: shutdown.clone(),
+        throttle,
     });
     let status = {
         let s = state.clone();
@@ -193,6 +212,15 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 "soft_dirty_probe": match &s.soft_dirty { Ok(()) => "works".to_string(), Err(e) => e.clone() },
                 "max_vm_mem_mib": s.max_mem_mib,
                 "shm_dir": s.shm_dir.display().to_string(),
+                "cpu_throttle": match &s.throttle.root {
+                    Ok(r) => json!({
+                        "available": true,
+                        "cgroup": r.version.as_str(),
+                        "dir": r.dir.display().to_string(),
+                        "delegated": r.delegated,
+                    }),
+                    Err(why) => json!({ "available": false, "reason": why }),
+                },
             })
         }
     };
@@ -219,6 +247,9 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     }
     let _ = rpc_task.await;
     let _ = ipc_task.await;
+    if let Ok(root) = &state.throttle.root {
+        root.remove();
+    }
     Ok(())
 }
 
@@ -375,6 +406,7 @@ async fn start_runner(
         s.limits,
         stats.clone(),
         cancel.clone(),
+        s.throttle.clone(),
     ));
     s.vms.lock().await.insert(
         name.clone(),

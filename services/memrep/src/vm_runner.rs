@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::Primary;
 use crate::epoch::scheduler::{Decision, Scheduler, SchedulerConfig};
 use crate::epoch_rpc::send_epoch;
+use crate::vm_throttle::{ThrottleEnv, VmThrottle};
 
 /// What status shows about a running VM.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,8 +41,12 @@ pub struct VmStats {
     pub lag_ms: f64,
     /// Current epoch interval, ms.
     pub interval_ms: f64,
-    /// CPU percent the throttle would take (computed; see docs/memrep.md for enforcement).
+    /// CPU percent the scheduler asks the throttle to take.
     pub throttle_pct: u8,
+    /// The quota enforced on the vCPU threads now (`None`: throttling unavailable).
+    pub cpu_quota: Option<crate::cgroup_throttle::AppliedQuota>,
+    /// How the throttle is enforced: `v1 DIR`, `v2 DIR`, or `unavailable: WHY`.
+    pub throttle_cgroup: String,
     /// Best-effort replica behind its bound.
     pub stale: bool,
     /// Dirty tracker in use.
@@ -90,8 +95,10 @@ pub async fn run(
     limits: Limits,
     stats: Arc<Mutex<VmStats>>,
     cancel: CancellationToken,
+    throttle_env: ThrottleEnv,
 ) {
     let generation = primary.generation;
+    let mut throttle = VmThrottle::start(&throttle_env, &vm, &mut primary.qemu).await;
     let mut sched = Scheduler::new(cfg, backups.len(), 1);
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     let mut senders = Vec::new();
@@ -134,6 +141,8 @@ pub async fn run(
         s.generation = generation;
         s.tracker = format!("{:?}", primary.tracker());
         s.backups = names.clone();
+        s.throttle_cgroup = throttle.description.clone();
+        s.cpu_quota = throttle.apply(0);
     }
     let mut pauses: Vec<f64> = Vec::new();
     let mut held = false;
@@ -191,6 +200,8 @@ pub async fn run(
             s.lag_ms = sched.lag().as_secs_f64() * 1000.0;
             s.interval_ms = sched.interval().as_secs_f64() * 1000.0;
             s.throttle_pct = sched.throttle();
+            s.cpu_quota = throttle.apply(s.throttle_pct);
+            s.throttle_cgroup.clone_from(&throttle.description);
             s.stale = sched.stale();
         }
         tokio::select! {
@@ -222,4 +233,6 @@ pub async fn run(
     }
     drop(s);
     primary.shutdown().await;
+    // QEMU is gone: its cgroup is empty and can go too.
+    throttle.finish().await;
 }
