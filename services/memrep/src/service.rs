@@ -4,7 +4,8 @@
 //! (failover, migration target).
 //!
 //! Local API: `GET /status`, `GET /metrics`, `GET /vms`, `POST /vms` (start a VM here, with
-//! its backups), `DELETE /vms/{name}`, `GET /vms/{name}/console` (serial log), `GET /replicas`,
+//! its backups), `DELETE /vms/{name}`, `POST /vms/{name}/stop`, `GET /vms/{name}/console`
+//! (serial log), `GET /replicas`,
 //! `POST /replicas/{vm}/resume` (resume the replica here as the new primary).
 
 use std::collections::HashMap;
@@ -258,6 +259,7 @@ fn api_router(state: Shared) -> axum::Router {
         .route("/vms", get(list_vms).post(create_vm))
         .route("/vms/{name}", get(vm_status).delete(delete_vm))
         .route("/vms/{name}/console", get(console))
+        .route("/vms/{name}/stop", post(stop_vm))
         .route("/replicas", get(list_replicas))
         .route("/replicas/{vm}/resume", post(resume_replica))
         .with_state(state)
@@ -305,6 +307,33 @@ async fn delete_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> R
     v.cancel.cancel();
     let _ = v.task.await;
     Json(json!({ "deleted": name })).into_response()
+}
+
+/// `POST /vms/{name}/stop`: QEMU quits and the VM's cgroup and RAM file go; the VM stays
+/// listed (state `stopped`, console readable) until `DELETE`.
+async fn stop_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    let cancel = match s.vms.lock().await.get(&name) {
+        Some(v) => v.cancel.clone(),
+        None => return error(StatusCode::NOT_FOUND, format!("no VM {name} on this node")),
+    };
+    cancel.cancel();
+    // The runner stops QEMU and cleans up; wait for it without taking its join handle
+    // (DELETE awaits that).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let finished = match s.vms.lock().await.get(&name) {
+            Some(v) => v.task.is_finished(),
+            None => true,
+        };
+        if finished {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return error(StatusCode::GATEWAY_TIMEOUT, "VM still stopping");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Json(json!({ "stopped": name })).into_response()
 }
 
 async fn list_replicas(State(s): State<Shared>) -> Response {

@@ -55,6 +55,13 @@ pub struct VmStats {
     pub backups: Vec<String>,
     /// Bytes of page data in the last epoch.
     pub last_epoch_bytes: u64,
+    /// Highest replication lag seen, ms.
+    pub lag_max_ms: f64,
+    /// Highest lag at the moment a checkpoint let the guest run on, ms: in consistent mode
+    /// never above the hard limit (past it the guest is held instead).
+    pub lag_at_checkpoint_max_ms: f64,
+    /// Times the guest was held paused because the backups were too far behind.
+    pub holds: u64,
 }
 
 /// Percentile of a sorted slice.
@@ -150,6 +157,11 @@ pub async fn run(
         let decision = sched.poll(Instant::now());
         let wait = match decision {
             Decision::Checkpoint { epoch } => {
+                let lag_ms = sched.lag().as_secs_f64() * 1000.0;
+                {
+                    let mut s = stats.lock().await;
+                    s.lag_at_checkpoint_max_ms = s.lag_at_checkpoint_max_ms.max(lag_ms);
+                }
                 match primary.checkpoint(&vm, epoch).await {
                     Ok(cp) => {
                         sched.checkpointed(epoch, Instant::now(), cp.bytes);
@@ -189,6 +201,7 @@ pub async fn run(
                         break Err(format!("holding: {e}"));
                     }
                     held = true;
+                    stats.lock().await.holds += 1;
                 }
                 Duration::from_millis(50)
             }
@@ -198,6 +211,7 @@ pub async fn run(
             s.state = if held { "held" } else { "running" }.into();
             s.acknowledged = sched.acknowledged();
             s.lag_ms = sched.lag().as_secs_f64() * 1000.0;
+            s.lag_max_ms = s.lag_max_ms.max(s.lag_ms);
             s.interval_ms = sched.interval().as_secs_f64() * 1000.0;
             s.throttle_pct = sched.throttle();
             s.cpu_quota = throttle.apply(s.throttle_pct);
