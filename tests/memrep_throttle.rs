@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{uds_get, wait_for, Cluster, Node, Tbf};
+use hyphae_memrep::cgroup_throttle::{self, CgroupVersion};
 use serde_json::Value;
 use support::form_mesh_with;
 
@@ -56,18 +57,34 @@ fn serial_counter(text: &str) -> Option<u64> {
         .max()
 }
 
-/// The quota the kernel holds for the VM's vCPUs (`QUOTA` or `max`), read from the cgroup
-/// that status names (`v1 DIR` / `v2 DIR`).
-fn kernel_quota(stats: &Value) -> Result<String> {
+/// The VM's cgroup directory as this (host) process sees it: the cgroup path status gives
+/// (`v1 PATH` / `v2 PATH`, a path in the hierarchy: the node may have mounted its own view)
+/// under this process's mount of that hierarchy.
+fn host_cgroup_dir(stats: &Value) -> Result<(CgroupVersion, PathBuf)> {
     let desc = stats["throttle_cgroup"].as_str().unwrap_or_default();
-    let (version, dir) = desc
+    let (version, path) = desc
         .split_once(' ')
         .with_context(|| format!("throttle unavailable: {desc}"))?;
-    let dir = Path::new(dir);
+    let version = match version {
+        "v1" => CgroupVersion::V1,
+        "v2" => CgroupVersion::V2,
+        _ => bail!("throttle unavailable: {desc}"),
+    };
+    let mounts = cgroup_throttle::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    let mount = mounts
+        .iter()
+        .find(|m| m.version == version)
+        .with_context(|| format!("no {desc} hierarchy mounted here"))?;
+    let dir = cgroup_throttle::cgroup_dir(mount, path).with_context(|| format!("{path} not under {mount:?}"))?;
+    Ok((version, dir))
+}
+
+/// The quota the kernel holds for the VM's vCPUs (`QUOTA` or `max`).
+fn kernel_quota(stats: &Value) -> Result<String> {
+    let (version, dir) = host_cgroup_dir(stats)?;
     let text = match version {
-        "v1" => std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))?,
-        "v2" => std::fs::read_to_string(dir.join("vcpus/cpu.max"))?,
-        other => bail!("throttle unavailable: {other} {}", dir.display()),
+        CgroupVersion::V1 => std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))?,
+        CgroupVersion::V2 => std::fs::read_to_string(dir.join("vcpus/cpu.max"))?,
     };
     let q = text.split_whitespace().next().unwrap_or_default();
     Ok(if q == "-1" { "max".into() } else { q.into() })
@@ -183,12 +200,8 @@ fn a_limited_link_engages_the_cpu_throttle_and_consistent_mode_holds_the_bound()
         Ok((pct == 0 && s["state"] == "running").then_some(s))
     })?;
     assert_eq!(kernel_quota(&released)?, "max");
-    let cg = released["throttle_cgroup"]
-        .as_str()
-        .and_then(|d| d.split_once(' '))
-        .map(|(_, d)| PathBuf::from(d))
-        .context("cgroup dir")?;
-    assert!(cg.is_dir());
+    let (_, cg) = host_cgroup_dir(&released)?;
+    assert!(cg.is_dir(), "{}", cg.display());
     c[0].cli_ok(&["vm", "delete", vm])?;
     assert!(!cg.exists(), "{} left after delete", cg.display());
     let shm: Vec<PathBuf> = c

@@ -185,8 +185,75 @@ pub struct ThrottleRoot {
     pub version: CgroupVersion,
     /// The directory holding `vm-<name>` cgroups.
     pub dir: PathBuf,
+    /// The same directory as a cgroup path in its hierarchy (as `/proc/PID/cgroup` shows it),
+    /// valid in every mount namespace.
+    pub hierarchy_path: String,
     /// Whether it is a systemd-delegated subtree (else hyphae-owned).
     pub delegated: bool,
+    /// A cgroup file system memrep mounted itself (none was mounted in its mount namespace,
+    /// as under `ip netns exec`, which remounts /sys); unmounted by [`ThrottleRoot::remove`].
+    pub own_mount: Option<PathBuf>,
+}
+
+/// The cgroup path of `dir` in the hierarchy that `mount` shows.
+fn hierarchy_path(mount: &CgroupMount, dir: &Path) -> String {
+    let rel = dir
+        .strip_prefix(&mount.mount_point)
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let root = mount.root.trim_end_matches('/');
+    if rel.is_empty() {
+        if root.is_empty() {
+            "/".into()
+        } else {
+            root.into()
+        }
+    } else {
+        format!("{root}/{rel}")
+    }
+}
+
+/// Mounts the hierarchy of `version` (v1: the `cpu` controller) at `at`.
+fn mount_hierarchy(version: CgroupVersion, at: &Path) -> Result<CgroupMount, CgroupError> {
+    use std::ffi::CString;
+    std::fs::create_dir_all(at).map_err(io(at))?;
+    let target = CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|_| CgroupError::Unavailable("mount point has a NUL byte".into()))?;
+    let (fstype, data) = match version {
+        CgroupVersion::V1 => (c"cgroup", Some(c"cpu")),
+        CgroupVersion::V2 => (c"cgroup2", None),
+    };
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_dir(at);
+        return Err(CgroupError::Io {
+            path: at.display().to_string(),
+            source: e,
+        });
+    }
+    Ok(CgroupMount {
+        version,
+        mount_point: at.to_path_buf(),
+        root: "/".into(),
+    })
+}
+
+fn unmount(at: &Path) {
+    if let Ok(target) = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+    let _ = std::fs::remove_dir(at);
 }
 
 fn read(path: &Path) -> Result<String, CgroupError> {
@@ -197,14 +264,17 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io(path))
 }
 
+/// A systemd service of ours (Type=notify) with its own cgroup to delegate; a process that
+/// merely inherited systemd's variables (a test run from a unit) is not one.
 fn under_systemd() -> bool {
-    std::env::var_os("INVOCATION_ID").is_some()
+    std::env::var_os("INVOCATION_ID").is_some() && std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
 /// Finds where VM cgroups can be made and prepares it: the unit's delegated subtree under
-/// systemd, else `hyphae/memrep-<node_tag>` at the top of the hierarchy. Stale `vm-*`
-/// cgroups from a previous run (kill -9) are removed.
-pub fn probe(node_tag: &str) -> Result<ThrottleRoot, CgroupError> {
+/// systemd, else `hyphae/memrep-<node_tag>` at the top of the hierarchy. Where no cgroup file
+/// system is mounted in this mount namespace, memrep mounts one under `mount_dir`. Stale
+/// `vm-*` cgroups from a previous run (kill -9) are removed.
+pub fn probe(node_tag: &str, mount_dir: &Path) -> Result<ThrottleRoot, CgroupError> {
     let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
     let own = read(Path::new("/proc/self/cgroup"))?;
     let mounts = parse_mountinfo(&mountinfo);
@@ -220,6 +290,29 @@ pub fn probe(node_tag: &str) -> Result<ThrottleRoot, CgroupError> {
                 return Ok(root);
             }
             Err(e) => why.push(format!("{}: {e}", version.as_str())),
+        }
+    }
+    if mounts.is_empty() && !under_systemd() {
+        for version in [CgroupVersion::V2, CgroupVersion::V1] {
+            let at = mount_dir.join(format!("cgroup-{}", version.as_str()));
+            let mount = match mount_hierarchy(version, &at) {
+                Ok(m) => m,
+                Err(e) => {
+                    why.push(format!("mounting {}: {e}", version.as_str()));
+                    continue;
+                }
+            };
+            match prepare(&mount, &own, node_tag) {
+                Ok(mut root) => {
+                    root.own_mount = Some(at);
+                    remove_stale(&root);
+                    return Ok(root);
+                }
+                Err(e) => {
+                    why.push(format!("{} (own mount): {e}", version.as_str()));
+                    unmount(&at);
+                }
+            }
         }
     }
     Err(CgroupError::Unavailable(why.join("; ")))
@@ -271,8 +364,10 @@ fn prepare(mount: &CgroupMount, own: &str, node_tag: &str) -> Result<ThrottleRoo
     }
     Ok(ThrottleRoot {
         version,
+        hierarchy_path: hierarchy_path(mount, &dir),
         dir,
         delegated,
+        own_mount: None,
     })
 }
 
@@ -318,14 +413,8 @@ impl ThrottleRoot {
                 let _ = std::fs::remove_dir(parent);
             }
         }
-    }
-
-    /// A root at an explicit directory (tests, and operators who prepared one).
-    pub fn at(version: CgroupVersion, dir: PathBuf) -> ThrottleRoot {
-        ThrottleRoot {
-            version,
-            dir,
-            delegated: false,
+        if let Some(at) = &self.own_mount {
+            unmount(at);
         }
     }
 
@@ -339,6 +428,10 @@ impl ThrottleRoot {
         vcpus: u32,
     ) -> Result<VmCgroup, CgroupError> {
         let dir = self.dir.join(format!("vm-{name}"));
+        let hierarchy_path = format!(
+            "{}/vm-{name}",
+            self.hierarchy_path.trim_end_matches('/')
+        );
         if dir.exists() {
             remove_tree(&dir);
         }
@@ -346,6 +439,7 @@ impl ThrottleRoot {
         // From here on, dropping `cg` removes the directory again.
         let cg = VmCgroup {
             version: self.version,
+            hierarchy_path,
             vm_dir: dir.clone(),
             quota_dir: match self.version {
                 CgroupVersion::V1 => dir.clone(),
@@ -386,6 +480,7 @@ impl ThrottleRoot {
 #[derive(Debug)]
 pub struct VmCgroup {
     version: CgroupVersion,
+    hierarchy_path: String,
     vm_dir: PathBuf,
     quota_dir: PathBuf,
     vcpus: u32,
@@ -430,6 +525,11 @@ impl VmCgroup {
     /// The VM's cgroup directory.
     pub fn dir(&self) -> &Path {
         &self.vm_dir
+    }
+
+    /// The VM's cgroup as a path in its hierarchy (what `/proc/PID/cgroup` shows).
+    pub fn hierarchy_path(&self) -> &str {
+        &self.hierarchy_path
     }
 
     /// The quota as the kernel reports it, read back from the cgroup (`QUOTA PERIOD` or
@@ -524,6 +624,14 @@ mod tests {
             cgroup_dir(&m[0], "/"),
             Some(PathBuf::from("/sys/fs/cgroup/cpu"))
         );
+    }
+
+    #[test]
+    fn hierarchy_paths_from_mount_points() {
+        let m = parse_mountinfo(MOUNTINFO);
+        assert_eq!(hierarchy_path(&m[0], Path::new("/sys/fs/cgroup/cpu/hyphae/x")), "/hyphae/x");
+        assert_eq!(hierarchy_path(&m[0], Path::new("/sys/fs/cgroup/cpu")), "/");
+        assert_eq!(hierarchy_path(&m[1], Path::new("/sys/fs/cgroup/unified/a")), "/ctr/a");
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
     let soft_dirty = dirty::soft_dirty::probe();
-    let throttle_root = crate::cgroup_throttle::probe(&node_hex[..node_hex.len().min(16)])
+    let throttle_root =
+        crate::cgroup_throttle::probe(&node_hex[..node_hex.len().min(16)], &state_dir)
         .map(Arc::new)
         .map_err(|e| e.to_string());
     if let Err(why) = &throttle_root {
@@ -218,6 +219,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                         "available": true,
                         "cgroup": r.version.as_str(),
                         "dir": r.dir.display().to_string(),
+                        "hierarchy_path": r.hierarchy_path,
+                        "own_mount": r.own_mount.as_ref().map(|m| m.display().to_string()),
                         "delegated": r.delegated,
                     }),
                     Err(why) => json!({ "available": false, "reason": why }),

@@ -62,7 +62,8 @@ pub struct VmThrottle {
     vm: String,
     cgroup: Option<VmCgroup>,
     metrics: ThrottleMetrics,
-    /// What status shows: `v1 DIR`, `v2 DIR`, or `unavailable: WHY`.
+    /// What status shows: `v1 PATH`, `v2 PATH` (the cgroup's path in its hierarchy), or
+    /// `unavailable: WHY`.
     pub description: String,
 }
 
@@ -104,7 +105,7 @@ impl VmThrottle {
             tokio::task::spawn_blocking(move || root.create(&name, pid, &tids, vcpus)).await;
         match made {
             Ok(Ok(cg)) => {
-                t.description = format!("{} {}", cg.version().as_str(), cg.dir().display());
+                t.description = format!("{} {}", cg.version().as_str(), cg.hierarchy_path());
                 tracing::info!(vm, cgroup = %t.description, "vCPU threads in their cgroup");
                 t.cgroup = Some(cg);
                 t.publish();

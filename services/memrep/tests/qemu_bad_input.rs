@@ -157,7 +157,8 @@ async fn the_throttle_is_a_cpu_quota_and_a_crash_leaves_no_cgroup() {
     use hyphae_memrep::vm_throttle::{ThrottleEnv, ThrottleMetrics, VmThrottle};
     use std::sync::Arc;
 
-    let root = match cgroup_throttle::probe(&format!("test{}", std::process::id())) {
+    let mount_dir = tempfile::tempdir().unwrap();
+    let root = match cgroup_throttle::probe(&format!("test{}", std::process::id()), mount_dir.path()) {
         Ok(r) => Arc::new(r),
         Err(e) => panic!("this host offers no CPU cgroup for the throttle: {e}"),
     };
