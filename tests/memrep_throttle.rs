@@ -184,13 +184,12 @@ fn a_limited_link_engages_the_cpu_throttle_and_consistent_mode_holds_the_bound()
     // Consistent mode: no checkpoint let the guest run on past the hard limit.
     let at_cp = last["lag_at_checkpoint_max_ms"].as_f64().context("lag_at_checkpoint_max_ms")?;
     assert!(at_cp <= LAG_HARD_MS, "a checkpoint at lag {at_cp} ms: {last}");
-    // Bounded. Generous on purpose: the lag is unacknowledged bytes over a link-rate estimate
-    // that, right after the limit, still remembers the fast link (so more epochs go out before
-    // the hold), then undershoots while the queue drains; what must hold is that it stops
-    // growing (the hold and the stretched interval) rather than any particular figure.
+    // Bounded, generously (measured here: max 3.7 s and 4 epochs; the lag is unacknowledged
+    // bytes over a link-rate estimate that still remembers the fast link right after the
+    // limit, so CPU contention can stretch it): what matters is that it stops growing.
     let runner_max = last["lag_max_ms"].as_f64().unwrap_or(f64::MAX);
-    assert!(runner_max < 900_000.0, "lag grew to {runner_max} ms");
-    assert!(max_behind < 400, "{max_behind} epochs behind");
+    assert!(runner_max < 60_000.0, "lag grew to {runner_max} ms");
+    assert!(max_behind < 100, "{max_behind} epochs behind");
 
     // Limit gone: the backup catches up and the throttle is released.
     c[0].clear_bandwidth()?;

@@ -270,8 +270,8 @@ fn under_systemd() -> bool {
     std::env::var_os("INVOCATION_ID").is_some() && std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-/// Finds where VM cgroups can be made and prepares it: the unit's delegated subtree under
-/// systemd, else `hyphae/memrep-<node_tag>` at the top of the hierarchy. Where no cgroup file
+/// Finds where VM cgroups can be made: the unit's delegated subtree under systemd, else
+/// `hyphae/memrep-<node_tag>` at the top of the hierarchy (made while a VM runs). Where no cgroup file
 /// system is mounted in this mount namespace, memrep mounts one under `mount_dir`. Stale
 /// `vm-*` cgroups from a previous run (kill -9) are removed.
 pub fn probe(node_tag: &str, mount_dir: &Path) -> Result<ThrottleRoot, CgroupError> {
@@ -348,19 +348,12 @@ fn prepare(mount: &CgroupMount, own: &str, node_tag: &str) -> Result<ThrottleRoo
             let leaf = dir.join("memrep");
             std::fs::create_dir_all(&leaf).map_err(io(&leaf))?;
             write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
-        } else {
-            write(&parent.join("cgroup.subtree_control"), "+cpu")?;
-            let hyphae = mount.mount_point.join("hyphae");
-            std::fs::create_dir_all(&hyphae).map_err(io(&hyphae))?;
-            write(&hyphae.join("cgroup.subtree_control"), "+cpu")?;
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            write(&dir.join("cgroup.subtree_control"), "+cpu")?;
         }
-        write(&dir.join("cgroup.subtree_control"), "+cpu")?;
     } else {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         // The quota files must be there: the cpu controller is attached to this hierarchy
         // and the kernel has CFS bandwidth control.
-        read(&dir.join("cpu.cfs_quota_us"))?;
+        read(&mount.mount_point.join("cpu.cfs_quota_us"))?;
     }
     Ok(ThrottleRoot {
         version,
@@ -371,17 +364,18 @@ fn prepare(mount: &CgroupMount, own: &str, node_tag: &str) -> Result<ThrottleRoo
     })
 }
 
+/// Removes `vm-*` cgroups a killed run left behind, then the hyphae-owned base if empty.
 fn remove_stale(root: &ThrottleRoot) {
-    let Ok(entries) = std::fs::read_dir(&root.dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("vm-") && e.path().is_dir() {
-            tracing::info!(cgroup = %e.path().display(), "removing a stale VM cgroup");
-            remove_tree(&e.path());
+    if let Ok(entries) = std::fs::read_dir(&root.dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("vm-") && e.path().is_dir() {
+                tracing::info!(cgroup = %e.path().display(), "removing a stale VM cgroup");
+                remove_tree(&e.path());
+            }
         }
     }
+    root.release_base();
 }
 
 /// Removes a cgroup directory and its child cgroups (deepest first). Only empty cgroups can
@@ -405,16 +399,55 @@ fn remove_tree(dir: &Path) {
 }
 
 impl ThrottleRoot {
-    /// Removes the hyphae-owned directory this root made (at service stop), if empty.
+    /// Removes the hyphae-owned directories (if empty) and memrep's own mount (at service
+    /// stop).
     pub fn remove(&self) {
+        self.release_base();
+        if let Some(at) = &self.own_mount {
+            unmount(at);
+        }
+    }
+
+    /// Makes the hyphae-owned directory (`hyphae/memrep-<node>`) with the cpu controller on
+    /// for its children. It exists only while a VM runs, so a node killed without a VM
+    /// leaves nothing behind. A sibling node removing the shared `hyphae` directory at the
+    /// same moment is retried once.
+    fn ensure_base(&self) -> Result<(), CgroupError> {
+        if self.delegated {
+            return Ok(());
+        }
+        let mut last = Ok(());
+        for _ in 0..2 {
+            last = self.try_base();
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+
+    fn try_base(&self) -> Result<(), CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => std::fs::create_dir_all(&self.dir).map_err(io(&self.dir)),
+            CgroupVersion::V2 => {
+                let hyphae = self.dir.parent().unwrap_or(&self.dir);
+                let top = hyphae.parent().unwrap_or(hyphae);
+                write(&top.join("cgroup.subtree_control"), "+cpu")?;
+                std::fs::create_dir_all(hyphae).map_err(io(hyphae))?;
+                write(&hyphae.join("cgroup.subtree_control"), "+cpu")?;
+                std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+                write(&self.dir.join("cgroup.subtree_control"), "+cpu")
+            }
+        }
+    }
+
+    /// Removes the hyphae-owned directories if no VM cgroup is left in them.
+    fn release_base(&self) {
         if !self.delegated {
             let _ = std::fs::remove_dir(&self.dir);
             if let Some(parent) = self.dir.parent() {
                 let _ = std::fs::remove_dir(parent);
             }
-        }
-        if let Some(at) = &self.own_mount {
-            unmount(at);
         }
     }
 
@@ -435,10 +468,15 @@ impl ThrottleRoot {
         if dir.exists() {
             remove_tree(&dir);
         }
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
+        self.ensure_base()?;
+        if let Err(e) = std::fs::create_dir(&dir) {
+            self.release_base();
+            return Err(io(&dir)(e));
+        }
         // From here on, dropping `cg` removes the directory again.
         let cg = VmCgroup {
             version: self.version,
+            root: self.clone(),
             hierarchy_path,
             vm_dir: dir.clone(),
             quota_dir: match self.version {
@@ -480,6 +518,7 @@ impl ThrottleRoot {
 #[derive(Debug)]
 pub struct VmCgroup {
     version: CgroupVersion,
+    root: ThrottleRoot,
     hierarchy_path: String,
     vm_dir: PathBuf,
     quota_dir: PathBuf,
@@ -559,6 +598,7 @@ impl VmCgroup {
 impl Drop for VmCgroup {
     fn drop(&mut self) {
         remove_tree(&self.vm_dir);
+        self.root.release_base();
     }
 }
 
