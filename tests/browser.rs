@@ -24,7 +24,10 @@ const GATEWAY_PORT: u16 = 8443;
 /// Where screenshots go: `$HYPHAE_ARTIFACTS`, else `target/tmp/browser-artifacts`.
 /// The project's test guest (kernel, initramfs), built once and cached.
 fn guest() -> Result<(PathBuf, PathBuf)> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/services/memrep/guest/build.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services/memrep/guest/build.sh"
+    );
     let out = Command::new(script).output()?;
     if !out.status.success() {
         bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
@@ -241,7 +244,10 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .iter()
         .filter_map(|n| {
             let sock = n.state_dir().join("run/memrep.sock");
-            let s: serde_json::Value = hyphae_harness::uds_get(&sock, "/status").ok()?.json().ok()?;
+            let s: serde_json::Value = hyphae_harness::uds_get(&sock, "/status")
+                .ok()?
+                .json()
+                .ok()?;
             Some(PathBuf::from(s["shm_dir"].as_str()?))
         })
         .collect();

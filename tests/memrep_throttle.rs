@@ -70,12 +70,14 @@ fn host_cgroup_dir(stats: &Value) -> Result<(CgroupVersion, PathBuf)> {
         "v2" => CgroupVersion::V2,
         _ => bail!("throttle unavailable: {desc}"),
     };
-    let mounts = cgroup_throttle::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    let mounts =
+        cgroup_throttle::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
     let mount = mounts
         .iter()
         .find(|m| m.version == version)
         .with_context(|| format!("no {desc} hierarchy mounted here"))?;
-    let dir = cgroup_throttle::cgroup_dir(mount, path).with_context(|| format!("{path} not under {mount:?}"))?;
+    let dir = cgroup_throttle::cgroup_dir(mount, path)
+        .with_context(|| format!("{path} not under {mount:?}"))?;
     Ok((version, dir))
 }
 
@@ -130,12 +132,16 @@ fn a_limited_link_engages_the_cpu_throttle_and_consistent_mode_holds_the_bound()
     ])?;
 
     // Unlimited link until the guest counts and its base epoch is acknowledged.
-    wait_for(Duration::from_secs(300), "guest counting, replicated", || {
-        let s = vm_stats(&c[0], vm)?;
-        let console = c[0].cli(&["vm", "console", vm])?.stdout;
-        let counting = serial_counter(&console).is_some_and(|n| n >= 100);
-        Ok((counting && s["acknowledged"].as_u64().unwrap_or(0) >= 3).then_some(()))
-    })?;
+    wait_for(
+        Duration::from_secs(300),
+        "guest counting, replicated",
+        || {
+            let s = vm_stats(&c[0], vm)?;
+            let console = c[0].cli(&["vm", "console", vm])?.stdout;
+            let counting = serial_counter(&console).is_some_and(|n| n >= 100);
+            Ok((counting && s["acknowledged"].as_u64().unwrap_or(0) >= 3).then_some(()))
+        },
+    )?;
     let before = vm_stats(&c[0], vm)?;
     eprintln!("before the limit: {before}");
     assert!(
@@ -182,8 +188,13 @@ fn a_limited_link_engages_the_cpu_throttle_and_consistent_mode_holds_the_bound()
     );
     assert!(seen_quota, "no quota in the cgroup while throttled");
     // Consistent mode: no checkpoint let the guest run on past the hard limit.
-    let at_cp = last["lag_at_checkpoint_max_ms"].as_f64().context("lag_at_checkpoint_max_ms")?;
-    assert!(at_cp <= LAG_HARD_MS, "a checkpoint at lag {at_cp} ms: {last}");
+    let at_cp = last["lag_at_checkpoint_max_ms"]
+        .as_f64()
+        .context("lag_at_checkpoint_max_ms")?;
+    assert!(
+        at_cp <= LAG_HARD_MS,
+        "a checkpoint at lag {at_cp} ms: {last}"
+    );
     // Bounded, generously (measured here: max 3.7 s and 4 epochs; the lag is unacknowledged
     // bytes over a link-rate estimate that still remembers the fast link right after the
     // limit, so CPU contention can stretch it): what matters is that it stops growing.

@@ -271,9 +271,9 @@ fn under_systemd() -> bool {
 }
 
 /// Finds where VM cgroups can be made: the unit's delegated subtree under systemd, else
-/// `hyphae/memrep-<node_tag>` at the top of the hierarchy (made while a VM runs). Where no cgroup file
-/// system is mounted in this mount namespace, memrep mounts one under `mount_dir`. Stale
-/// `vm-*` cgroups from a previous run (kill -9) are removed.
+/// `hyphae/memrep-<node_tag>` at the top of the hierarchy (made while a VM runs). Where no
+/// cgroup file system is mounted in this mount namespace, memrep mounts one under
+/// `mount_dir`. Stale `vm-*` cgroups from a previous run (kill -9) are removed.
 pub fn probe(node_tag: &str, mount_dir: &Path) -> Result<ThrottleRoot, CgroupError> {
     let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
     let own = read(Path::new("/proc/self/cgroup"))?;
@@ -327,7 +327,10 @@ fn prepare(mount: &CgroupMount, own: &str, node_tag: &str) -> Result<ThrottleRoo
         cgroup_dir(mount, &path)
             .ok_or_else(|| CgroupError::Unavailable(format!("{path} not under the mount")))?
     } else {
-        mount.mount_point.join("hyphae").join(format!("memrep-{node_tag}"))
+        mount
+            .mount_point
+            .join("hyphae")
+            .join(format!("memrep-{node_tag}"))
     };
     if version == CgroupVersion::V2 {
         let parent = if delegated {
@@ -376,6 +379,23 @@ fn remove_stale(root: &ThrottleRoot) {
         }
     }
     root.release_base();
+}
+
+/// Removes what a killed node (`hyphae node`, not under systemd) left in the hierarchies this
+/// process sees: `hyphae/memrep-<node_tag>` with its VM cgroups (empty once QEMU is gone), and
+/// `hyphae` if nothing else is in it. For tests and operators cleaning up after a kill -9.
+pub fn remove_node_leftovers(node_tag: &str) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for m in parse_mountinfo(&mountinfo) {
+        let hyphae = m.mount_point.join("hyphae");
+        let base = hyphae.join(format!("memrep-{node_tag}"));
+        if base.is_dir() {
+            remove_tree(&base);
+        }
+        let _ = std::fs::remove_dir(&hyphae);
+    }
 }
 
 /// Removes a cgroup directory and its child cgroups (deepest first). Only empty cgroups can
@@ -461,10 +481,7 @@ impl ThrottleRoot {
         vcpus: u32,
     ) -> Result<VmCgroup, CgroupError> {
         let dir = self.dir.join(format!("vm-{name}"));
-        let hierarchy_path = format!(
-            "{}/vm-{name}",
-            self.hierarchy_path.trim_end_matches('/')
-        );
+        let hierarchy_path = format!("{}/vm-{name}", self.hierarchy_path.trim_end_matches('/'));
         if dir.exists() {
             remove_tree(&dir);
         }
@@ -651,7 +668,10 @@ mod tests {
             own_cgroup(own, CgroupVersion::V1).as_deref(),
             Some("/system.slice/hyphae-memrep.service")
         );
-        assert_eq!(own_cgroup(own, CgroupVersion::V2).as_deref(), Some("/ctr/svc"));
+        assert_eq!(
+            own_cgroup(own, CgroupVersion::V2).as_deref(),
+            Some("/ctr/svc")
+        );
         let m = parse_mountinfo(MOUNTINFO);
         assert_eq!(
             cgroup_dir(&m[1], "/ctr/svc"),
@@ -669,9 +689,15 @@ mod tests {
     #[test]
     fn hierarchy_paths_from_mount_points() {
         let m = parse_mountinfo(MOUNTINFO);
-        assert_eq!(hierarchy_path(&m[0], Path::new("/sys/fs/cgroup/cpu/hyphae/x")), "/hyphae/x");
+        assert_eq!(
+            hierarchy_path(&m[0], Path::new("/sys/fs/cgroup/cpu/hyphae/x")),
+            "/hyphae/x"
+        );
         assert_eq!(hierarchy_path(&m[0], Path::new("/sys/fs/cgroup/cpu")), "/");
-        assert_eq!(hierarchy_path(&m[1], Path::new("/sys/fs/cgroup/unified/a")), "/ctr/a");
+        assert_eq!(
+            hierarchy_path(&m[1], Path::new("/sys/fs/cgroup/unified/a")),
+            "/ctr/a"
+        );
     }
 
     #[test]

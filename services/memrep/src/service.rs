@@ -160,8 +160,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let soft_dirty = dirty::soft_dirty::probe();
     let throttle_root =
         crate::cgroup_throttle::probe(&node_hex[..node_hex.len().min(16)], &state_dir)
-        .map(Arc::new)
-        .map_err(|e| e.to_string());
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
     if let Err(why) = &throttle_root {
         tracing::warn!(why, "VM CPU throttling unavailable");
     }

@@ -45,7 +45,7 @@ pub struct VmStats {
     pub throttle_pct: u8,
     /// The quota enforced on the vCPU threads now (`None`: throttling unavailable).
     pub cpu_quota: Option<crate::cgroup_throttle::AppliedQuota>,
-    /// How the throttle is enforced: `v1 DIR`, `v2 DIR`, or `unavailable: WHY`.
+    /// How the throttle is enforced: `v1 PATH`, `v2 PATH` (cgroup path), or `unavailable: WHY`.
     pub throttle_cgroup: String,
     /// Best-effort replica behind its bound.
     pub stale: bool,

@@ -101,8 +101,7 @@ impl VmThrottle {
         }
         let vcpus = qemu.launch.spec.vcpus;
         let name = vm.to_string();
-        let made =
-            tokio::task::spawn_blocking(move || root.create(&name, pid, &tids, vcpus)).await;
+        let made = tokio::task::spawn_blocking(move || root.create(&name, pid, &tids, vcpus)).await;
         match made {
             Ok(Ok(cg)) => {
                 t.description = format!("{} {}", cg.version().as_str(), cg.hierarchy_path());

@@ -158,10 +158,11 @@ async fn the_throttle_is_a_cpu_quota_and_a_crash_leaves_no_cgroup() {
     use std::sync::Arc;
 
     let mount_dir = tempfile::tempdir().unwrap();
-    let root = match cgroup_throttle::probe(&format!("test{}", std::process::id()), mount_dir.path()) {
-        Ok(r) => Arc::new(r),
-        Err(e) => panic!("this host offers no CPU cgroup for the throttle: {e}"),
-    };
+    let root =
+        match cgroup_throttle::probe(&format!("test{}", std::process::id()), mount_dir.path()) {
+            Ok(r) => Arc::new(r),
+            Err(e) => panic!("this host offers no CPU cgroup for the throttle: {e}"),
+        };
     let vm_dirs = |root: &cgroup_throttle::ThrottleRoot| -> Vec<String> {
         std::fs::read_dir(&root.dir)
             .map(|d| {
@@ -231,7 +232,11 @@ async fn the_throttle_is_a_cpu_quota_and_a_crash_leaves_no_cgroup() {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     q.shutdown().await;
     t.finish().await;
-    assert!(vm_dirs(&root).is_empty(), "cgroup left: {:?}", vm_dirs(&root));
+    assert!(
+        vm_dirs(&root).is_empty(),
+        "cgroup left: {:?}",
+        vm_dirs(&root)
+    );
     assert!(shm_empty(shm.path()), "RAM file left after a crash");
     root.remove();
     assert!(!root.dir.exists(), "{} left", root.dir.display());
