@@ -172,7 +172,9 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         Ok(http_status(&format!("{url}healthz"), &ca_file)? == 200)
     })?;
 
-    // A replicated VM on n0 (the project's test guest, backup n1) for the VMs page.
+    // A replicated VM on n0 (the project's test guest, backup n1) for the VMs page. Light on
+    // purpose (64 MiB, a slow wave, one epoch a second) and booted before the browser starts,
+    // so its TCG boot does not compete with the pages' requests.
     let vm = "dash";
     let (kernel, initrd) = guest()?;
     c[0].cli_ok(&[
@@ -184,12 +186,20 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         "--initrd",
         initrd.to_str().context("initrd path")?,
         "--append",
-        "console=ttyS0 nokaslr mitigations=off panic=-1 wave_region=64 wave_pages=8 wave_sleep_us=5000",
+        "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=16 wave_pages=4 wave_sleep_us=20000",
         "--mem",
-        "128M",
+        "64M",
+        "--interval-ms",
+        "1000",
         "--backup",
         &c[1].addr(7444).to_string(),
     ])?;
+    wait_until(Duration::from_secs(300), "the VM's guest running", || {
+        Ok(c[0]
+            .cli(&["vm", "console", vm])?
+            .stdout
+            .contains("wave counter="))
+    })?;
 
     let artifacts = artifacts_dir();
     println!("browser artifacts (screenshots): {}", artifacts.display());
