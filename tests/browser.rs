@@ -173,7 +173,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
     })?;
 
     // A replicated VM on n0 (the project's test guest, backup n1) for the VMs page. Light on
-    // purpose (64 MiB, a slow wave, one epoch a second) and booted before the browser starts,
+    // purpose (128 MiB, a slow wave, one epoch a second) and booted before the browser starts,
     // so its TCG boot does not compete with the pages' requests.
     let vm = "dash";
     let (kernel, initrd) = guest()?;
@@ -186,9 +186,9 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         "--initrd",
         initrd.to_str().context("initrd path")?,
         "--append",
-        "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=16 wave_pages=4 wave_sleep_us=20000",
+        "console=ttyS0 nokaslr mitigations=off panic=-1 wave_region=64 wave_pages=8 wave_sleep_us=20000",
         "--mem",
-        "64M",
+        "128M",
         "--interval-ms",
         "1000",
         "--backup",
