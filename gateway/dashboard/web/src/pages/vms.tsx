@@ -7,6 +7,7 @@ import { del, describe, get, post } from "../api";
 import { TimeChart } from "../components/chart";
 import { Badge, Card, Empty, ErrorNote, PageHead, Stat } from "../components/ui";
 import { useLive } from "../store";
+import { nodeLabel } from "../components/topology";
 
 interface VmStats {
   state: string;
@@ -192,7 +193,8 @@ export function Vms() {
     const t = window.setInterval(() => void load(), 2000);
     return () => window.clearInterval(t);
   }, []);
-  const host = live.status.data?.node?.name ?? "this node";
+  const self = live.nodes.data?.find((n) => n.id === live.status.data?.node?.id);
+  const host = self ? nodeLabel(self) : live.status.data?.node?.name ?? "this node";
   return (
     <div class="page" data-testid="vms-page">
       <PageHead title="VMs" sub="Replicated VMs running on this node, and how their replication keeps up." />
