@@ -159,7 +159,7 @@ fn a_vm_is_created_listed_read_stopped_and_deleted_over_https() -> Result<()> {
         );
         Ok(())
     })?;
-    let status = hyphae_harness::uds_get(&n.state_dir().join("run/memrep.sock"), "/status")?;
+    let status = hyphae_harness::uds_get(n.state_dir().join("run/memrep.sock"), "/status")?;
     let shm = PathBuf::from(status.json()?["shm_dir"].as_str().unwrap_or_default());
     drop(c);
     let _ = std::fs::remove_dir_all(shm);
