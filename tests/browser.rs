@@ -1,8 +1,8 @@
 //! The web dashboard in a real browser against a real mesh: a 3-node harness cluster with
 //! gateways plus a 4th node waiting for admission; `tests/browser/dashboard.cjs` drives Debian's
 //! headless Chromium through playwright-core (installed by the dashboard's build) to log in,
-//! see every node on the topology, use the file browser, admit the pending node, and take
-//! screenshots of every page at desktop and phone sizes.
+//! see every node on the topology, use the file browser, admit the pending node, find a
+//! replicated VM on the VMs page, and take screenshots of every page at desktop and phone sizes.
 
 mod support;
 
@@ -22,6 +22,20 @@ const FILES_READY: bool = true;
 const GATEWAY_PORT: u16 = 8443;
 
 /// Where screenshots go: `$HYPHAE_ARTIFACTS`, else `target/tmp/browser-artifacts`.
+/// The project's test guest (kernel, initramfs), built once and cached.
+fn guest() -> Result<(PathBuf, PathBuf)> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services/memrep/guest/build.sh"
+    );
+    let out = Command::new(script).output()?;
+    if !out.status.success() {
+        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
+}
+
 fn artifacts_dir() -> PathBuf {
     std::env::var_os("HYPHAE_ARTIFACTS")
         .map(PathBuf::from)
@@ -158,6 +172,35 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         Ok(http_status(&format!("{url}healthz"), &ca_file)? == 200)
     })?;
 
+    // A replicated VM on n0 (the project's test guest, backup n1) for the VMs page. Light on
+    // purpose (128 MiB, a slow wave, one epoch a second) and booted before the browser starts,
+    // so its TCG boot does not compete with the pages' requests.
+    let vm = "dash";
+    let (kernel, initrd) = guest()?;
+    c[0].cli_ok(&[
+        "vm",
+        "create",
+        vm,
+        "--kernel",
+        kernel.to_str().context("kernel path")?,
+        "--initrd",
+        initrd.to_str().context("initrd path")?,
+        "--append",
+        "console=ttyS0 nokaslr mitigations=off panic=-1 wave_region=64 wave_pages=8 wave_sleep_us=20000",
+        "--mem",
+        "128M",
+        "--interval-ms",
+        "1000",
+        "--backup",
+        &c[1].addr(7444).to_string(),
+    ])?;
+    wait_until(Duration::from_secs(300), "the VM's guest running", || {
+        Ok(c[0]
+            .cli(&["vm", "console", vm])?
+            .stdout
+            .contains("wave counter="))
+    })?;
+
     let artifacts = artifacts_dir();
     println!("browser artifacts (screenshots): {}", artifacts.display());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.cjs");
@@ -181,6 +224,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .env("HYPHAE_PENDING_NODE", &pending)
         .env("HYPHAE_FILES", if FILES_READY { "1" } else { "0" })
         .env("HYPHAE_NAME_TARGET", c[1].ip().to_string())
+        .env("HYPHAE_VM", vm)
         .env("HYPHAE_ARTIFACTS", &artifacts)
         .env("HYPHAE_CHROMIUM", &chromium)
         .env("HOME", home.path())
@@ -204,5 +248,22 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         "{list:#?}"
     );
     assert!(c[3].state_dir().join("identity/node.crt").exists());
+    // The VM and its replica live in /dev/shm: delete the VM, remove the replica's files.
+    c[0].cli_ok(&["vm", "delete", vm])?;
+    let shm: Vec<PathBuf> = [&c[0], &c[1]]
+        .iter()
+        .filter_map(|n| {
+            let sock = n.state_dir().join("run/memrep.sock");
+            let s: serde_json::Value = hyphae_harness::uds_get(&sock, "/status")
+                .ok()?
+                .json()
+                .ok()?;
+            Some(PathBuf::from(s["shm_dir"].as_str()?))
+        })
+        .collect();
+    drop(c);
+    for dir in shm {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }

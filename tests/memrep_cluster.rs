@@ -169,6 +169,14 @@ fn a_vm_survives_the_death_of_its_node() -> Result<()> {
     drop(c);
     // n0 was killed with its RAM file in place; replicas stay until deleted: clean up.
     for dir in shm {
+        // n0's VM cgroup (empty since QEMU died) stays too; the node tag ends the shm name.
+        if let Some(tag) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("hyphae-memrep-"))
+        {
+            hyphae_memrep::cgroup_throttle::remove_node_leftovers(tag);
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())

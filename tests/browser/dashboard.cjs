@@ -10,6 +10,8 @@
 //   HYPHAE_PENDING_NODE   id of a node waiting for admission, to admit through the UI (optional)
 //   HYPHAE_FILES          "1" to exercise the file browser (upload, download, stat, delete)
 //   HYPHAE_NAME_TARGET    an IP to point a test name at through the Names page (optional)
+//   HYPHAE_VM             name of a replicated VM running on the gateway's node, to find on
+//                         the VMs page with its stats and console (optional)
 //   HYPHAE_ARTIFACTS      directory for screenshots
 //   HYPHAE_CHROMIUM       the browser binary (default /usr/bin/chromium)
 //
@@ -28,6 +30,7 @@ const expectNodes = env("HYPHAE_EXPECT_NODES", "").split(",").filter(Boolean);
 const pendingNode = env("HYPHAE_PENDING_NODE", "");
 const withFiles = env("HYPHAE_FILES", "0") === "1";
 const nameTarget = env("HYPHAE_NAME_TARGET", "");
+const vmName = env("HYPHAE_VM", "");
 const artifacts = env("HYPHAE_ARTIFACTS", "browser-artifacts");
 const timeout = Number(env("HYPHAE_STEP_TIMEOUT_MS", "60000"));
 if (!url || !password) {
@@ -36,7 +39,7 @@ if (!url || !password) {
 }
 fs.mkdirSync(artifacts, { recursive: true });
 
-const pages = ["overview", "nodes", "storage", "files", "admission", "names", "events"];
+const pages = ["overview", "nodes", "storage", "files", "admission", "names", "events", "vms"];
 const step = (msg) => console.log(`browser: ${msg}`);
 /** The page in use, for a screenshot when a step fails. */
 let current = null;
@@ -107,6 +110,24 @@ async function files(page) {
   return { name };
 }
 
+/** The VMs page shows the VM with its stats, a pause/lag chart and its console. */
+async function vms(page) {
+  const card = page.locator(`[data-testid="vms-page"] .card:has-text("${vmName}")`);
+  await card.waitFor({ timeout });
+  await card.locator('[data-testid="vm-stats"] .stat').nth(5).waitFor({ timeout });
+  const stats = (await card.locator('[data-testid="vm-stats"]').innerText()).replace(/\s+/g, " ");
+  for (const label of ["HOST", "REPLICAS", "EPOCH RATE", "PAUSE", "LAG", "THROTTLE"]) {
+    if (!stats.toUpperCase().includes(label)) throw new Error(`VM stats lack ${label}: ${stats}`);
+  }
+  step(`VM ${vmName} listed: ${stats}`);
+  // Samples every 2 s: the chart appears after a few.
+  await card.locator(".uplot").waitFor({ timeout });
+  step("pause/lag chart drawn");
+  const consoleBox = card.locator('[data-testid="vm-console"]');
+  await page.waitForFunction((el) => el && el.textContent && el.textContent.trim() !== "…", await consoleBox.elementHandle(), { timeout });
+  step("console tail shown");
+}
+
 async function names(page) {
   const name = "browser-test";
   await page.fill('input[name="name"]', name);
@@ -169,6 +190,10 @@ async function admit(page) {
       await go(page, name, "desktop");
       await shot(page, `desktop-${name}`);
     }
+    await go(page, "vms", "desktop");
+    if (vmName) await vms(page);
+    else step("VMs page: no VM given (HYPHAE_VM unset)");
+    await shot(page, "desktop-vms");
     await go(page, "names", "desktop");
     if (nameTarget) await names(page);
     await shot(page, "desktop-names");

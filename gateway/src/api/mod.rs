@@ -14,6 +14,7 @@ pub mod node_load;
 pub mod openapi;
 pub mod status;
 pub mod stream;
+pub mod vms;
 
 use std::sync::Arc;
 
@@ -54,6 +55,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/query/asset"),
     ("post", "/api/v1/manifest/refresh"),
     ("get", "/api/v1/assets/{hash}"),
+    ("get", "/api/v1/vms"),
+    ("post", "/api/v1/vms"),
+    ("get", "/api/v1/vms/{name}"),
+    ("delete", "/api/v1/vms/{name}"),
+    ("get", "/api/v1/vms/{name}/console"),
+    ("post", "/api/v1/vms/{name}/stop"),
 ];
 
 /// The gateway's router over `state`.
@@ -91,6 +98,10 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/api/v1/query/asset", get(assets::query))
         .route("/api/v1/manifest/refresh", post(assets::refresh))
         .route("/api/v1/assets/{hash}", get(assets::content))
+        .route("/api/v1/vms", get(vms::list).post(vms::create))
+        .route("/api/v1/vms/{name}", get(vms::status).delete(vms::delete))
+        .route("/api/v1/vms/{name}/console", get(vms::console))
+        .route("/api/v1/vms/{name}/stop", post(vms::stop))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     api.layer(axum::middleware::from_fn_with_state(

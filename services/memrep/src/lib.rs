@@ -3,6 +3,7 @@
 //! when its host dies. See docs/memrep.md.
 
 pub mod accel;
+pub mod cgroup_throttle;
 pub mod checkpoint;
 pub mod dirty;
 pub mod epoch;
@@ -15,4 +16,5 @@ pub mod replica_store;
 pub mod restore;
 pub mod service;
 pub mod vm_runner;
+pub mod vm_throttle;
 pub use service::{run, MemrepError};

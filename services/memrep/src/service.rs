@@ -4,7 +4,8 @@
 //! (failover, migration target).
 //!
 //! Local API: `GET /status`, `GET /metrics`, `GET /vms`, `POST /vms` (start a VM here, with
-//! its backups), `DELETE /vms/{name}`, `GET /vms/{name}/console` (serial log), `GET /replicas`,
+//! its backups), `DELETE /vms/{name}`, `POST /vms/{name}/stop`, `GET /vms/{name}/console`
+//! (serial log), `GET /replicas`,
 //! `POST /replicas/{vm}/resume` (resume the replica here as the new primary).
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use crate::epoch::scheduler::{Mode, SchedulerConfig};
 use crate::epoch_rpc::{self, Replicas, MEMREP};
 use crate::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
 use crate::vm_runner::{self, BackupLink, VmStats};
+use crate::vm_throttle::{ThrottleEnv, ThrottleMetrics};
 use crate::{dirty, restore};
 
 /// Why the memrep service stopped.
@@ -90,6 +92,7 @@ struct MemrepState {
     shm_dir: PathBuf,
     max_mem_mib: u64,
     shutdown: CancellationToken,
+    throttle: ThrottleEnv,
 }
 
 type Shared = Arc<MemrepState>;
@@ -155,6 +158,23 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let replicas = Arc::new(Replicas::new(&state_dir.join("replicas"), &shm_dir));
     let (accel, accel_reason) = accel::probe();
     let soft_dirty = dirty::soft_dirty::probe();
+    let throttle_root =
+        crate::cgroup_throttle::probe(&node_hex[..node_hex.len().min(16)], &state_dir)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+    if let Err(why) = &throttle_root {
+        tracing::warn!(why, "VM CPU throttling unavailable");
+    }
+    let throttle = ThrottleEnv {
+        metrics: ThrottleMetrics::register(
+            &ctx.metrics,
+            throttle_root.as_ref().map_or(0, |r| match r.version {
+                crate::cgroup_throttle::CgroupVersion::V1 => 1,
+                crate::cgroup_throttle::CgroupVersion::V2 => 2,
+            }),
+        ),
+        root: throttle_root,
+    };
 
     let tls = MeshTls::new(&membership)?;
     let bind = SocketAddr::new(ctx.config.node.listen, ctx.config.ports.memrep);
@@ -179,6 +199,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         shm_dir,
         max_mem_mib: max_vm_mem_mib(),
         shutdown: shutdown.clone(),
+        throttle,
     });
     let status = {
         let s = state.clone();
@@ -193,6 +214,17 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
                 "soft_dirty_probe": match &s.soft_dirty { Ok(()) => "works".to_string(), Err(e) => e.clone() },
                 "max_vm_mem_mib": s.max_mem_mib,
                 "shm_dir": s.shm_dir.display().to_string(),
+                "cpu_throttle": match &s.throttle.root {
+                    Ok(r) => json!({
+                        "available": true,
+                        "cgroup": r.version.as_str(),
+                        "dir": r.dir.display().to_string(),
+                        "hierarchy_path": r.hierarchy_path,
+                        "own_mount": r.own_mount.as_ref().map(|m| m.display().to_string()),
+                        "delegated": r.delegated,
+                    }),
+                    Err(why) => json!({ "available": false, "reason": why }),
+                },
             })
         }
     };
@@ -219,6 +251,9 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     }
     let _ = rpc_task.await;
     let _ = ipc_task.await;
+    if let Ok(root) = &state.throttle.root {
+        root.remove();
+    }
     Ok(())
 }
 
@@ -227,6 +262,7 @@ fn api_router(state: Shared) -> axum::Router {
         .route("/vms", get(list_vms).post(create_vm))
         .route("/vms/{name}", get(vm_status).delete(delete_vm))
         .route("/vms/{name}/console", get(console))
+        .route("/vms/{name}/stop", post(stop_vm))
         .route("/replicas", get(list_replicas))
         .route("/replicas/{vm}/resume", post(resume_replica))
         .with_state(state)
@@ -274,6 +310,33 @@ async fn delete_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> R
     v.cancel.cancel();
     let _ = v.task.await;
     Json(json!({ "deleted": name })).into_response()
+}
+
+/// `POST /vms/{name}/stop`: QEMU quits and the VM's cgroup and RAM file go; the VM stays
+/// listed (state `stopped`, console readable) until `DELETE`.
+async fn stop_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    let cancel = match s.vms.lock().await.get(&name) {
+        Some(v) => v.cancel.clone(),
+        None => return error(StatusCode::NOT_FOUND, format!("no VM {name} on this node")),
+    };
+    cancel.cancel();
+    // The runner stops QEMU and cleans up; wait for it without taking its join handle
+    // (DELETE awaits that).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let finished = match s.vms.lock().await.get(&name) {
+            Some(v) => v.task.is_finished(),
+            None => true,
+        };
+        if finished {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return error(StatusCode::GATEWAY_TIMEOUT, "VM still stopping");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Json(json!({ "stopped": name })).into_response()
 }
 
 async fn list_replicas(State(s): State<Shared>) -> Response {
@@ -375,6 +438,7 @@ async fn start_runner(
         s.limits,
         stats.clone(),
         cancel.clone(),
+        s.throttle.clone(),
     ));
     s.vms.lock().await.insert(
         name.clone(),

@@ -147,3 +147,97 @@ async fn qemu_crashing_fails_the_checkpoint_and_leaks_nothing() {
     .unwrap_err();
     assert!(matches!(err, LaunchError::MissingFile { .. }), "{err}");
 }
+
+/// The vCPU threads go into the VM's cgroup, the scheduler's throttle becomes a CFS quota the
+/// kernel reports back, and when QEMU crashes the cgroup goes with it: no cgroup directory is
+/// left under the node's throttle root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_is_a_cpu_quota_and_a_crash_leaves_no_cgroup() {
+    use hyphae_memrep::cgroup_throttle;
+    use hyphae_memrep::vm_throttle::{ThrottleEnv, ThrottleMetrics, VmThrottle};
+    use std::sync::Arc;
+
+    let mount_dir = tempfile::tempdir().unwrap();
+    let root =
+        match cgroup_throttle::probe(&format!("test{}", std::process::id()), mount_dir.path()) {
+            Ok(r) => Arc::new(r),
+            Err(e) => panic!("this host offers no CPU cgroup for the throttle: {e}"),
+        };
+    let vm_dirs = |root: &cgroup_throttle::ThrottleRoot| -> Vec<String> {
+        std::fs::read_dir(&root.dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("vm-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (kernel, initrd) = guest();
+    let s = spec(kernel, Some(initrd));
+    let launch = Launch {
+        paths: InstancePaths::new(shm.path(), dir.path(), &s.name, "g1"),
+        spec: s.clone(),
+        accel: Accel::Tcg,
+        incoming: false,
+        owns_ram: true,
+    };
+    let mut q = QemuProcess::start(launch).await.expect("QEMU starts");
+    let pid = q.pid().expect("pid");
+    let env = ThrottleEnv {
+        root: Ok(root.clone()),
+        metrics: ThrottleMetrics::default(),
+    };
+    let mut t = VmThrottle::start(&env, &s.name, &mut q).await;
+    assert!(
+        t.description.starts_with("v1 ") || t.description.starts_with("v2 "),
+        "{}",
+        t.description
+    );
+    let applied = t.apply(50).expect("quota applied");
+    assert_eq!(applied.cpu_max, "50000 100000");
+    assert_eq!(vm_dirs(&root), vec![format!("vm-{}", s.name)]);
+    let cg_dir = root.dir.join(format!("vm-{}", s.name));
+    let quota_file = if root.version == cgroup_throttle::CgroupVersion::V1 {
+        cg_dir.join("cpu.cfs_quota_us")
+    } else {
+        cg_dir.join("vcpus/cpu.max")
+    };
+    let kernel_says = std::fs::read_to_string(&quota_file).unwrap();
+    assert!(kernel_says.starts_with("50000"), "{kernel_says}");
+    // The threads in the cgroup are QEMU's (vCPU threads are tasks of the QEMU process).
+    let tasks_file = if root.version == cgroup_throttle::CgroupVersion::V1 {
+        cg_dir.join("tasks")
+    } else {
+        cg_dir.join("vcpus/cgroup.threads")
+    };
+    let tids: Vec<u32> = std::fs::read_to_string(&tasks_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!tids.is_empty(), "no vCPU thread in the cgroup");
+    for tid in &tids {
+        assert!(
+            Path::new(&format!("/proc/{pid}/task/{tid}")).exists(),
+            "thread {tid} is not QEMU's"
+        );
+    }
+    assert_eq!(t.apply(0).expect("released").cpu_max, "max 100000");
+
+    // QEMU crashes; once it is reaped the VM's cgroup is removed.
+    // SAFETY: killing the QEMU this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    q.shutdown().await;
+    t.finish().await;
+    assert!(
+        vm_dirs(&root).is_empty(),
+        "cgroup left: {:?}",
+        vm_dirs(&root)
+    );
+    assert!(shm_empty(shm.path()), "RAM file left after a crash");
+    root.remove();
+    assert!(!root.dir.exists(), "{} left", root.dir.display());
+}

@@ -1,0 +1,213 @@
+// VMs: the replicated VMs whose primary is this node (memrep through /api/v1/vms): where each
+// runs and which backups hold its replicas, epoch rate, checkpoint pauses over time, lag, the
+// CPU throttle as enforced, and the tail of its serial console.
+
+import { useEffect, useRef, useState } from "preact/hooks";
+import { del, describe, get, post } from "../api";
+import { TimeChart } from "../components/chart";
+import { Badge, Card, Empty, ErrorNote, PageHead, Stat } from "../components/ui";
+import { useLive } from "../store";
+import { nodeLabel } from "../components/topology";
+
+interface VmStats {
+  state: string;
+  error?: string | null;
+  generation: number;
+  epoch: number;
+  acknowledged: number;
+  pause_last_ms: number;
+  pause_p50_ms: number;
+  pause_p99_ms: number;
+  lag_ms: number;
+  lag_max_ms?: number;
+  interval_ms: number;
+  throttle_pct: number;
+  cpu_quota?: { throttle_pct: number; cpu_max: string } | null;
+  throttle_cgroup?: string;
+  holds?: number;
+  stale: boolean;
+  tracker: string;
+  backups: string[];
+  last_epoch_bytes: number;
+}
+
+interface Vm {
+  name: string;
+  stats: VmStats;
+}
+
+/// Samples kept per VM while the page is open (one every 2 s: about 4 minutes).
+const KEEP = 120;
+
+interface History {
+  t: number[];
+  pause: number[];
+  lag: number[];
+  epoch: number[];
+}
+
+const vmTone: Record<string, string> = { running: "good", held: "warn", booting: "info", stopped: "muted", failed: "bad" };
+
+function epochRate(h: History | undefined): number | null {
+  if (!h || h.t.length < 2) return null;
+  const n = h.t.length - 1;
+  const back = Math.max(0, n - 5);
+  const dt = h.t[n] - h.t[back];
+  return dt > 0 ? (h.epoch[n] - h.epoch[back]) / dt : null;
+}
+
+function throttleText(s: VmStats): string {
+  if (!s.cpu_quota) return s.throttle_cgroup?.startsWith("unavailable") ? "unavailable" : "—";
+  return s.cpu_quota.throttle_pct > 0 ? `${s.cpu_quota.throttle_pct}% taken` : "none";
+}
+
+function Console(props: { vm: string }) {
+  const [text, setText] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const pre = useRef<HTMLPreElement>(null);
+  useEffect(() => {
+    let stop = false;
+    const load = async () => {
+      try {
+        const r = await fetch(`/api/v1/vms/${encodeURIComponent(props.vm)}/console`, { credentials: "same-origin" });
+        if (!r.ok) throw new Error(`${r.status} ${r.statusText}`);
+        const all = await r.text();
+        if (!stop) {
+          setText(all.split("\n").slice(-40).join("\n"));
+          setError(null);
+        }
+      } catch (e) {
+        if (!stop) setError(describe(e));
+      }
+    };
+    void load();
+    const t = window.setInterval(() => void load(), 3000);
+    return () => {
+      stop = true;
+      window.clearInterval(t);
+    };
+  }, [props.vm]);
+  useEffect(() => {
+    if (pre.current) pre.current.scrollTop = pre.current.scrollHeight;
+  }, [text]);
+  return (
+    <>
+      <ErrorNote error={error} what="console" />
+      <pre class="console mono small" ref={pre} data-testid="vm-console">
+        {text ?? "…"}
+      </pre>
+    </>
+  );
+}
+
+function VmCard(props: { vm: Vm; host: string; history?: History; onChange: () => void }) {
+  const s = props.vm.stats;
+  const h = props.history;
+  const rate = epochRate(h);
+  const [error, setError] = useState<string | null>(null);
+  const act = async (what: "stop" | "delete") => {
+    if (!confirm(`${what === "stop" ? "Stop" : "Delete"} the VM ${props.vm.name}?`)) return;
+    try {
+      if (what === "stop") await post(`/vms/${encodeURIComponent(props.vm.name)}/stop`);
+      else await del(`/vms/${encodeURIComponent(props.vm.name)}`);
+      props.onChange();
+    } catch (e) {
+      setError(describe(e));
+    }
+  };
+  return (
+    <Card
+      title={
+        <span>
+          {props.vm.name} <Badge value={s.state} tone={vmTone[s.state]} />
+          {s.stale && <Badge value="stale" tone="warn" />}
+        </span>
+      }
+      actions={
+        <>
+          {(s.state === "running" || s.state === "held") && (
+            <button class="btn ghost small" onClick={() => void act("stop")}>
+              Stop
+            </button>
+          )}
+          <button class="btn ghost small" onClick={() => void act("delete")}>
+            Delete
+          </button>
+        </>
+      }
+    >
+      <ErrorNote error={error} />
+      {s.error && <ErrorNote error={s.error} what="the VM" />}
+      <div class="stats vm-stats" data-testid="vm-stats">
+        <Stat label="Host" value={props.host} hint={`generation ${s.generation}`} />
+        <Stat label="Replicas" value={s.backups.length} hint={s.backups.join(", ") || "no backup"} tone={s.backups.length ? undefined : "warn"} />
+        <Stat label="Epoch rate" value={rate === null ? "—" : `${rate.toFixed(1)}/s`} hint={`epoch ${s.epoch}, acked ${s.acknowledged}`} />
+        <Stat label="Pause" value={`${s.pause_p50_ms.toFixed(0)} ms`} hint={`p99 ${s.pause_p99_ms.toFixed(0)} ms`} />
+        <Stat label="Lag" value={`${s.lag_ms.toFixed(0)} ms`} hint={`interval ${s.interval_ms.toFixed(0)} ms`} tone={s.lag_ms > 2000 ? "bad" : s.lag_ms > 400 ? "warn" : undefined} />
+        <Stat label="Throttle" value={throttleText(s)} hint={s.throttle_cgroup ?? ""} tone={s.cpu_quota && s.cpu_quota.throttle_pct > 0 ? "warn" : undefined} />
+      </div>
+      {h && h.t.length > 2 ? (
+        <TimeChart
+          t={h.t}
+          height={150}
+          format={(v) => `${v.toFixed(0)} ms`}
+          series={[
+            { label: "pause", color: "#6366f1", values: h.pause },
+            { label: "lag", color: "#f59e0b", values: h.lag },
+          ]}
+        />
+      ) : (
+        <Empty title="Collecting samples">Pause and lag every 2 seconds while this page is open.</Empty>
+      )}
+      <h3 class="small muted">Console</h3>
+      <Console vm={props.vm.name} />
+    </Card>
+  );
+}
+
+export function Vms() {
+  const live = useLive();
+  const [vms, setVms] = useState<Vm[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const hist = useRef<Map<string, History>>(new Map());
+  const load = () =>
+    get<{ vms: Vm[] }>("/vms").then(
+      (v) => {
+        const now = Date.now() / 1000;
+        for (const vm of v.vms ?? []) {
+          const h = hist.current.get(vm.name) ?? { t: [], pause: [], lag: [], epoch: [] };
+          h.t.push(now);
+          h.pause.push(vm.stats.pause_last_ms);
+          h.lag.push(vm.stats.lag_ms);
+          h.epoch.push(vm.stats.epoch);
+          if (h.t.length > KEEP) for (const k of ["t", "pause", "lag", "epoch"] as const) h[k].shift();
+          hist.current.set(vm.name, h);
+        }
+        setVms([...(v.vms ?? [])].sort((a, b) => a.name.localeCompare(b.name)));
+        setError(null);
+      },
+      (e) => setError(describe(e)),
+    );
+  useEffect(() => {
+    void load();
+    const t = window.setInterval(() => void load(), 2000);
+    return () => window.clearInterval(t);
+  }, []);
+  const self = live.nodes.data?.find((n) => n.id === live.status.data?.node?.id);
+  const host = self ? nodeLabel(self) : live.status.data?.node?.name ?? "this node";
+  return (
+    <div class="page" data-testid="vms-page">
+      <PageHead title="VMs" sub="Replicated VMs running on this node, and how their replication keeps up." />
+      <ErrorNote error={error} what="VMs" />
+      {vms === null ? (
+        <Empty title="Loading…" />
+      ) : vms.length === 0 ? (
+        <Empty title="No VMs on this node">
+          Start one with <span class="mono">hyphae vm create NAME --kernel … --backup IP:7444</span> or <span class="mono">POST /api/v1/vms</span>.
+        </Empty>
+      ) : (
+        vms.map((vm) => <VmCard vm={vm} host={host} history={hist.current.get(vm.name)} onChange={() => void load()} />)
+      )}
+    </div>
+  );
+}

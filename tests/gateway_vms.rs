@@ -1,0 +1,167 @@
+//! The gateway's VM routes over HTTPS on a harness node: a VM (the project's test guest) is
+//! created through `POST /api/v1/vms`, listed, its console read until the guest counts,
+//! stopped, and deleted; without a login the routes refuse, and a bad name is refused by the
+//! gateway before it reaches memrep.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use bytes::Bytes;
+use hyphae_harness::{wait_until, Cluster};
+use support::https::{Answer, Client, Proto};
+
+fn guest() -> Result<(PathBuf, PathBuf)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/memrep/guest/build.sh");
+    let out = std::process::Command::new(&script).output()?;
+    if !out.status.success() {
+        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
+}
+
+#[test]
+fn a_vm_is_created_listed_read_stopped_and_deleted_over_https() -> Result<()> {
+    let (kernel, initrd) = guest()?;
+    let c = Cluster::builder()
+        .nodes(1)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    support::found_mesh(&c)?;
+    let n = &c[0];
+    for (sock, what) in [("gateway.sock", "gateway"), ("memrep.sock", "memrep")] {
+        let sock = n.state_dir().join("run").join(sock);
+        wait_until(Duration::from_secs(60), what, || {
+            Ok(hyphae_harness::uds_get(&sock, "/status")
+                .ok()
+                .and_then(|r| r.json().ok())
+                .is_some_and(|v: serde_json::Value| {
+                    v["ready"] == true && (what != "gateway" || v["serving"] == true)
+                }))
+        })?;
+    }
+    let ca = n.cli_ok(&["ca", "export"])?.stdout_trimmed().to_string();
+    let client = Client::new(&ca)?;
+    let token = n
+        .cli_ok(&["api-token", "create", "--name", "vms"])?
+        .stdout_trimmed()
+        .to_string();
+    let auth = format!("Bearer {token}");
+    let addr = SocketAddr::new(n.ip().into(), 8443);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let call = |proto: Proto, method: &'static str, path: String, body: Option<String>| {
+        let client = client.clone();
+        let auth = auth.clone();
+        async move {
+            let mut h = vec![("authorization", auth.as_str())];
+            if body.is_some() {
+                h.push(("content-type", "application/json"));
+            }
+            client
+                .request(
+                    proto,
+                    addr,
+                    method,
+                    &path,
+                    &h,
+                    Bytes::from(body.unwrap_or_default()),
+                )
+                .await
+        }
+    };
+    let text = |a: &Answer| String::from_utf8_lossy(&a.body).into_owned();
+    rt.block_on(async {
+        // No login: refused.
+        let a = client
+            .request(Proto::H2, addr, "GET", "/api/v1/vms", &[], Bytes::new())
+            .await?;
+        ensure!(a.status == 401, "unauthenticated list: {}", a.status);
+        // A bad name never reaches memrep.
+        let a = call(Proto::H2, "GET", "/api/v1/vms/a%20b".into(), None).await?;
+        ensure!(a.status == 400, "bad name: {} {}", a.status, text(&a));
+
+        let spec = serde_json::json!({
+            "name": "api1",
+            "kernel": kernel,
+            "initrd": initrd,
+            "append": "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=64 wave_pages=8 wave_sleep_us=5000",
+            "mem_mib": 128,
+            "vcpus": 1,
+            "mode": "consistent",
+        });
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(spec.to_string())).await?;
+        ensure!(a.status == 201, "create: {} {}", a.status, text(&a));
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(spec.to_string())).await?;
+        ensure!(a.status == 409, "second create: {} {}", a.status, text(&a));
+        let mut bad = spec.clone();
+        bad["name"] = "api2".into();
+        bad["kernel"] = "/no/such/kernel".into();
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(bad.to_string())).await?;
+        ensure!(
+            a.status == 400 && text(&a).contains("no/such/kernel"),
+            "missing kernel: {} {}",
+            a.status,
+            text(&a)
+        );
+
+        for proto in [Proto::H1, Proto::H3] {
+            let a = call(proto, "GET", "/api/v1/vms".into(), None).await?;
+            ensure!(a.status == 200, "{proto:?} list: {}", a.status);
+            let names: Vec<String> = a.json()["vms"]
+                .as_array()
+                .context("vms")?
+                .iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_string))
+                .collect();
+            ensure!(names == ["api1"], "{proto:?} list: {names:?}");
+        }
+        // The console shows the guest counting (TCG boot: generous).
+        let deadline = std::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let a = call(Proto::H2, "GET", "/api/v1/vms/api1/console".into(), None).await?;
+            ensure!(a.status == 200, "console: {}", a.status);
+            if text(&a).contains("wave counter=") {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the guest did not count; console: {}",
+                text(&a)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let a = call(Proto::H3, "GET", "/api/v1/vms/api1".into(), None).await?;
+        let stats = a.json()["stats"].clone();
+        ensure!(a.status == 200 && stats["state"] == "running", "status: {stats}");
+        ensure!(stats["epoch"].as_u64().unwrap_or(0) >= 1, "no epoch: {stats}");
+        ensure!(stats["throttle_cgroup"].is_string(), "{stats}");
+
+        let a = call(Proto::H2, "POST", "/api/v1/vms/api1/stop".into(), None).await?;
+        ensure!(a.status == 200, "stop: {} {}", a.status, text(&a));
+        let a = call(Proto::H2, "GET", "/api/v1/vms/api1".into(), None).await?;
+        ensure!(a.json()["stats"]["state"] == "stopped", "after stop: {}", text(&a));
+        let a = call(Proto::H2, "DELETE", "/api/v1/vms/api1".into(), None).await?;
+        ensure!(a.status == 200, "delete: {} {}", a.status, text(&a));
+        let a = call(Proto::H2, "GET", "/api/v1/vms/api1".into(), None).await?;
+        ensure!(a.status == 404, "after delete: {}", a.status);
+        let a = call(Proto::H2, "GET", "/api/v1/vms".into(), None).await?;
+        ensure!(
+            a.json()["vms"].as_array().is_some_and(Vec::is_empty),
+            "list after delete: {}",
+            text(&a)
+        );
+        Ok(())
+    })?;
+    let status = hyphae_harness::uds_get(n.state_dir().join("run/memrep.sock"), "/status")?;
+    let shm = PathBuf::from(status.json()?["shm_dir"].as_str().unwrap_or_default());
+    drop(c);
+    let _ = std::fs::remove_dir_all(shm);
+    Ok(())
+}
