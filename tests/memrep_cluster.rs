@@ -222,7 +222,49 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     )?;
     eprintln!("n{new} primary: {s}");
 
-    c[new].cli_ok(&["vm", "delete", vm])?;
+    // Planned migration back to n1, restarted: not a backup, so phase 1 makes it one (a new
+    // generation whose first epoch is a base), phase 2 switches with one pause.
+    c[1].start()?;
+    c[1].wait_ready(c.ready_timeout())?;
+    wait_for(Duration::from_secs(60), "n1's memrep ready", || memrep_status(&c[1]))?;
+    let before = acked_counter(&c[new], vm, 2)?;
+    let moved: Value = wait_for(Duration::from_secs(400), "the migration", || {
+        let out = c[new].cli(&["vm", "migrate", vm, "--to", &ids[1]])?;
+        if out.success() {
+            return Ok(Some(serde_json::from_str(out.stdout_trimmed())?));
+        }
+        // n1 may not be listed as up yet.
+        if out.stderr.contains("is not up") {
+            std::thread::sleep(Duration::from_millis(500));
+            return Ok(None);
+        }
+        bail!("migrate failed: {}", out.stderr)
+    })?;
+    eprintln!(
+        "MIGRATION: {moved} (pause_ms: guest paused on n{new} until running on n1)"
+    );
+    assert_eq!(moved["to"], ids[1].as_str());
+    assert_eq!(moved["target_added_as_backup"], true);
+    assert_eq!(moved["generation"], 4, "2, +1 adding n1, +1 the switch");
+    let record = vm_status(&c[0], vm)?.context("record")?["record"].clone();
+    assert_eq!(record["primary"], ids[1].as_str(), "{record}");
+    let backups = record["backups"].as_array().context("backups")?;
+    assert_eq!(backups.len(), 2, "replica count kept: {record}");
+    assert!(!backups.iter().any(|x| x == ids[1].as_str()), "{record}");
+    assert!(vm_stats(&c[new], vm)?.is_none(), "the old primary stopped its QEMU");
+    let counters = wait_for(Duration::from_secs(120), "the migrated guest counting", || {
+        let console = c[1].cli(&["vm", "console", vm])?.stdout;
+        let all = serial_counters(&console);
+        Ok((all.len() >= 2).then_some(all))
+    })?;
+    eprintln!("n1 console after migration: {counters:?}, acknowledged before: {before}");
+    assert!(counters.iter().all(|&n| n >= before), "{counters:?} < {before}");
+    wait_until(Duration::from_secs(120), "n1 replicating generation 4", || {
+        let s = vm_stats(&c[1], vm)?.context("stats on n1")?;
+        Ok(s["generation"] == 4 && s["acknowledged"].as_u64().unwrap_or(0) >= 3)
+    })?;
+
+    c[1].cli_ok(&["vm", "delete", vm])?;
     assert!(vm_status(&c[0], vm)?.is_none(), "the record is gone");
     drop(c);
     // n1 was killed with its RAM file in place; replicas stay until deleted: clean up.

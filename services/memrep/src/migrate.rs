@@ -8,7 +8,8 @@
 //! 2. **Switch**, the only pause: the guest is paused, the final epoch taken and sent, and once
 //!    the target acknowledged it the target takes the VM over (`memrep.takeover`, requiring
 //!    that final epoch: fence, record, QEMU on its replica). The old primary then stops its
-//!    QEMU and stays a backup of the new generation. If anything in phase 2 fails, the guest
+//!    QEMU and stays a backup of the new generation if the replica count needs it (otherwise it
+//!    is released). If anything in phase 2 fails, the guest
 //!    simply continues on the old primary.
 
 use std::time::{Duration, Instant};
@@ -126,7 +127,8 @@ async fn migrate(s: &Shared, name: &str, to: &str) -> Result<serde_json::Value, 
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
     }
     let target_name = target.id.to_string();
-    let first = stats.lock().await.epoch;
+    // Epoch numbers restart at 1 in the new generation when the target was added.
+    let first = if added { 0 } else { stats.lock().await.epoch };
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
         let st = stats.lock().await.clone();
@@ -183,8 +185,11 @@ async fn migrate(s: &Shared, name: &str, to: &str) -> Result<serde_json::Value, 
         .filter(|b| **b != target.id)
         .copied()
         .collect();
-    // The old primary stays as a backup of the new generation.
-    backups.push(s.node);
+    // The old primary stays as a backup of the new generation where the replica count needs
+    // it (the target was a backup already); otherwise it is released.
+    if backups.len() < record.replicas {
+        backups.push(s.node);
+    }
     let req = TakeoverRequest {
         record: record.clone(),
         record_version: version,

@@ -329,8 +329,11 @@ pub async fn run(
                     generation = g;
                     // Every sender (failed ones too) reports each epoch once.
                     sched = Scheduler::new(cfg, senders.len() + 1, 1);
+                    last_epoch = 0;
                     let mut s = stats.lock().await;
                     s.generation = g;
+                    s.epoch = 0;
+                    s.acknowledged = 0;
                     s.backups.push(link.name.clone());
                     drop(s);
                     senders.push(Some(spawn_sender(link, vm.clone(), limits, report_tx.clone())));
