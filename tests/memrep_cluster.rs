@@ -86,14 +86,10 @@ fn acked_counter(n: &Node, vm: &str, epochs: u64) -> Result<u64> {
     let base = vm_stats(n, vm)?.context("stats")?["acknowledged"]
         .as_u64()
         .unwrap_or(0);
-    wait_until(
-        Duration::from_secs(120),
-        "more epochs acknowledged",
-        || {
-            let s = vm_stats(n, vm)?.context("stats")?;
-            Ok(s["acknowledged"].as_u64().unwrap_or(0) >= base + epochs)
-        },
-    )?;
+    wait_until(Duration::from_secs(120), "more epochs acknowledged", || {
+        let s = vm_stats(n, vm)?.context("stats")?;
+        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= base + epochs)
+    })?;
     Ok(counter)
 }
 
@@ -197,11 +193,15 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
          {kill_to_running} ms (suspect_after 1 s); record seen by the test after {seen_after:?}"
     );
     // The guest continues from at least the acknowledged counter.
-    let counters = wait_for(Duration::from_secs(120), "the resumed guest counting", || {
-        let console = c[new].cli(&["vm", "console", vm])?.stdout;
-        let all = serial_counters(&console);
-        Ok((all.len() >= 2).then_some(all))
-    })?;
+    let counters = wait_for(
+        Duration::from_secs(120),
+        "the resumed guest counting",
+        || {
+            let console = c[new].cli(&["vm", "console", vm])?.stdout;
+            let all = serial_counters(&console);
+            Ok((all.len() >= 2).then_some(all))
+        },
+    )?;
     eprintln!("n{new} console after failover: {counters:?}, acknowledged before: {before}");
     assert!(
         counters.iter().all(|&n| n >= before),
@@ -226,7 +226,9 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     // generation whose first epoch is a base), phase 2 switches with one pause.
     c[1].start()?;
     c[1].wait_ready(c.ready_timeout())?;
-    wait_for(Duration::from_secs(60), "n1's memrep ready", || memrep_status(&c[1]))?;
+    wait_for(Duration::from_secs(60), "n1's memrep ready", || {
+        memrep_status(&c[1])
+    })?;
     let before = acked_counter(&c[new], vm, 2)?;
     let moved: Value = wait_for(Duration::from_secs(400), "the migration", || {
         let out = c[new].cli(&["vm", "migrate", vm, "--to", &ids[1]])?;
@@ -240,9 +242,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
         }
         bail!("migrate failed: {}", out.stderr)
     })?;
-    eprintln!(
-        "MIGRATION: {moved} (pause_ms: guest paused on n{new} until running on n1)"
-    );
+    eprintln!("MIGRATION: {moved} (pause_ms: guest paused on n{new} until running on n1)");
     assert_eq!(moved["to"], ids[1].as_str());
     assert_eq!(moved["target_added_as_backup"], true);
     assert_eq!(moved["generation"], 4, "2, +1 adding n1, +1 the switch");
@@ -251,18 +251,35 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     let backups = record["backups"].as_array().context("backups")?;
     assert_eq!(backups.len(), 2, "replica count kept: {record}");
     assert!(!backups.iter().any(|x| x == ids[1].as_str()), "{record}");
-    assert!(vm_stats(&c[new], vm)?.is_none(), "the old primary stopped its QEMU");
-    let counters = wait_for(Duration::from_secs(120), "the migrated guest counting", || {
-        let console = c[1].cli(&["vm", "console", vm])?.stdout;
-        let all = serial_counters(&console);
-        Ok((all.len() >= 2).then_some(all))
-    })?;
+    assert!(
+        vm_stats(&c[new], vm)?.is_none(),
+        "the old primary stopped its QEMU"
+    );
+    let counters = wait_for(
+        Duration::from_secs(120),
+        "the migrated guest counting",
+        || {
+            let console = c[1].cli(&["vm", "console", vm])?.stdout;
+            let all = serial_counters(&console);
+            Ok((all.len() >= 2).then_some(all))
+        },
+    )?;
     eprintln!("n1 console after migration: {counters:?}, acknowledged before: {before}");
-    assert!(counters.iter().all(|&n| n >= before), "{counters:?} < {before}");
-    wait_until(Duration::from_secs(120), "n1 replicating generation 4", || {
-        let s = vm_stats(&c[1], vm)?.context("stats on n1")?;
-        Ok(s["generation"] == 4 && s["acknowledged"].as_u64().unwrap_or(0) >= 3)
-    })?;
+    assert!(
+        counters.iter().all(|&n| n >= before),
+        "{counters:?} < {before}"
+    );
+    let mut last = Value::Null;
+    let replicating = wait_until(
+        Duration::from_secs(120),
+        "n1 replicating generation 4",
+        || {
+            last = vm_stats(&c[1], vm)?.context("stats on n1")?;
+            Ok(last["generation"] == 4 && last["acknowledged"].as_u64().unwrap_or(0) >= 3)
+        },
+    );
+    eprintln!("n1 primary: {last}");
+    replicating?;
 
     c[1].cli_ok(&["vm", "delete", vm])?;
     assert!(vm_status(&c[0], vm)?.is_none(), "the record is gone");

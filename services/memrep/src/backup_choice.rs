@@ -166,10 +166,7 @@ mod tests {
         assert_eq!(resolve(&id(1).to_string(), &ms).unwrap().id, id(1));
         assert_eq!(resolve("10.0.0.2:7444", &ms).unwrap().id, id(2));
         assert_eq!(resolve("10.0.0.1", &ms).unwrap().id, id(1));
-        assert_eq!(
-            resolve("n9", &ms),
-            Err(ChoiceError::Unknown("n9".into()))
-        );
+        assert_eq!(resolve("n9", &ms), Err(ChoiceError::Unknown("n9".into())));
     }
 
     #[test]
@@ -215,6 +212,9 @@ mod tests {
         let b = fill("vm", &ms, &[id(1), id(2)], vec![id(3)], 2);
         assert_eq!(b, vec![id(3), id(4)]);
         // Not enough candidates: what can be had.
-        assert_eq!(fill("vm", &ms, &[id(1), id(2), id(4)], vec![id(3)], 2), vec![id(3)]);
+        assert_eq!(
+            fill("vm", &ms, &[id(1), id(2), id(4)], vec![id(3)], 2),
+            vec![id(3)]
+        );
     }
 }

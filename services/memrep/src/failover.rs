@@ -170,7 +170,10 @@ mod tests {
     #[test]
     fn a_dead_primary_asks_its_live_backups() {
         let ms: Vec<Member> = (1..=4).map(|i| member(i, i != 1 && i != 3)).collect();
-        assert_eq!(needs_failover(&record(1, &[2, 3], 1), &ms), Some(vec![id(2)]));
+        assert_eq!(
+            needs_failover(&record(1, &[2, 3], 1), &ms),
+            Some(vec![id(2)])
+        );
         // A primary gone from the directory counts as dead.
         let ms: Vec<Member> = (2..=3).map(|i| member(i, true)).collect();
         assert_eq!(
@@ -203,7 +206,13 @@ mod tests {
         let ms: Vec<Member> = (1..=3).map(|i| member(i, i != 1)).collect();
         let r = record(1, &[3, 2], 4);
         let d = decide(&r, &ms, &[(id(3), c(4, 7)), (id(2), c(4, 7))]);
-        let Decision::Resume { on, generation, backups, .. } = d else {
+        let Decision::Resume {
+            on,
+            generation,
+            backups,
+            ..
+        } = d
+        else {
             panic!("{d:?}");
         };
         assert_eq!((on, generation, backups), (id(2), 5, vec![id(3)]));
@@ -216,10 +225,16 @@ mod tests {
         // 3 with a lower epoch number: n3 is newer.
         let r = record(1, &[2, 3], 3);
         let d = decide(&r, &ms, &[(id(2), c(2, 900)), (id(3), c(3, 5))]);
-        assert!(matches!(d, Decision::Resume { on, generation: 4, .. } if on == id(3)), "{d:?}");
+        assert!(
+            matches!(d, Decision::Resume { on, generation: 4, .. } if on == id(3)),
+            "{d:?}"
+        );
         // A backup without a committed replica (or that did not answer) is never chosen.
         let d = decide(&r, &ms, &[(id(2), None), (id(3), c(3, 5))]);
-        assert!(matches!(d, Decision::Resume { on, .. } if on == id(3)), "{d:?}");
+        assert!(
+            matches!(d, Decision::Resume { on, .. } if on == id(3)),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::takeover::{self, ResumeParams};
 const TICK: Duration = Duration::from_millis(200);
 /// Replica rows and fencing checks run every this many ticks (1 s).
 const SLOW_EVERY: u32 = 5;
+/// How long a suspect primary's memrep has to answer before it is taken for dead.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a backup may take to answer `memrep.replica_state`.
 const STATE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -95,6 +97,13 @@ async fn fail_over(
     detected: u64,
 ) -> Option<bool> {
     let name = record.spec.name.clone();
+    // Suspect is a timing judgement; on a loaded host a live primary can miss heartbeats.
+    // One direct question to its memrep settles it: if it answers, it is alive and keeps
+    // the VM (no ping-pong of takeovers between slow nodes).
+    if primary_answers(s, members, record.primary, &name).await {
+        tracing::info!(vm = %name, primary = %record.primary, "primary suspect but its memrep answers; no failover");
+        return Some(false);
+    }
     let mut states: Vec<(NodeId, Option<Committed>)> = Vec::new();
     for b in ask {
         states.push((b, replica_state(s, members, b, &name).await));
@@ -148,8 +157,30 @@ async fn fail_over(
     }
 }
 
+/// Whether the primary's memrep answers within [`PROBE_TIMEOUT`].
+async fn primary_answers(s: &Shared, members: &[Member], node: NodeId, vm: &str) -> bool {
+    let Some(addr) = service::memrep_addr(s, members, node) else {
+        return false;
+    };
+    let probe = async {
+        let conn = s.endpoint.connect(addr, Some(node)).await.ok()?;
+        rpc::call::<ReplicaState>(&conn, &ReplicaStateRequest { vm: vm.into() }, &s.limits)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(_))
+    )
+}
+
 /// What `node`'s replica of `vm` has committed (`None`: none, or no answer).
-async fn replica_state(s: &Shared, members: &[Member], node: NodeId, vm: &str) -> Option<Committed> {
+async fn replica_state(
+    s: &Shared,
+    members: &[Member],
+    node: NodeId,
+    vm: &str,
+) -> Option<Committed> {
     let meta = if node == s.node {
         let store = s.replicas.get(vm).await.ok()?;
         let m = store.lock().await.meta();
@@ -163,7 +194,10 @@ async fn replica_state(s: &Shared, members: &[Member], node: NodeId, vm: &str) -
                 .ok()
                 .flatten()
         };
-        tokio::time::timeout(STATE_TIMEOUT, call).await.ok().flatten()
+        tokio::time::timeout(STATE_TIMEOUT, call)
+            .await
+            .ok()
+            .flatten()
     };
     meta.filter(|m| m.epoch > 0).map(|m| Committed {
         generation: m.generation,

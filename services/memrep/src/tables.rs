@@ -187,21 +187,46 @@ impl Tables {
     }
 
     /// Writes a VM record; with `expect_version` only if the record is still at that version
-    /// (0: only if absent). Returns the new version.
+    /// (0: only if absent). Returns the new version. A write whose outcome the coordinator
+    /// could not tell (the queen changed while it was in flight) is settled by reading the
+    /// record back: ours is there (done), the old version is still there (written again), or
+    /// someone else's (a conflict).
     pub async fn put_vm(
         &self,
         record: &VmRecord,
         expect_version: Option<u64>,
     ) -> Result<u64, TableError> {
+        let name = &record.spec.name;
         let text = serde_json::to_string(record).map_err(|e| TableError::Corrupt {
             table: VMS,
-            key: record.spec.name.clone(),
+            key: name.clone(),
             message: e.to_string(),
         })?;
-        Ok(self
-            .coord
-            .put(VMS, &record.spec.name, &text, expect_version)
-            .await?)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let err = match self.coord.put(VMS, name, &text, expect_version).await {
+                Ok(v) => return Ok(v),
+                Err(CoordError::Failed { status, message })
+                    if (status == 504 || status == 503) && attempts < 5 =>
+                {
+                    CoordError::Failed { status, message }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::debug!(vm = %name, error = %err, "VM record write outcome unknown; reading back");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Ok(now) = self.coord.get(VMS, name, true).await else {
+                continue;
+            };
+            match (now, expect_version) {
+                (Some((t, v)), _) if t == text => return Ok(v),
+                (None, Some(0)) | (None, None) => continue,
+                (Some((_, v)), Some(e)) if v == e => continue,
+                (Some(_), None) => continue,
+                _ => return Err(CoordError::Conflict.into()),
+            }
+        }
     }
 
     /// Forgets a VM: its record and every replica row.

@@ -200,7 +200,10 @@ pub(crate) async fn resume_here(s: &Shared, p: ResumeParams) -> Result<TakeoverA
         }
         Err(e) => {
             record.state = VmState::Failed;
-            record.note = Some(format!("{}; resume on {} failed: {}", p.reason, s.node, e.message));
+            record.note = Some(format!(
+                "{}; resume on {} failed: {}",
+                p.reason, s.node, e.message
+            ));
             Err(e)
         }
     };

@@ -180,9 +180,11 @@ async fn note_report(
     stats: &Mutex<VmStats>,
 ) {
     match r {
-        Report::Acked { generation: g, epoch, .. } if g == generation => {
-            sched.acked(epoch, Instant::now())
-        }
+        Report::Acked {
+            generation: g,
+            epoch,
+            ..
+        } if g == generation => sched.acked(epoch, Instant::now()),
         Report::Failed {
             backup,
             generation: g,
@@ -214,13 +216,24 @@ async fn wait_for_ack(
         let r = match tokio::time::timeout_at(deadline, reports.recv()).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err("no backup left".into()),
-            Err(_) => return Err(format!("{target} did not acknowledge the final epoch in time")),
+            Err(_) => {
+                return Err(format!(
+                    "{target} did not acknowledge the final epoch in time"
+                ))
+            }
         };
         let verdict = match &r {
-            Report::Acked { backup, generation: g, epoch: e } if backup == target && *g == generation && *e == epoch => Some(Ok(())),
-            Report::Failed { backup, generation: g, error, .. } if backup == target && *g == generation => {
-                Some(Err(format!("{target}: {error}")))
-            }
+            Report::Acked {
+                backup,
+                generation: g,
+                epoch: e,
+            } if backup == target && *g == generation && *e == epoch => Some(Ok(())),
+            Report::Failed {
+                backup,
+                generation: g,
+                error,
+                ..
+            } if backup == target && *g == generation => Some(Err(format!("{target}: {error}"))),
             _ => None,
         };
         note_report(r, generation, sched, vm, stats).await;
