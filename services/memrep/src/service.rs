@@ -638,8 +638,10 @@ pub(crate) async fn start_runner(
         scheduler_config(mode, interval_ms),
         s.limits,
         stats.clone(),
-        cancel.clone(),
-        commands,
+        vm_runner::RunnerControl {
+            cancel: cancel.clone(),
+            commands,
+        },
     ));
     s.vms.lock().await.insert(
         name.to_string(),

@@ -51,7 +51,7 @@ pub(crate) async fn run(s: Shared) {
         } else {
             first_seen.clear();
         }
-        if tick % SLOW_EVERY == 0 {
+        if tick.is_multiple_of(SLOW_EVERY) {
             fence_local(&s).await;
             publish_replicas(&s, &mut published).await;
         }

@@ -115,6 +115,15 @@ impl std::fmt::Debug for BackupLink {
     }
 }
 
+/// How the service steers a runner: stop it, or give it orders.
+#[derive(Debug)]
+pub struct RunnerControl {
+    /// Fired to stop the VM.
+    pub cancel: CancellationToken,
+    /// Orders (migration).
+    pub commands: mpsc::UnboundedReceiver<RunnerCommand>,
+}
+
 /// Where a handover left the VM: the final epoch, acknowledged by the target.
 #[derive(Debug, Clone, Copy)]
 pub struct HandoverPoint {
@@ -252,9 +261,12 @@ pub async fn run(
     cfg: SchedulerConfig,
     limits: Limits,
     stats: Arc<Mutex<VmStats>>,
-    cancel: CancellationToken,
-    mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
+    control: RunnerControl,
 ) {
+    let RunnerControl {
+        cancel,
+        mut commands,
+    } = control;
     let mut generation = primary.generation;
     let mut sched = Scheduler::new(cfg, backups.len(), 1);
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
