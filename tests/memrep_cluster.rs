@@ -1,17 +1,22 @@
-//! memrep on the harness: a 3-node mesh, a VM (the project's test guest) on n0 replicating to
-//! n1 and n2 over QUIC; kill -9 of n0's node process (memrep and, with it, QEMU); n1 resumes
-//! the guest from its replica, replicating to n2 under a new generation, and the guest's
-//! counter continues from at least what n1 had committed.
+//! memrep on the harness: a 4-node mesh, a VM (the project's test guest) on n1 whose two
+//! backups memrep chooses itself; kill -9 of n1's node process (memrep and, with it, QEMU);
+//! without any `vm resume`, the failover actor (the queen's memrep) has the most up-to-date
+//! backup resume the guest under a new generation, the counter continues from at least what
+//! was acknowledged before the kill, the VM record names the new primary and the replica
+//! count is back to 2. Then a planned migration moves the VM to another node with one pause.
 
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 use support::form_mesh_with;
+
+/// Quick liveness (suspect after 1 s: the failure signal failover acts on).
+const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n";
 
 fn guest() -> Result<(PathBuf, PathBuf)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/memrep/guest/build.sh");
@@ -31,143 +36,255 @@ fn memrep_status(n: &Node) -> Result<Option<Value>> {
     }
 }
 
-fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
+/// `hyphae vm status` on `n`: record, replicas, and stats when `n` runs the VM.
+fn vm_status(n: &Node, vm: &str) -> Result<Option<Value>> {
     let out = n.cli(&["vm", "status", vm])?;
     if !out.success() {
         return Ok(None);
     }
-    let v: Value = serde_json::from_str(out.stdout_trimmed())?;
-    Ok(Some(v["stats"].clone()))
+    Ok(Some(serde_json::from_str(out.stdout_trimmed())?))
 }
 
-fn serial_counter(text: &str) -> Option<u64> {
+/// The live figures of a VM running on `n`.
+fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
+    Ok(vm_status(n, vm)?
+        .map(|v| v["stats"].clone())
+        .filter(|s| !s.is_null()))
+}
+
+fn serial_counters(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("wave counter="))
         .filter_map(|n| n.trim().parse().ok())
-        .max()
+        .collect()
+}
+
+fn serial_counter(text: &str) -> Option<u64> {
+    serial_counters(text).into_iter().max()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Waits until the guest on `n` has printed a counter and `epochs` more epochs are
+/// acknowledged by every backup after that; returns that counter (the acknowledged replicas
+/// hold at least it).
+fn acked_counter(n: &Node, vm: &str, epochs: u64) -> Result<u64> {
+    let counter = wait_for(Duration::from_secs(300), "guest counting", || {
+        if let Some(s) = vm_stats(n, vm)? {
+            if s["state"] == "failed" {
+                bail!("VM failed: {s}");
+            }
+        }
+        let console = n.cli(&["vm", "console", vm])?.stdout;
+        Ok(serial_counter(&console).filter(|&c| c >= 200))
+    })?;
+    let base = vm_stats(n, vm)?.context("stats")?["acknowledged"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_until(Duration::from_secs(120), "more epochs acknowledged", || {
+        let s = vm_stats(n, vm)?.context("stats")?;
+        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= base + epochs)
+    })?;
+    Ok(counter)
 }
 
 #[test]
-fn a_vm_survives_the_death_of_its_node() -> Result<()> {
+fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     let (kernel, initrd) = guest()?;
     let c = Cluster::builder()
-        .nodes(3)
+        .nodes(4)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
-    form_mesh_with(&c, 2, "")?;
+    form_mesh_with(&c, 2, FAST)?;
     let mut shm = Vec::new();
+    let mut ids = Vec::new();
     for n in c.nodes() {
         let s = wait_for(Duration::from_secs(60), "memrep ready", || memrep_status(n))?;
         shm.push(PathBuf::from(s["shm_dir"].as_str().unwrap_or_default()));
+        ids.push(s["node_id"].as_str().unwrap_or_default().to_string());
     }
+    let index_of = |id: &str| ids.iter().position(|i| i == id);
     let vm = "wave";
     let k = kernel.to_str().context("kernel path")?;
     let i = initrd.to_str().context("initrd path")?;
     let append = "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=2048 wave_pages=32 wave_sleep_us=2000";
-    let b1 = c[1].addr(7444).to_string();
-    let b2 = c[2].addr(7444).to_string();
-    let common = |backups: &[&str]| {
-        let mut a: Vec<String> = vec![
-            "--kernel".into(),
-            k.into(),
-            "--initrd".into(),
-            i.into(),
-            "--append".into(),
-            append.into(),
-            "--mem".into(),
-            "256M".into(),
-            "--interval-ms".into(),
-            "200".into(),
-        ];
-        for b in backups {
-            a.push("--backup".into());
-            a.push((*b).into());
-        }
-        a
-    };
-    let mut create = vec!["vm".to_string(), "create".into(), vm.into()];
-    create.extend(common(&[&b1, &b2]));
-    c[0].cli_ok(&create)?;
+    // No --backup: memrep chooses two live nodes.
+    c[1].cli_ok(&[
+        "vm",
+        "create",
+        vm,
+        "--kernel",
+        k,
+        "--initrd",
+        i,
+        "--append",
+        append,
+        "--mem",
+        "256M",
+        "--interval-ms",
+        "200",
+    ])?;
+    let status = vm_status(&c[0], vm)?.context("the VM record, read on n0")?;
+    eprintln!("record on n0: {}", status["record"]);
+    assert_eq!(status["record"]["primary"], ids[1].as_str());
+    let backups: Vec<String> = status["record"]["backups"]
+        .as_array()
+        .context("backups")?
+        .iter()
+        .filter_map(|b| b.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(backups.len(), 2, "{status}");
+    assert!(!backups.contains(&ids[1]));
 
-    // The guest boots (TCG: up to a few minutes on a loaded machine) and counts; then a few
-    // more epochs are acknowledged, so the replicas hold the running guest program.
-    let acked_then = wait_for(Duration::from_secs(300), "guest counting past 200", || {
-        let Some(s) = vm_stats(&c[0], vm)? else {
-            return Ok(None);
-        };
-        if s["state"] == "failed" {
-            bail!("VM failed on n0: {s}");
-        }
-        let console = c[0].cli(&["vm", "console", vm])?.stdout;
-        let counting = serial_counter(&console).is_some_and(|n| n >= 200);
-        Ok(counting.then(|| s["acknowledged"].as_u64().unwrap_or(0)))
+    // The guest boots (TCG: minutes on a loaded machine) and counts; epochs taken after the
+    // counter was read are acknowledged, so the replicas hold at least that counter.
+    let before = acked_counter(&c[1], vm, 3)?;
+    let stats = vm_stats(&c[1], vm)?.context("stats")?;
+    eprintln!("n1 primary: {stats}");
+    assert_eq!(stats["backups"].as_array().map(Vec::len), Some(2));
+    // The replica table shows both backups' committed epochs.
+    wait_until(Duration::from_secs(30), "replica rows", || {
+        let s = vm_status(&c[2], vm)?.context("status on n2")?;
+        Ok(s["replicas"].as_array().map(Vec::len) == Some(2))
     })?;
-    wait_until(
+
+    // kill -9 of n1's node: memrep dies, QEMU with it (parent-death signal). No resume call.
+    let killed_ms = unix_ms();
+    let t0 = Instant::now();
+    c[1].kill()?;
+    let record = wait_for(
         Duration::from_secs(120),
-        "5 more epochs acknowledged",
+        "the record naming a new primary, running",
         || {
-            let s = vm_stats(&c[0], vm)?.context("stats")?;
-            Ok(s["acknowledged"].as_u64().unwrap_or(0) >= acked_then + 5)
+            let Some(s) = vm_status(&c[0], vm)? else {
+                return Ok(None);
+            };
+            let r = &s["record"];
+            let moved = r["primary"] != ids[1].as_str() && r["state"] == "running";
+            Ok(moved.then(|| r.clone()))
         },
     )?;
-    let stats = vm_stats(&c[0], vm)?.context("stats")?;
-    eprintln!("n0 primary: {stats}");
-    let console = c[0].cli(&["vm", "console", vm])?.stdout;
+    let seen_after = t0.elapsed();
+    eprintln!("record after failover: {record}");
+    assert_eq!(record["generation"], 2, "{record}");
+    let new = index_of(record["primary"].as_str().unwrap_or_default()).context("new primary")?;
+    assert!(backups.contains(&ids[new]), "the new primary was a backup");
+    let new_backups: Vec<&str> = record["backups"]
+        .as_array()
+        .context("backups")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(new_backups.len(), 2, "replica count restored: {record}");
+    assert!(!new_backups.contains(&ids[1].as_str()) && !new_backups.contains(&ids[new].as_str()));
+    let f = &record["failover"];
+    let detect_to_running = f["detection_to_running_ms"].as_u64().context("timing")?;
+    let kill_to_running = f["running_unix_ms"]
+        .as_u64()
+        .context("timing")?
+        .saturating_sub(killed_ms);
     eprintln!(
-        "n0 console tail: {}",
-        &console[console.len().saturating_sub(300)..]
+        "FAILOVER: detection -> guest running {detect_to_running} ms; kill -9 -> guest running \
+         {kill_to_running} ms (suspect_after 1 s); record seen by the test after {seen_after:?}"
     );
-    assert_eq!(
-        stats["backups"].as_array().map(Vec::len),
-        Some(2),
-        "{stats}"
-    );
-
-    // kill -9 of n0's node: memrep dies, QEMU with it (parent-death signal).
-    c[0].kill()?;
-    // Let an apply that was under way when n0 died finish: wait until n1's committed epoch
-    // stops moving.
-    let mut last = String::new();
-    wait_until(Duration::from_secs(30), "n1's replica settled", || {
-        let now = c[1].cli_ok(&["vm", "replicas"])?.stdout;
-        let settled = now == last;
-        last = now;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(settled)
-    })?;
-    let replica_ram = shm[1].join(format!("hyphae-memrep-{vm}-replica.ram"));
-    let image = std::fs::read(&replica_ram).context("n1's replica RAM")?;
-    let state = hyphae_memrep::guest_check::check(&image)
-        .map_err(|e| anyhow::anyhow!("n1's replica is inconsistent: {e}"))?;
-    eprintln!("n1 replica: guest counter {}", state.counter);
-
-    let mut resume = vec!["vm".to_string(), "resume".into(), vm.into()];
-    resume.extend(common(&[&b2]));
-    let t0 = std::time::Instant::now();
-    c[1].cli_ok(&resume)?;
-    eprintln!("resume answered after {:?}", t0.elapsed());
-    let seen = wait_for(
+    // The guest continues from at least the acknowledged counter.
+    let counters = wait_for(
         Duration::from_secs(120),
-        "the resumed guest counting on",
+        "the resumed guest counting",
         || {
-            let console = c[1].cli(&["vm", "console", vm])?.stdout;
-            Ok(serial_counter(&console).filter(|&n| n > state.counter))
+            let console = c[new].cli(&["vm", "console", vm])?.stdout;
+            let all = serial_counters(&console);
+            Ok((all.len() >= 2).then_some(all))
         },
     )?;
-    eprintln!("n1 console: counter {seen} > {}", state.counter);
-    // n1 now replicates generation 2 to n2.
+    eprintln!("n{new} console after failover: {counters:?}, acknowledged before: {before}");
+    assert!(
+        counters.iter().all(|&n| n >= before),
+        "the guest went back before the acknowledged counter {before}: {counters:?}"
+    );
+    // The new primary replicates generation 2 to its two backups.
     let s = wait_for(
         Duration::from_secs(120),
-        "generation 2 epochs acknowledged by n2",
+        "generation 2 epochs acknowledged by both backups",
         || {
-            let s = vm_stats(&c[1], vm)?;
-            Ok(s.filter(|s| s["generation"] == 2 && s["acknowledged"].as_u64().unwrap_or(0) >= 5))
+            let s = vm_stats(&c[new], vm)?;
+            Ok(s.filter(|s| {
+                s["generation"] == 2
+                    && s["acknowledged"].as_u64().unwrap_or(0) >= 5
+                    && s["backups"].as_array().map(Vec::len) == Some(2)
+            }))
         },
     )?;
-    eprintln!("n1 primary: {s}");
+    eprintln!("n{new} primary: {s}");
+
+    // Planned migration back to n1, restarted: not a backup, so phase 1 makes it one (a new
+    // generation whose first epoch is a base), phase 2 switches with one pause.
+    c[1].start()?;
+    c[1].wait_ready(c.ready_timeout())?;
+    wait_for(Duration::from_secs(60), "n1's memrep ready", || {
+        memrep_status(&c[1])
+    })?;
+    let before = acked_counter(&c[new], vm, 2)?;
+    let moved: Value = wait_for(Duration::from_secs(400), "the migration", || {
+        let out = c[new].cli(&["vm", "migrate", vm, "--to", &ids[1]])?;
+        if out.success() {
+            return Ok(Some(serde_json::from_str(out.stdout_trimmed())?));
+        }
+        // n1 may not be listed as up yet.
+        if out.stderr.contains("is not up") {
+            std::thread::sleep(Duration::from_millis(500));
+            return Ok(None);
+        }
+        bail!("migrate failed: {}", out.stderr)
+    })?;
+    eprintln!("MIGRATION: {moved} (pause_ms: guest paused on n{new} until running on n1)");
+    assert_eq!(moved["to"], ids[1].as_str());
+    assert_eq!(moved["target_added_as_backup"], true);
+    assert_eq!(moved["generation"], 4, "2, +1 adding n1, +1 the switch");
+    let record = vm_status(&c[0], vm)?.context("record")?["record"].clone();
+    assert_eq!(record["primary"], ids[1].as_str(), "{record}");
+    let backups = record["backups"].as_array().context("backups")?;
+    assert_eq!(backups.len(), 2, "replica count kept: {record}");
+    assert!(!backups.iter().any(|x| x == ids[1].as_str()), "{record}");
+    assert!(
+        vm_stats(&c[new], vm)?.is_none(),
+        "the old primary stopped its QEMU"
+    );
+    let counters = wait_for(
+        Duration::from_secs(120),
+        "the migrated guest counting",
+        || {
+            let console = c[1].cli(&["vm", "console", vm])?.stdout;
+            let all = serial_counters(&console);
+            Ok((all.len() >= 2).then_some(all))
+        },
+    )?;
+    eprintln!("n1 console after migration: {counters:?}, acknowledged before: {before}");
+    assert!(
+        counters.iter().all(|&n| n >= before),
+        "{counters:?} < {before}"
+    );
+    let mut last = Value::Null;
+    let replicating = wait_until(
+        Duration::from_secs(120),
+        "n1 replicating generation 4",
+        || {
+            last = vm_stats(&c[1], vm)?.context("stats on n1")?;
+            Ok(last["generation"] == 4 && last["acknowledged"].as_u64().unwrap_or(0) >= 3)
+        },
+    );
+    eprintln!("n1 primary: {last}");
+    replicating?;
+
     c[1].cli_ok(&["vm", "delete", vm])?;
+    assert!(vm_status(&c[0], vm)?.is_none(), "the record is gone");
     drop(c);
-    // n0 was killed with its RAM file in place; replicas stay until deleted: clean up.
+    // n1 was killed with its RAM file in place; replicas stay until deleted: clean up.
     for dir in shm {
         // n0's VM cgroup (empty since QEMU died) stays too; the node tag ends the shm name.
         if let Some(tag) = dir

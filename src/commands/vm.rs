@@ -3,7 +3,6 @@
 //! resume (run a replica held here as the new primary: manual failover or the target side of a
 //! migration).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,18 +15,21 @@ use serde_json::{json, Value};
 /// `hyphae vm ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum VmCommand {
-    /// Start a VM with this node as its primary and replicas on the given backups.
+    /// Start a VM with this node as its primary and replicas on the given (or chosen) backups.
     Create(CreateArgs),
-    /// The VMs this node runs as primary.
+    /// Every VM of the mesh (the VM table), with live figures for those running here.
     List,
-    /// One VM's replication figures (epoch, pause, lag, throttle, backups).
+    /// One VM: its record (primary, backups, generation, state), its replicas' committed
+    /// epochs and, on its primary, the replication figures (epoch, pause, lag, throttle).
     Status(NameArg),
     /// The tail of a VM's serial console.
     Console(NameArg),
-    /// Stop a VM (QEMU quits; replicas on backups are kept).
+    /// Stop a VM (run on its primary: QEMU quits; replicas are kept; no failover).
     Stop(NameArg),
-    /// Stop a VM and forget it on this node (same as stop on the primary).
+    /// Stop a VM and forget it in the mesh (its record and replica rows).
     Delete(NameArg),
+    /// Move a running VM to another node with one short pause (run on its primary).
+    Migrate(MigrateArgs),
     /// Resume the replica of a VM held on this node as the new primary (fences the old one).
     Resume(CreateArgs),
     /// The replicas this node holds.
@@ -39,6 +41,16 @@ pub enum VmCommand {
 pub struct NameArg {
     /// The VM.
     name: String,
+}
+
+/// What `migrate` takes.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The VM.
+    name: String,
+    /// The node to move it to (name, id or address).
+    #[arg(long)]
+    to: String,
 }
 
 /// What `create` and `resume` take.
@@ -61,9 +73,13 @@ pub struct CreateArgs {
     /// Virtual CPUs.
     #[arg(long, default_value_t = 1)]
     vcpus: u32,
-    /// A backup's memrep endpoint, IP:PORT (repeatable).
-    #[arg(long = "backup", value_name = "ADDR")]
-    backups: Vec<SocketAddr>,
+    /// A backup node: name, node id or address (repeatable). Unnamed backups (up to
+    /// --replicas) are chosen among live nodes.
+    #[arg(long = "backup", value_name = "NODE")]
+    backups: Vec<String>,
+    /// How many backups the VM keeps (default: as many as named, or 2).
+    #[arg(long)]
+    replicas: Option<usize>,
     /// consistent (pause when backups fall behind) or best-effort.
     #[arg(long, default_value = "consistent")]
     mode: String,
@@ -94,6 +110,7 @@ fn body(a: &CreateArgs) -> anyhow::Result<Value> {
         "mem_mib": parse_mem_mib(&a.mem)?,
         "vcpus": a.vcpus,
         "backups": a.backups,
+        "replicas": a.replicas,
         "mode": a.mode,
         "interval_ms": a.interval_ms,
     }))
@@ -148,8 +165,16 @@ pub fn run(paths: &NodePaths, cmd: VmCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", v.as_str().unwrap_or_default());
                 return Ok(ExitCode::SUCCESS);
             }
-            VmCommand::Stop(n) | VmCommand::Delete(n) => {
+            VmCommand::Stop(n) => {
                 call(&socket, Method::DELETE, &format!("/vms/{}", n.name), None).await?
+            }
+            VmCommand::Delete(n) => {
+                let uri = format!("/vms/{}?forget=true", n.name);
+                call(&socket, Method::DELETE, &uri, None).await?
+            }
+            VmCommand::Migrate(m) => {
+                let uri = format!("/vms/{}/migrate", m.name);
+                call(&socket, Method::POST, &uri, Some(json!({ "to": m.to }))).await?
             }
         };
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -78,7 +78,8 @@ pub async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response<Body>, ApiError> {
-    let uri = vm_path(&name, "")?;
+    // memrep's plain DELETE only stops the VM; `forget` also removes its record.
+    let uri = vm_path(&name, "?forget=true")?;
     forward(&state, Method::DELETE, &uri, &headers, Body::empty()).await
 }
 

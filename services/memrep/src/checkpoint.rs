@@ -107,6 +107,39 @@ impl Primary {
         let pause = t0.elapsed();
         let device = staged?;
         resumed?;
+        self.encode(vm, epoch, &device, pause)
+    }
+
+    /// Takes checkpoint `epoch` and leaves the guest paused: the final epoch of a migration's
+    /// handover, after which the guest runs on the target (or here again, after `cont`, if
+    /// the handover fails).
+    pub async fn checkpoint_paused(
+        &mut self,
+        vm: &str,
+        epoch: u64,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let t0 = Instant::now();
+        self.qemu.qmp.stop().await?;
+        let device = self.stage().await?;
+        self.encode(vm, epoch, &device, t0.elapsed())
+    }
+
+    /// Starts writing under a new `generation` with a fresh dirty tracker, so that the next
+    /// checkpoint is a base (every non-zero page): how a backup added to a running VM gets a
+    /// whole replica (replicas take a base at epoch 1 of each generation).
+    pub fn rebase(&mut self, generation: u64) {
+        let pid = self.qemu.pid().unwrap_or(0);
+        self.tracker = dirty::choose(pid, &self.qemu.launch.paths.ram, self.ram.len());
+        self.generation = generation;
+    }
+
+    fn encode(
+        &self,
+        vm: &str,
+        epoch: u64,
+        device: &[u8],
+        pause: Duration,
+    ) -> Result<Checkpoint, CheckpointError> {
         let header = EpochHeader {
             vm: vm.to_string(),
             generation: self.generation,
@@ -115,7 +148,7 @@ impl Primary {
             pages: self.staging.indices.len() as u32,
             device_bytes: device.len() as u32,
         };
-        let parts = encode_epoch(header, &self.staging.indices, &self.staging.data, &device)?;
+        let parts = encode_epoch(header, &self.staging.indices, &self.staging.data, device)?;
         Ok(Checkpoint {
             epoch,
             pause,

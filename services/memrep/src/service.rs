@@ -28,14 +28,19 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use hyphae_core::NodeId;
+
 use crate::accel::{self, Accel};
+use crate::backup_choice;
 use crate::checkpoint::Primary;
 use crate::epoch::scheduler::{Mode, SchedulerConfig};
 use crate::epoch_rpc::{self, Replicas, MEMREP};
 use crate::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
+use crate::tables::{now_unix_ms, TableError, Tables, VmRecord, VmState};
+use crate::takeover::{self, ApiError, ResumeParams};
 use crate::vm_runner::{self, BackupLink, VmStats};
 use crate::vm_throttle::{ThrottleEnv, ThrottleMetrics};
-use crate::{dirty, restore};
+use crate::{dirty, migrate, supervisor};
 
 /// Why the memrep service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +63,14 @@ pub struct CreateVm {
     /// The VM.
     #[serde(flatten)]
     pub spec: VmSpec,
-    /// Backups' memrep endpoints (`IP:PORT`).
+    /// Backups, by node name, node id or address (`IP[:PORT]`); resolved through the
+    /// directory. Missing ones (up to `replicas`) are chosen by memrep among live nodes.
     #[serde(default)]
-    pub backups: Vec<SocketAddr>,
+    pub backups: Vec<String>,
+    /// How many backups the VM keeps (default: as many as named, at least 2 when none
+    /// are named; failover restores this count).
+    #[serde(default)]
+    pub replicas: Option<usize>,
     /// Emergency policy.
     #[serde(default = "default_mode")]
     pub mode: Mode,
@@ -73,29 +83,39 @@ fn default_mode() -> Mode {
     Mode::Consistent
 }
 
-struct RunningVm {
-    stats: Arc<Mutex<VmStats>>,
-    cancel: CancellationToken,
-    serial: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+pub(crate) struct RunningVm {
+    pub(crate) stats: Arc<Mutex<VmStats>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) serial: PathBuf,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    /// Orders for the VM's runner (migration).
+    pub(crate) control: tokio::sync::mpsc::UnboundedSender<vm_runner::RunnerCommand>,
 }
 
-struct MemrepState {
-    accel: Accel,
-    accel_reason: &'static str,
-    soft_dirty: Result<(), String>,
-    endpoint: MeshEndpoint,
-    limits: Limits,
-    replicas: Arc<Replicas>,
-    vms: Mutex<HashMap<String, RunningVm>>,
-    run_dir: PathBuf,
-    shm_dir: PathBuf,
-    max_mem_mib: u64,
-    shutdown: CancellationToken,
-    throttle: ThrottleEnv,
+pub(crate) struct MemrepState {
+    pub(crate) node: NodeId,
+    pub(crate) accel: Accel,
+    pub(crate) accel_reason: &'static str,
+    pub(crate) soft_dirty: Result<(), String>,
+    pub(crate) endpoint: MeshEndpoint,
+    pub(crate) limits: Limits,
+    pub(crate) replicas: Arc<Replicas>,
+    pub(crate) vms: Mutex<HashMap<String, RunningVm>>,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) shm_dir: PathBuf,
+    pub(crate) max_mem_mib: u64,
+    pub(crate) shutdown: CancellationToken,
+    /// The VM and replica tables (coordinator key space).
+    pub(crate) tables: Tables,
+    /// The memrep port of every node (the mesh uses one port per service).
+    pub(crate) port: u16,
+    /// This node's coordinator socket (queen checks).
+    pub(crate) coordinator_socket: PathBuf,
+    /// Where VM cgroups go (the CPU throttle).
+    pub(crate) throttle: ThrottleEnv,
 }
 
-type Shared = Arc<MemrepState>;
+pub(crate) type Shared = Arc<MemrepState>;
 
 /// Half of the host's available memory, the most one VM may ask for.
 fn max_vm_mem_mib() -> u64 {
@@ -180,14 +200,12 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     let bind = SocketAddr::new(ctx.config.node.listen, ctx.config.ports.memrep);
     let endpoint = MeshEndpoint::server(bind, &tls, MEMREP, &ctx.config.transport)?;
     let limits = Limits::from(&ctx.config.transport);
-    let rpc_task = tokio::spawn(rpc::serve(
-        endpoint.clone(),
-        Arc::new(epoch_rpc::router(node, replicas.clone())),
-        limits,
-        RpcMetrics::register(&ctx.metrics),
-        shutdown.clone(),
-    ));
+    let coordinator_socket = ctx.paths.socket("coordinator");
     let state: Shared = Arc::new(MemrepState {
+        node,
+        tables: Tables::new(coordinator_socket.clone()),
+        port: ctx.config.ports.memrep,
+        coordinator_socket,
         accel,
         accel_reason,
         soft_dirty,
@@ -201,6 +219,17 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         shutdown: shutdown.clone(),
         throttle,
     });
+    let rpc_task = tokio::spawn(rpc::serve(
+        state.endpoint.clone(),
+        Arc::new(takeover::with_control_methods(
+            epoch_rpc::router(node, state.replicas.clone()),
+            state.clone(),
+        )),
+        limits,
+        RpcMetrics::register(&ctx.metrics),
+        shutdown.clone(),
+    ));
+    let supervisor_task = tokio::spawn(supervisor::run(state.clone()));
     let status = {
         let s = state.clone();
         move || {
@@ -254,6 +283,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
     if let Ok(root) = &state.throttle.root {
         root.remove();
     }
+    let _ = supervisor_task.await;
     Ok(())
 }
 
@@ -263,30 +293,88 @@ fn api_router(state: Shared) -> axum::Router {
         .route("/vms/{name}", get(vm_status).delete(delete_vm))
         .route("/vms/{name}/console", get(console))
         .route("/vms/{name}/stop", post(stop_vm))
+        .route("/vms/{name}/migrate", post(migrate::migrate_vm))
         .route("/replicas", get(list_replicas))
         .route("/replicas/{vm}/resume", post(resume_replica))
         .with_state(state)
 }
 
-fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
     (code, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-async fn list_vms(State(s): State<Shared>) -> Response {
-    let vms = s.vms.lock().await;
-    let mut out = Vec::new();
-    for (name, v) in vms.iter() {
-        out.push(json!({ "name": name, "stats": *v.stats.lock().await }));
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.code, self.message)
     }
-    Json(json!({ "vms": out })).into_response()
 }
 
-async fn vm_status(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
-    let vms = s.vms.lock().await;
-    match vms.get(&name) {
-        Some(v) => Json(json!({ "name": name, "stats": *v.stats.lock().await })).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no VM {name} on this node")),
+/// `GET /vms`: every VM the mesh knows (the VM table), with live figures for those running
+/// here; VMs running here without a record (coordinator unreachable at create) too.
+async fn list_vms(State(s): State<Shared>) -> Response {
+    let mut local = HashMap::new();
+    for (name, v) in s.vms.lock().await.iter() {
+        local.insert(name.clone(), v.stats.lock().await.clone());
     }
+    let (records, table_error) = match s.tables.vms().await {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for (record, version) in records {
+        let stats = local.remove(&record.spec.name);
+        out.push(json!({
+            "name": record.spec.name,
+            "record": record,
+            "version": version,
+            "here": record.primary == s.node,
+            "stats": stats,
+        }));
+    }
+    for (name, stats) in local {
+        out.push(json!({ "name": name, "record": null, "here": true, "stats": stats }));
+    }
+    Json(json!({ "vms": out, "tables_error": table_error })).into_response()
+}
+
+/// `GET /vms/{name}`: the VM's record, its replicas' committed state (the replica table)
+/// and, on its primary, the live figures.
+async fn vm_status(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
+    let stats = match s.vms.lock().await.get(&name) {
+        Some(v) => Some(v.stats.lock().await.clone()),
+        None => None,
+    };
+    let record = match s.tables.vm(&name).await {
+        Ok(r) => r,
+        Err(e) if stats.is_some() => {
+            tracing::warn!(error = %e, "VM table unreadable");
+            None
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    if record.is_none() && stats.is_none() {
+        return error(StatusCode::NOT_FOUND, format!("no VM {name} in the mesh"));
+    }
+    let replicas: Vec<_> = s
+        .tables
+        .replicas(&name)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(node, row)| json!({ "node": node.to_string(), "committed": row }))
+        .collect();
+    let (record, version) = match record {
+        Some((r, v)) => (Some(r), Some(v)),
+        None => (None, None),
+    };
+    Json(json!({
+        "name": name,
+        "record": record,
+        "version": version,
+        "replicas": replicas,
+        "stats": stats,
+    }))
+    .into_response()
 }
 
 async fn console(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
@@ -303,13 +391,68 @@ async fn console(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Res
     }
 }
 
-async fn delete_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(v) = s.vms.lock().await.remove(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("no VM {name} on this node"));
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    /// Also forget the VM: its record and replica rows (`hyphae vm delete`).
+    #[serde(default)]
+    forget: bool,
+}
+
+/// Stops a VM running here and returns whether it did.
+pub(crate) async fn stop_local(s: &MemrepState, name: &str) -> bool {
+    let Some(v) = s.vms.lock().await.remove(name) else {
+        return false;
     };
     v.cancel.cancel();
     let _ = v.task.await;
-    Json(json!({ "deleted": name })).into_response()
+    true
+}
+
+/// `DELETE /vms/{name}[?forget=true]`: stops the VM (on its primary); the record says
+/// `stopped` (replicas are kept, nothing fails over), or with `forget` is removed with the
+/// replica rows.
+async fn delete_vm(
+    State(s): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<DeleteQuery>,
+) -> Response {
+    let record = match s.tables.vm(&name).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let running_here = s.vms.lock().await.contains_key(&name);
+    if let Some((r, _)) = &record {
+        let active = matches!(r.state, VmState::Running | VmState::Starting);
+        if !running_here && active && r.primary != s.node {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "VM {name} runs on node {}: stop or delete it there",
+                    r.primary
+                ),
+            );
+        }
+    } else if !running_here {
+        return error(StatusCode::NOT_FOUND, format!("no VM {name} in the mesh"));
+    }
+    // The record first: once it says stopped, failover leaves the VM alone.
+    let result = match (&record, q.forget) {
+        (Some(_), true) => s.tables.delete_vm(&name).await,
+        (Some((r, version)), false) => {
+            let mut r = r.clone();
+            r.state = VmState::Stopped;
+            r.updated_unix_ms = now_unix_ms();
+            r.note = Some("stopped by a user".into());
+            s.tables.put_vm(&r, Some(*version)).await.map(|_| ())
+        }
+        (None, _) => Ok(()),
+    };
+    if let Err(e) = result {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
+    stop_local(&s, &name).await;
+    let what = if q.forget { "deleted" } else { "stopped" };
+    Json(json!({ what: name })).into_response()
 }
 
 /// `POST /vms/{name}/stop`: QEMU quits and the VM's cgroup and RAM file go; the VM stays
@@ -319,6 +462,17 @@ async fn stop_vm(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Res
         Some(v) => v.cancel.clone(),
         None => return error(StatusCode::NOT_FOUND, format!("no VM {name} on this node")),
     };
+    // The record first: once it says stopped, failover leaves the VM alone.
+    if let Ok(Some((mut r, version))) = s.tables.vm(&name).await {
+        if r.primary == s.node {
+            r.state = VmState::Stopped;
+            r.updated_unix_ms = now_unix_ms();
+            r.note = Some("stopped by a user".into());
+            if let Err(e) = s.tables.put_vm(&r, Some(version)).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, e);
+            }
+        }
+    }
     cancel.cancel();
     // The runner stops QEMU and cleans up; wait for it without taking its join handle
     // (DELETE awaits that).
@@ -350,112 +504,237 @@ async fn list_replicas(State(s): State<Shared>) -> Response {
     Json(json!({ "replicas": list })).into_response()
 }
 
-async fn connect_backups(s: &MemrepState, addrs: &[SocketAddr]) -> Result<Vec<BackupLink>, String> {
-    let mut out = Vec::new();
-    for a in addrs {
-        let conn = s
-            .endpoint
-            .connect(*a, None)
-            .await
-            .map_err(|e| format!("backup {a}: {e}"))?;
-        out.push(BackupLink {
-            name: a.to_string(),
-            conn,
-        });
-    }
-    Ok(out)
+/// The directory as backup choice sees it.
+pub(crate) async fn members(s: &MemrepState) -> Result<Vec<backup_choice::Member>, ApiError> {
+    let nodes = s
+        .tables
+        .directory()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(nodes
+        .iter()
+        .map(backup_choice::Member::from_directory)
+        .collect())
 }
 
-fn scheduler_config(req: &CreateVm) -> SchedulerConfig {
+/// Where `node`'s memrep listens.
+pub(crate) fn memrep_addr(
+    s: &MemrepState,
+    members: &[backup_choice::Member],
+    node: NodeId,
+) -> Option<SocketAddr> {
+    members
+        .iter()
+        .find(|m| m.id == node)
+        .and_then(|m| m.addr)
+        .map(|ip| SocketAddr::new(ip, s.port))
+}
+
+/// Connects to the backups' memrep endpoints. `strict`: any failure fails the whole (a user's
+/// create); otherwise unreachable backups are left out (a takeover must not fail because one
+/// backup is gone) and the ids returned are those connected.
+pub(crate) async fn connect_backups(
+    s: &MemrepState,
+    members: &[backup_choice::Member],
+    ids: &[NodeId],
+    strict: bool,
+) -> Result<(Vec<BackupLink>, Vec<NodeId>), ApiError> {
+    let mut links = Vec::new();
+    let mut connected = Vec::new();
+    for id in ids {
+        let result = match memrep_addr(s, members, *id) {
+            Some(addr) => s
+                .endpoint
+                .connect(addr, Some(*id))
+                .await
+                .map_err(|e| format!("backup {id} ({addr}): {e}")),
+            None => Err(format!("backup {id} has no address in the directory")),
+        };
+        match result {
+            Ok(conn) => {
+                links.push(BackupLink {
+                    name: id.to_string(),
+                    conn,
+                });
+                connected.push(*id);
+            }
+            Err(e) if strict => return Err(ApiError::new(StatusCode::BAD_GATEWAY, e)),
+            Err(e) => tracing::warn!(error = %e, "leaving out an unreachable backup"),
+        }
+    }
+    Ok((links, connected))
+}
+
+fn scheduler_config(mode: Mode, interval_ms: Option<u64>) -> SchedulerConfig {
     let mut cfg = SchedulerConfig {
-        mode: req.mode,
+        mode,
         ..SchedulerConfig::default()
     };
-    if let Some(ms) = req.interval_ms {
+    if let Some(ms) = interval_ms {
         cfg.base_interval = Duration::from_millis(ms.clamp(10, 60_000));
     }
     cfg
 }
 
-#[tracing::instrument(skip_all, fields(vm = %req.spec.name))]
-async fn create_vm(State(s): State<Shared>, Json(req): Json<CreateVm>) -> Response {
-    if let Err(e) = req.spec.validate(s.max_mem_mib) {
-        return error(StatusCode::BAD_REQUEST, e);
-    }
-    if s.vms.lock().await.contains_key(&req.spec.name) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("VM {} already runs here", req.spec.name),
-        );
-    }
-    let backups = match connect_backups(&s, &req.backups).await {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e),
-    };
-    let name = req.spec.name.clone();
-    if let Err(e) = std::fs::create_dir_all(&s.shm_dir) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
-    }
-    let launch = Launch {
-        spec: req.spec.clone(),
-        accel: s.accel,
-        paths: InstancePaths::new(&s.shm_dir, &s.run_dir, &name, "g1"),
-        incoming: false,
-        owns_ram: true,
-    };
-    let q = match QemuProcess::start(launch).await {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
-    };
-    start_runner(&s, &req, q, 1, backups).await
+/// How many backups a request asks for.
+fn wanted_replicas(req: &CreateVm) -> usize {
+    req.replicas.unwrap_or(if req.backups.is_empty() {
+        2
+    } else {
+        req.backups.len()
+    })
 }
 
-async fn start_runner(
-    s: &Shared,
-    req: &CreateVm,
+fn table_error(e: TableError) -> ApiError {
+    match e {
+        TableError::Coordinator(hyphae_chunkstore::coordinator_client::CoordError::Conflict) => {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "the VM record changed meanwhile (another node took the VM over)",
+            )
+        }
+        e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(vm = %req.spec.name))]
+async fn create_vm(State(s): State<Shared>, Json(req): Json<CreateVm>) -> Response {
+    match create(&s, req).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create(s: &Shared, req: CreateVm) -> Result<serde_json::Value, ApiError> {
+    req.spec
+        .validate(s.max_mem_mib)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let name = req.spec.name.clone();
+    if s.vms.lock().await.contains_key(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("VM {name} already runs here"),
+        ));
+    }
+    let members = members(s).await?;
+    let existing = s.tables.vm(&name).await.map_err(table_error)?;
+    // A stopped VM may be created again; its replicas hold an older generation, which the
+    // new base epoch replaces.
+    let (generation, expect) = match &existing {
+        Some((r, _)) if matches!(r.state, VmState::Running | VmState::Starting) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("VM {name} already runs on node {}", r.primary),
+            ))
+        }
+        Some((r, v)) => (r.generation + 1, *v),
+        None => (1, 0),
+    };
+    let wanted = wanted_replicas(&req);
+    let ids = backup_choice::choose(&name, &members, s.node, &req.backups, wanted)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let (backups, ids) = connect_backups(s, &members, &ids, true).await?;
+    let mut record = VmRecord {
+        spec: req.spec.clone(),
+        mode: req.mode,
+        interval_ms: req.interval_ms,
+        replicas: wanted,
+        primary: s.node,
+        backups: ids,
+        generation,
+        state: VmState::Starting,
+        updated_unix_ms: now_unix_ms(),
+        note: Some("created".into()),
+        failover: None,
+    };
+    let version = s
+        .tables
+        .put_vm(&record, Some(expect))
+        .await
+        .map_err(table_error)?;
+    let started = async {
+        std::fs::create_dir_all(&s.shm_dir)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let launch = Launch {
+            spec: req.spec.clone(),
+            accel: s.accel,
+            paths: InstancePaths::new(&s.shm_dir, &s.run_dir, &name, &format!("g{generation}")),
+            incoming: false,
+            owns_ram: true,
+        };
+        let q = QemuProcess::start(launch)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        start_runner(s, &name, req.mode, req.interval_ms, q, generation, backups).await
+    }
+    .await;
+    record.updated_unix_ms = now_unix_ms();
+    match started {
+        Ok(()) => record.state = VmState::Running,
+        Err(e) => {
+            // Nothing runs: the name is free again.
+            let _ = s.tables.delete_vm(&name).await;
+            return Err(e);
+        }
+    }
+    s.tables
+        .put_vm(&record, Some(version))
+        .await
+        .map_err(table_error)?;
+    Ok(json!({ "name": name, "generation": generation, "backups": record.backups }))
+}
+
+/// Starts the primary loop of a VM whose QEMU runs here.
+pub(crate) async fn start_runner(
+    s: &MemrepState,
+    name: &str,
+    mode: Mode,
+    interval_ms: Option<u64>,
     q: QemuProcess,
     generation: u64,
     backups: Vec<BackupLink>,
-) -> Response {
-    let name = req.spec.name.clone();
+) -> Result<(), ApiError> {
     let serial = q.launch.paths.serial.clone();
     let device = s.run_dir.join(format!("{name}-g{generation}.device"));
-    let primary = match Primary::new(q, generation, device).await {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let primary = Primary::new(q, generation, device)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let stats = Arc::new(Mutex::new(VmStats {
         state: "running".into(),
         generation,
         ..VmStats::default()
     }));
     let cancel = s.shutdown.child_token();
+    let (control, commands) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(vm_runner::run(
-        name.clone(),
+        name.to_string(),
         primary,
         backups,
-        scheduler_config(req),
+        scheduler_config(mode, interval_ms),
         s.limits,
         stats.clone(),
-        cancel.clone(),
+        vm_runner::RunnerControl {
+            cancel: cancel.clone(),
+            commands,
+        },
         s.throttle.clone(),
     ));
     s.vms.lock().await.insert(
-        name.clone(),
+        name.to_string(),
         RunningVm {
             stats,
             cancel,
             serial,
             task,
+            control,
         },
     );
-    (
-        StatusCode::CREATED,
-        Json(json!({ "name": name, "generation": generation })),
-    )
-        .into_response()
+    Ok(())
 }
 
+/// `POST /replicas/{vm}/resume` (`hyphae vm resume`): an operator's takeover of a VM whose
+/// primary is gone (or that is stopped or lost), from the replica held here. Refused while
+/// the record names a primary that is up.
 #[tracing::instrument(skip_all, fields(vm = %vm))]
 async fn resume_replica(
     State(s): State<Shared>,
@@ -465,47 +744,73 @@ async fn resume_replica(
     if req.spec.name != vm {
         return error(StatusCode::BAD_REQUEST, "spec name differs from the path");
     }
-    if let Err(e) = req.spec.validate(s.max_mem_mib) {
-        return error(StatusCode::BAD_REQUEST, e);
+    let members = match members(&s).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let existing = match s.tables.vm(&vm).await {
+        Ok(r) => r,
+        Err(e) => return table_error(e).into_response(),
+    };
+    if let Some((r, _)) = &existing {
+        let primary_up = members.iter().any(|m| m.id == r.primary && m.up);
+        if r.state == VmState::Running && primary_up && r.primary != s.node {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "VM {vm} runs on node {}, which is up: use `hyphae vm migrate`",
+                    r.primary
+                ),
+            );
+        }
     }
-    let store = match s.replicas.get(&vm).await {
-        Ok(st) => st,
+    let wanted = wanted_replicas(&req);
+    let ids = match backup_choice::choose(&vm, &members, s.node, &req.backups, wanted) {
+        Ok(ids) => ids,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let (meta, ram, device) = {
-        let st = store.lock().await;
-        match st.require_committed() {
-            Ok(m) => (m, st.ram_path().to_path_buf(), st.device_path()),
-            Err(e) => return error(StatusCode::CONFLICT, e),
+    let (record, expect) = match existing {
+        Some((mut r, v)) => {
+            // The operator's spec wins (paths may differ on this node).
+            r.spec = req.spec.clone();
+            r.mode = req.mode;
+            r.interval_ms = req.interval_ms.or(r.interval_ms);
+            r.replicas = wanted;
+            (r, v)
         }
+        None => (
+            VmRecord {
+                spec: req.spec.clone(),
+                mode: req.mode,
+                interval_ms: req.interval_ms,
+                replicas: wanted,
+                primary: s.node,
+                backups: Vec::new(),
+                generation: 0,
+                state: VmState::Stopped,
+                updated_unix_ms: now_unix_ms(),
+                note: None,
+                failover: None,
+            },
+            0,
+        ),
     };
-    if meta.ram_bytes != req.spec.mem_bytes() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "memory size differs from the replica's",
-        );
+    let generation = record.generation + 1;
+    let params = ResumeParams {
+        record,
+        expect_version: expect,
+        generation,
+        backups: ids,
+        reason: "resumed by an operator".into(),
+        detected_unix_ms: None,
+        require_epoch: None,
+    };
+    match takeover::resume_here(&s, params).await {
+        Ok(a) => (
+            StatusCode::CREATED,
+            Json(json!({ "name": vm, "generation": a.generation, "resumed_from_epoch": a.resumed_from_epoch })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
     }
-    let backups = match connect_backups(&s, &req.backups).await {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e),
-    };
-    let generation = meta.generation + 1;
-    // Fence: from now on this replica refuses the old generation's epochs.
-    if let Err(e) = store.lock().await.fence(generation) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
-    }
-    let mut paths = InstancePaths::new(&s.shm_dir, &s.run_dir, &vm, &format!("g{generation}"));
-    paths.ram = ram;
-    let launch = Launch {
-        spec: req.spec.clone(),
-        accel: s.accel,
-        paths,
-        incoming: true,
-        owns_ram: false,
-    };
-    let q = match restore::resume(launch, &device).await {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
-    };
-    start_runner(&s, &req, q, generation, backups).await
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hyphae_core::rpc::Limits;
 use hyphae_core::transport::PeerConnection;
 use serde::Serialize;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::Primary;
@@ -83,13 +83,185 @@ pub struct BackupLink {
 
 enum Report {
     Acked {
+        backup: String,
+        generation: u64,
         epoch: u64,
     },
     Failed {
         backup: String,
+        generation: u64,
         epoch: u64,
         error: String,
     },
+}
+
+/// Orders for a running primary (a migration, from the local API).
+#[derive(Debug)]
+pub enum RunnerCommand {
+    /// Adds a backup. The primary moves to `generation` with a fresh dirty tracker, so its
+    /// next epoch is a base for every backup (the new one needs a whole replica).
+    AddBackup {
+        /// The new backup.
+        link: BackupLink,
+        /// The generation to write under from now on.
+        generation: u64,
+        /// Answered once the runner writes under `generation`.
+        done: oneshot::Sender<()>,
+    },
+    /// Hands the VM over: pause the guest, take the final epoch, wait until `target`
+    /// acknowledged it, answer, then stop (`resume` gets `false`: the target runs the guest)
+    /// or continue here (`true`, or dropped: the handover failed).
+    Handover {
+        /// The backup taking over (its link name).
+        target: String,
+        /// The final epoch, or why there is none (the guest then runs on here).
+        done: oneshot::Sender<Result<HandoverPoint, String>>,
+        /// Whether to resume here.
+        resume: oneshot::Receiver<bool>,
+    },
+}
+
+impl std::fmt::Debug for BackupLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackupLink({})", self.name)
+    }
+}
+
+/// How the service steers a runner: stop it, or give it orders.
+#[derive(Debug)]
+pub struct RunnerControl {
+    /// Fired to stop the VM.
+    pub cancel: CancellationToken,
+    /// Orders (migration).
+    pub commands: mpsc::UnboundedReceiver<RunnerCommand>,
+}
+
+/// Where a handover left the VM: the final epoch, acknowledged by the target.
+#[derive(Debug, Clone, Copy)]
+pub struct HandoverPoint {
+    /// The generation of the final epoch.
+    pub generation: u64,
+    /// The final epoch.
+    pub epoch: u64,
+    /// When the guest was paused for it.
+    pub paused_at: Instant,
+}
+
+type EpochItem = (u64, u64, Arc<Vec<Vec<u8>>>);
+
+/// One sender task per backup: epochs in order; after a failure it reports every later
+/// epoch as failed (the replica would have holes).
+fn spawn_sender(
+    b: BackupLink,
+    vm: String,
+    limits: Limits,
+    report: mpsc::UnboundedSender<Report>,
+) -> mpsc::UnboundedSender<EpochItem> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<EpochItem>();
+    tokio::spawn(async move {
+        while let Some((generation, epoch, parts)) = rx.recv().await {
+            match send_epoch(&b.conn, &vm, &parts, &limits).await {
+                Ok(_) => {
+                    let _ = report.send(Report::Acked {
+                        backup: b.name.clone(),
+                        generation,
+                        epoch,
+                    });
+                }
+                Err(e) => {
+                    let _ = report.send(Report::Failed {
+                        backup: b.name.clone(),
+                        generation,
+                        epoch,
+                        error: e.to_string(),
+                    });
+                    // Later epochs would leave this replica with holes: stop here.
+                    while let Some((generation, epoch, _)) = rx.recv().await {
+                        let _ = report.send(Report::Failed {
+                            backup: b.name.clone(),
+                            generation,
+                            epoch,
+                            error: "backup dropped".into(),
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Takes one report into account (reports of older generations are ignored).
+async fn note_report(
+    r: Report,
+    generation: u64,
+    sched: &mut Scheduler,
+    vm: &str,
+    stats: &Mutex<VmStats>,
+) {
+    match r {
+        Report::Acked {
+            generation: g,
+            epoch,
+            ..
+        } if g == generation => sched.acked(epoch, Instant::now()),
+        Report::Failed {
+            backup,
+            generation: g,
+            epoch,
+            error,
+        } if g == generation => {
+            tracing::warn!(vm, backup, epoch, error, "backup failed; dropped");
+            sched.backup_failed(epoch, Instant::now());
+            let mut s = stats.lock().await;
+            s.backups.retain(|b| b != &backup);
+        }
+        _ => {}
+    }
+}
+
+/// Waits (up to 60 s) until `target` acknowledged `epoch` of `generation`, keeping the
+/// scheduler up to date with every other report.
+async fn wait_for_ack(
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+    target: &str,
+    generation: u64,
+    epoch: u64,
+    sched: &mut Scheduler,
+    vm: &str,
+    stats: &Mutex<VmStats>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err("no backup left".into()),
+            Err(_) => {
+                return Err(format!(
+                    "{target} did not acknowledge the final epoch in time"
+                ))
+            }
+        };
+        let verdict = match &r {
+            Report::Acked {
+                backup,
+                generation: g,
+                epoch: e,
+            } if backup == target && *g == generation && *e == epoch => Some(Ok(())),
+            Report::Failed {
+                backup,
+                generation: g,
+                error,
+                ..
+            } if backup == target && *g == generation => Some(Err(format!("{target}: {error}"))),
+            _ => None,
+        };
+        note_report(r, generation, sched, vm, stats).await;
+        if let Some(v) = verdict {
+            return v;
+        }
+    }
 }
 
 /// Runs the primary loop until `cancel` fires or QEMU fails. Consumes the primary; QEMU is
@@ -104,47 +276,24 @@ pub async fn run(
     cfg: SchedulerConfig,
     limits: Limits,
     stats: Arc<Mutex<VmStats>>,
-    cancel: CancellationToken,
+    control: RunnerControl,
     throttle_env: ThrottleEnv,
 ) {
-    let generation = primary.generation;
+    let RunnerControl {
+        cancel,
+        mut commands,
+    } = control;
+    let mut generation = primary.generation;
     let mut throttle = VmThrottle::start(&throttle_env, &vm, &mut primary.qemu).await;
     let mut sched = Scheduler::new(cfg, backups.len(), 1);
     let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     let mut senders = Vec::new();
     let mut names = Vec::new();
     for b in backups {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Arc<Vec<Vec<u8>>>)>();
-        let report = report_tx.clone();
-        let vm = vm.clone();
         names.push(b.name.clone());
-        tokio::spawn(async move {
-            while let Some((epoch, parts)) = rx.recv().await {
-                match send_epoch(&b.conn, &vm, &parts, &limits).await {
-                    Ok(_) => {
-                        let _ = report.send(Report::Acked { epoch });
-                    }
-                    Err(e) => {
-                        let _ = report.send(Report::Failed {
-                            backup: b.name.clone(),
-                            epoch,
-                            error: e.to_string(),
-                        });
-                        // Later epochs would leave this replica with holes: stop here.
-                        while let Some((epoch, _)) = rx.recv().await {
-                            let _ = report.send(Report::Failed {
-                                backup: b.name.clone(),
-                                epoch,
-                                error: "backup dropped".into(),
-                            });
-                        }
-                        return;
-                    }
-                }
-            }
-        });
-        senders.push(Some(tx));
+        senders.push(Some(spawn_sender(b, vm.clone(), limits, report_tx.clone())));
     }
+    let mut last_epoch = 0;
     {
         let mut s = stats.lock().await;
         s.state = "running".into();
@@ -169,8 +318,9 @@ pub async fn run(
                     Ok(cp) => {
                         sched.checkpointed(epoch, Instant::now(), cp.bytes);
                         let parts = Arc::new(cp.parts);
+                        last_epoch = epoch;
                         for tx in senders.iter().flatten() {
-                            let _ = tx.send((epoch, parts.clone()));
+                            let _ = tx.send((generation, epoch, parts.clone()));
                         }
                         pauses.push(cp.pause.as_secs_f64() * 1000.0);
                         if pauses.len() > 256 {
@@ -224,13 +374,59 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
             _ = tokio::time::sleep(wait) => {}
-            Some(r) = reports.recv() => match r {
-                Report::Acked { epoch } => sched.acked(epoch, Instant::now()),
-                Report::Failed { backup, epoch, error } => {
-                    tracing::warn!(vm, backup, epoch, error, "backup failed; dropped");
-                    sched.backup_failed(epoch, Instant::now());
+            Some(r) = reports.recv() => note_report(r, generation, &mut sched, &vm, &stats).await,
+            Some(cmd) = commands.recv() => match cmd {
+                RunnerCommand::AddBackup { link, generation: g, done } => {
+                    tracing::info!(vm, backup = %link.name, generation = g, "adding a backup: new base epoch");
+                    primary.rebase(g);
+                    generation = g;
+                    // Every sender (failed ones too) reports each epoch once.
+                    sched = Scheduler::new(cfg, senders.len() + 1, 1);
+                    last_epoch = 0;
                     let mut s = stats.lock().await;
-                    s.backups.retain(|b| b != &backup);
+                    s.generation = g;
+                    s.epoch = 0;
+                    s.acknowledged = 0;
+                    s.backups.push(link.name.clone());
+                    drop(s);
+                    senders.push(Some(spawn_sender(link, vm.clone(), limits, report_tx.clone())));
+                    let _ = done.send(());
+                }
+                RunnerCommand::Handover { target, done, resume } => {
+                    let epoch = last_epoch + 1;
+                    stats.lock().await.state = "handover".into();
+                    let paused_at = Instant::now();
+                    let final_epoch = match primary.checkpoint_paused(&vm, epoch).await {
+                        Ok(cp) => {
+                            last_epoch = epoch;
+                            sched.checkpointed(epoch, Instant::now(), cp.bytes);
+                            let parts = Arc::new(cp.parts);
+                            for tx in senders.iter().flatten() {
+                                let _ = tx.send((generation, epoch, parts.clone()));
+                            }
+                            wait_for_ack(&mut reports, &target, generation, epoch, &mut sched, &vm, &stats).await
+                        }
+                        Err(e) => Err(format!("final checkpoint: {e}")),
+                    };
+                    let go_on = match final_epoch {
+                        Ok(()) => {
+                            let _ = done.send(Ok(HandoverPoint { generation, epoch, paused_at }));
+                            resume.await.unwrap_or(true)
+                        }
+                        Err(e) => {
+                            tracing::warn!(vm, error = %e, "handover failed; the guest runs on here");
+                            let _ = done.send(Err(e));
+                            true
+                        }
+                    };
+                    if !go_on {
+                        tracing::info!(vm, epoch, "handed over; stopping here");
+                        break Ok(());
+                    }
+                    held = false;
+                    if let Err(e) = primary.qemu.qmp.cont().await {
+                        break Err(format!("resuming after a failed handover: {e}"));
+                    }
                 }
             },
         }

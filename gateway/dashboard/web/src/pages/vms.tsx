@@ -1,4 +1,4 @@
-// VMs: the replicated VMs whose primary is this node (memrep through /api/v1/vms): where each
+// VMs: the mesh's replicated VMs (memrep through /api/v1/vms); for those whose primary is this node: where each
 // runs and which backups hold its replicas, epoch rate, checkpoint pauses over time, lag, the
 // CPU throttle as enforced, and the tail of its serial console.
 
@@ -31,10 +31,23 @@ interface VmStats {
   last_epoch_bytes: number;
 }
 
+/// The VM's record in the mesh's VM table (every node lists every VM).
+interface VmRecord {
+  primary: string;
+  backups: string[];
+  generation: number;
+  state: string;
+  note?: string | null;
+}
+
 interface Vm {
   name: string;
-  stats: VmStats;
+  /// Live figures: only on the node that runs the VM.
+  stats: VmStats | null;
+  record?: VmRecord | null;
 }
+
+type LocalVm = Vm & { stats: VmStats };
 
 /// Samples kept per VM while the page is open (one every 2 s: about 4 minutes).
 const KEEP = 120;
@@ -100,7 +113,7 @@ function Console(props: { vm: string }) {
   );
 }
 
-function VmCard(props: { vm: Vm; host: string; history?: History; onChange: () => void }) {
+function VmCard(props: { vm: LocalVm; host: string; history?: History; onChange: () => void }) {
   const s = props.vm.stats;
   const h = props.history;
   const rate = epochRate(h);
@@ -175,6 +188,7 @@ export function Vms() {
       (v) => {
         const now = Date.now() / 1000;
         for (const vm of v.vms ?? []) {
+          if (!vm.stats) continue;
           const h = hist.current.get(vm.name) ?? { t: [], pause: [], lag: [], epoch: [] };
           h.t.push(now);
           h.pause.push(vm.stats.pause_last_ms);
@@ -197,16 +211,55 @@ export function Vms() {
   const host = self ? nodeLabel(self) : live.status.data?.node?.name ?? "this node";
   return (
     <div class="page" data-testid="vms-page">
-      <PageHead title="VMs" sub="Replicated VMs running on this node, and how their replication keeps up." />
+      <PageHead title="VMs" sub="Replicated VMs: live replication figures for those running on this node, and every other VM in the mesh." />
       <ErrorNote error={error} what="VMs" />
       {vms === null ? (
         <Empty title="Loading…" />
       ) : vms.length === 0 ? (
-        <Empty title="No VMs on this node">
-          Start one with <span class="mono">hyphae vm create NAME --kernel … --backup IP:7444</span> or <span class="mono">POST /api/v1/vms</span>.
+        <Empty title="No VMs in the mesh">
+          Start one with <span class="mono">hyphae vm create NAME --kernel … --replicas 2</span> or <span class="mono">POST /api/v1/vms</span>.
         </Empty>
       ) : (
-        vms.map((vm) => <VmCard vm={vm} host={host} history={hist.current.get(vm.name)} onChange={() => void load()} />)
+        <>
+          {vms
+            .filter((vm): vm is LocalVm => vm.stats !== null)
+            .map((vm) => (
+              <VmCard vm={vm} host={host} history={hist.current.get(vm.name)} onChange={() => void load()} />
+            ))}
+          {vms.some((vm) => vm.stats === null) && (
+            <Card title="Elsewhere in the mesh">
+              <table class="table small" data-testid="vms-elsewhere">
+                <thead>
+                  <tr>
+                    <th>VM</th>
+                    <th>State</th>
+                    <th>Primary</th>
+                    <th>Backups</th>
+                    <th>Generation</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {vms
+                    .filter((vm) => vm.stats === null)
+                    .map((vm) => {
+                      const n = live.nodes.data?.find((x) => x.id === vm.record?.primary);
+                      return (
+                        <tr>
+                          <td class="mono">{vm.name}</td>
+                          <td>
+                            <Badge value={vm.record?.state ?? "unknown"} tone={vmTone[vm.record?.state ?? ""]} />
+                          </td>
+                          <td>{n ? nodeLabel(n) : vm.record?.primary ?? "—"}</td>
+                          <td>{vm.record?.backups.length ?? 0}</td>
+                          <td>{vm.record?.generation ?? "—"}</td>
+                        </tr>
+                      );
+                    })}
+                </tbody>
+              </table>
+            </Card>
+          )}
+        </>
       )}
     </div>
   );
