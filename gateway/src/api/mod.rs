@@ -7,6 +7,7 @@ pub mod assets;
 pub mod body;
 pub mod dashboard;
 pub mod files;
+pub mod jobs;
 pub mod login;
 pub mod metrics_merge;
 pub mod names;
@@ -54,6 +55,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/query/asset"),
     ("post", "/api/v1/manifest/refresh"),
     ("get", "/api/v1/assets/{hash}"),
+    ("post", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/{id}"),
+    ("post", "/api/v1/inference/request"),
 ];
 
 /// The gateway's router over `state`.
@@ -91,6 +96,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/api/v1/query/asset", get(assets::query))
         .route("/api/v1/manifest/refresh", post(assets::refresh))
         .route("/api/v1/assets/{hash}", get(assets::content))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/api/v1/jobs/{id}", get(jobs::get_job))
+        .route("/api/v1/inference/request", post(jobs::inference))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     api.layer(axum::middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ import { Files } from "./pages/files";
 import { Admission } from "./pages/admission";
 import { Names } from "./pages/names";
 import { Events } from "./pages/events";
+import { Jobs } from "./pages/jobs";
 import { Login } from "./pages/login";
 import { nodeLabel } from "./components/topology";
 
@@ -26,6 +27,7 @@ const pages = [
   { path: "/admission", label: "Admission", icon: "admission", view: Admission },
   { path: "/names", label: "Names", icon: "names", view: Names },
   { path: "/events", label: "Events", icon: "events", view: Events },
+  { path: "/jobs", label: "Jobs", icon: "jobs", view: Jobs },
 ];
 
 type Theme = "auto" | "light" | "dark";
