@@ -113,8 +113,10 @@ fn trust_in_nss(home: &std::path::Path, ca_file: &std::path::Path) -> Result<()>
 fn compute_job(n: &Node, dir: &std::path::Path) -> Result<String> {
     use hyphae_compute::{matrix_file, Matrix};
     wait_until(Duration::from_secs(90), "compute service ready", || {
-        Ok(hyphae_harness::uds_get(n.state_dir().join("run/compute.sock"), "/status")
-            .is_ok_and(|r| r.status == 200))
+        Ok(
+            hyphae_harness::uds_get(n.state_dir().join("run/compute.sock"), "/status")
+                .is_ok_and(|r| r.status == 200),
+        )
     })?;
     for (name, m) in [
         ("a", Matrix::random(96, 64, 1)?),
@@ -132,7 +134,9 @@ fn compute_job(n: &Node, dir: &std::path::Path) -> Result<String> {
         }
     }
     let out = n.cli_timeout(
-        &["job", "submit", "jobs/a", "jobs/b", "jobs/c", "--tile", "32", "--wait"],
+        &[
+            "job", "submit", "jobs/a", "jobs/b", "jobs/c", "--tile", "32", "--wait",
+        ],
         Duration::from_secs(200),
     )?;
     if !out.success() {

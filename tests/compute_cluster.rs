@@ -426,10 +426,19 @@ fn quorum_job_over_https_outvotes_a_faulty_worker_and_inference_matches_numpy() 
     std::fs::write(p("x.hymx"), matrix_file::encode(&x))?;
     mlp_script(&["reference", &p("model.hymw"), &p("x.hymx"), &p("want.hymx")])?;
     let want = matrix_file::decode(&std::fs::read(p("want.hymx"))?)?;
-    put_bytes(&c[1], tmp.path(), "models/mlp.hymw", &std::fs::read(p("model.hymw"))?)?;
+    put_bytes(
+        &c[1],
+        tmp.path(),
+        "models/mlp.hymw",
+        &std::fs::read(p("model.hymw"))?,
+    )?;
     put_matrix(&c[1], tmp.path(), "models/x.hymx", &x)?;
     let close = |got: &Matrix, what: &str| {
-        assert_eq!((got.rows(), got.cols()), (want.rows(), want.cols()), "{what}");
+        assert_eq!(
+            (got.rows(), got.cols()),
+            (want.rows(), want.cols()),
+            "{what}"
+        );
         for (i, (g, w)) in got.data().iter().zip(want.data()).enumerate() {
             assert!(
                 (g - w).abs() <= 1e-5 + 1e-4 * w.abs(),
@@ -450,7 +459,10 @@ fn quorum_job_over_https_outvotes_a_faulty_worker_and_inference_matches_numpy() 
     close(&got, "inference output");
     let dest = tmp.path().join("y.hymx");
     c[0].cli_ok(&["get", "models/y.hymx", dest.to_str().unwrap_or_default()])?;
-    close(&matrix_file::decode(&std::fs::read(&dest)?)?, "stored output");
+    close(
+        &matrix_file::decode(&std::fs::read(&dest)?)?,
+        "stored output",
+    );
     // Inline rows give the same answer; bad input is a clear 400.
     let inline: Vec<&[f32]> = (0..x.rows()).map(|i| x.row(i)).collect();
     let (s, v) = gw.call(

@@ -126,7 +126,9 @@ mod tests {
         let scale = Scale::of(&a, &b);
         // f32 accumulation in reverse order against the f64 reference.
         let cpu = Matrix::from_fn(33, 17, |i, j| {
-            (0..200).rev().fold(0.0f32, |s, p| s + a.get(i, p) * b.get(p, j))
+            (0..200)
+                .rev()
+                .fold(0.0f32, |s, p| s + a.get(i, p) * b.get(p, j))
         })
         .unwrap();
         assert!(scale.agree(&c, &cpu));

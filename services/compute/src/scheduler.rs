@@ -454,11 +454,7 @@ mod tests {
         };
         let mut s = Scheduler::new(
             4,
-            [
-                ("a".into(), 1.0),
-                ("b".into(), 1.0),
-                ("liar".into(), 1.0),
-            ],
+            [("a".into(), 1.0), ("b".into(), 1.0), ("liar".into(), 1.0)],
             policy,
         );
         let mut actions = Vec::new();

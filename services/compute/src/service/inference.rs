@@ -89,7 +89,12 @@ async fn infer(State(env): State<InferenceEnv>, body: axum::body::Bytes) -> Resp
 async fn run(env: InferenceEnv, body: axum::body::Bytes) -> Response {
     let req: InferenceRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad inference request: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad inference request: {e}"),
+            )
+        }
     };
     let model = match env.files.get(&req.model).await {
         Ok(bytes) => match Mlp::decode(&bytes) {
@@ -136,7 +141,12 @@ async fn run(env: InferenceEnv, body: axum::body::Bytes) -> Response {
     let (y, backend, took) = match ran {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("inference task: {e}"),
+            )
+        }
     };
     if let Some(out) = &req.out {
         if let Err(e) = env.files.put(out, matrix_file::encode(&y)).await {

@@ -132,7 +132,8 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
         restored: 0,
         checkpoint: None,
     };
-    let text = serde_json::to_string(&record).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let text =
+        serde_json::to_string(&record).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
     env.coord
         .put(JOBS, &id, &text, Some(0))
         .await
@@ -197,7 +198,9 @@ async fn claim(env: &JobEnv, id: &str, shutdown: CancellationToken) -> Result<()
         Ok(r) => r,
         Err(e) => {
             let _ = env.coord.delete(ACTIVE, id).await;
-            return Err(format!("unreadable record dropped from the active jobs: {e}"));
+            return Err(format!(
+                "unreadable record dropped from the active jobs: {e}"
+            ));
         }
     };
     if matches!(record.state.as_str(), "done" | "failed") {
@@ -440,9 +443,13 @@ async fn execute(
     let mut result = Matrix::zeros(m, n).map_err(|e| e.to_string())?;
     job.record.restored = 0;
     if let Some(cp) = job.record.checkpoint.clone() {
-        match env.files.get(&cp.path).await.map_err(|e| e.to_string()).and_then(|bytes| {
-            matrix_file::decode(&bytes).map_err(|e| e.to_string())
-        }) {
+        match env
+            .files
+            .get(&cp.path)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| matrix_file::decode(&bytes).map_err(|e| e.to_string()))
+        {
             Ok(partial) if partial.rows() == m && partial.cols() == n => {
                 result = partial;
                 for &t in &cp.tiles {
@@ -451,7 +458,10 @@ async fn execute(
                         job.record.restored += 1;
                     }
                 }
-                tracing::info!(restored = job.record.restored, "resumed from the checkpoint");
+                tracing::info!(
+                    restored = job.record.restored,
+                    "resumed from the checkpoint"
+                );
             }
             Ok(_) => tracing::warn!("checkpoint of the wrong shape ignored"),
             Err(e) => tracing::warn!(error = %e, "checkpoint not readable; recomputing every tile"),
@@ -520,8 +530,12 @@ async fn execute(
         match res {
             Ok((c, seconds)) if quorum_mode => {
                 sched.on_returned(t, &worker);
-                let ab = a.block(spec.r0, spec.rows, 0, k).map_err(|e| e.to_string())?;
-                let bb = b.block(0, k, spec.c0, spec.cols).map_err(|e| e.to_string())?;
+                let ab = a
+                    .block(spec.r0, spec.rows, 0, k)
+                    .map_err(|e| e.to_string())?;
+                let bb = b
+                    .block(0, k, spec.c0, spec.cols)
+                    .map_err(|e| e.to_string())?;
                 let scale = Scale::of(&ab, &bb);
                 if sched.is_done(t) {
                     // A late replica of a decided tile: judged against the kept result.
@@ -594,8 +608,8 @@ async fn execute(
             act(env, &sched, &job.record.id, actions).await;
         }
         job.record.workers = serde_json::to_value(sched.workers()).unwrap_or_default();
-        job.record.tiles = (tiles.len() <= 256)
-            .then(|| serde_json::to_value(sched.tiles()).unwrap_or_default());
+        job.record.tiles =
+            (tiles.len() <= 256).then(|| serde_json::to_value(sched.tiles()).unwrap_or_default());
         job.record.elapsed_secs = base_elapsed + started.elapsed().as_secs_f64();
         if job.record.tiles_done > checkpointed
             && last_checkpoint.elapsed() >= CHECKPOINT_EVERY
