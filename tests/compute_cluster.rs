@@ -370,14 +370,14 @@ fn quorum_job_over_https_outvotes_a_faulty_worker_and_inference_matches_numpy() 
     put_matrix(&c[1], tmp.path(), "v/a", &a)?;
     put_matrix(&c[1], tmp.path(), "v/b", &b)?;
     // A quorum job through POST /api/v1/jobs, followed with GET /api/v1/jobs/{id}.
-    let (status, v) = gw.call(
+    let (code, v) = gw.call(
         "POST",
         "/api/v1/jobs",
         Some(serde_json::json!({
             "a": "v/a", "b": "v/b", "out": "v/c", "tile": 32, "verify": "quorum"
         })),
     )?;
-    assert_eq!(status, 202, "{v}");
+    assert_eq!(code, 202, "{v}");
     let id = v["id"].as_str().context("job id")?.to_string();
     let rec = wait_for(Duration::from_secs(150), "the quorum job finished", || {
         let (s, v) = gw.call("GET", &format!("/api/v1/jobs/{id}"), None)?;
