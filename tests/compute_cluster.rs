@@ -230,7 +230,7 @@ fn killing_a_worker_mid_job_still_completes() -> Result<()> {
             let r = c[0].cli_ok(&["job", "status", &id])?;
             let v: Value = serde_json::from_str(&r.stdout)?;
             let busy = v["workers"][&victim]["verified"].as_u64().unwrap_or(0) >= 1;
-            Ok((busy || v["state"] != "running").then_some(v))
+            Ok((busy || v["state"] == "done" || v["state"] == "failed").then_some(v))
         },
     )?;
     c[v].kill()?;
