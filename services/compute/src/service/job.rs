@@ -470,6 +470,7 @@ async fn execute(
     job.record.tiles_done = job.record.restored;
     let mut checkpointed = job.record.restored;
     let mut last_checkpoint = Instant::now();
+    let mut saving: Option<tokio::task::JoinHandle<Result<Checkpoint, String>>> = None;
     let a = Arc::new(a);
     let b = Arc::new(b);
     // Quorum mode: results back for a tile not decided yet (worker, result, seconds).
@@ -611,7 +612,15 @@ async fn execute(
         job.record.tiles =
             (tiles.len() <= 256).then(|| serde_json::to_value(sched.tiles()).unwrap_or_default());
         job.record.elapsed_secs = base_elapsed + started.elapsed().as_secs_f64();
-        if job.record.tiles_done > checkpointed
+        // Checkpoints are written in the background (a store write can take seconds while a
+        // node is dead), one at a time; the record names one only once it is stored.
+        if saving.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = saving.take() {
+                checkpoint_done(&mut job.record, &mut checkpointed, h.await);
+            }
+        }
+        if saving.is_none()
+            && job.record.tiles_done > checkpointed
             && last_checkpoint.elapsed() >= CHECKPOINT_EVERY
             && !sched.finished()
         {
@@ -620,23 +629,44 @@ async fn execute(
                 .filter(|&t| sched.is_done(t))
                 .map(|t| t as u32)
                 .collect();
-            match env.files.put(&path, matrix_file::encode(&result)).await {
-                Ok(()) => {
-                    checkpointed = done.len();
-                    job.record.checkpoint = Some(Checkpoint { path, tiles: done });
-                }
-                Err(e) => tracing::info!(error = %e, "checkpoint not written"),
-            }
+            let (files, bytes) = (env.files.clone(), matrix_file::encode(&result));
+            saving = Some(tokio::spawn(async move {
+                files
+                    .put(&path, bytes)
+                    .await
+                    .map(|()| Checkpoint { path, tiles: done })
+                    .map_err(|e| e.to_string())
+            }));
             last_checkpoint = Instant::now();
         }
         job.save(&env.coord).await?;
     }
     running.abort_all();
+    // Let a checkpoint in flight land, so that the record names it and it is removed.
+    if let Some(h) = saving.take() {
+        checkpoint_done(&mut job.record, &mut checkpointed, h.await);
+    }
     env.files
         .put(&job.record.request.out, matrix_file::encode(&result))
         .await
         .map_err(|e| format!("writing the result to {}: {e}", job.record.request.out))?;
     Ok(())
+}
+
+/// Records a background checkpoint write's outcome.
+fn checkpoint_done(
+    record: &mut JobRecord,
+    checkpointed: &mut usize,
+    outcome: Result<Result<Checkpoint, String>, tokio::task::JoinError>,
+) {
+    match outcome {
+        Ok(Ok(cp)) => {
+            *checkpointed = cp.tiles.len();
+            record.checkpoint = Some(cp);
+        }
+        Ok(Err(e)) => tracing::info!(error = %e, "checkpoint not written"),
+        Err(e) => tracing::info!(error = %e, "checkpoint task"),
+    }
 }
 
 /// One tile call: connect (or reuse), send the blocks, decode the answer and, in Freivalds
