@@ -258,6 +258,16 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
     let b = Matrix::random(384, 512, 6)?;
     put_matrix(&c[bee], tmp.path(), "q/a", &a)?;
     put_matrix(&c[bee], tmp.path(), "q/b", &b)?;
+    // Every shard of the inputs is stored before the queen (who holds some) dies.
+    for path in ["q/a", "q/b"] {
+        wait_until(Duration::from_secs(60), "inputs fully redundant", || {
+            let r = uds_get(
+                c[bee].state_dir().join("run/chunkstore.sock"),
+                &format!("/stat/{path}"),
+            )?;
+            Ok(r.status == 200 && r.json()?["health"] == "healthy")
+        })?;
+    }
     let id = submit(&c[bee], "q/a", "q/b", "q/c", 16)?;
     // Kill the queen once she runs the job and has checkpointed verified tiles.
     let before = wait_for(

@@ -41,6 +41,8 @@ pub const DEFAULT_TILE: usize = 256;
 pub const TILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often verified tiles are saved to the mesh store while a job runs.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How often a running job's progress is written to its record.
+pub const SAVE_EVERY: Duration = Duration::from_millis(500);
 /// How often every node checks whether it is the queen with active jobs to run.
 pub const DRIVE_EVERY: Duration = Duration::from_millis(500);
 
@@ -471,6 +473,8 @@ async fn execute(
     let mut checkpointed = job.record.restored;
     let mut last_checkpoint = Instant::now();
     let mut saving: Option<tokio::task::JoinHandle<Result<Checkpoint, String>>> = None;
+    let mut last_save = Instant::now();
+    let mut rejected_saved = job.record.rejected;
     let a = Arc::new(a);
     let b = Arc::new(b);
     // Quorum mode: results back for a tile not decided yet (worker, result, seconds).
@@ -639,7 +643,14 @@ async fn execute(
             }));
             last_checkpoint = Instant::now();
         }
-        job.save(&env.coord).await?;
+        // Progress is replicated at most every SAVE_EVERY (a Raft write per tile would bound
+        // a many-tile job by the coordinator's write latency), at once when a result was
+        // rejected.
+        if last_save.elapsed() >= SAVE_EVERY || job.record.rejected != rejected_saved {
+            job.save(&env.coord).await?;
+            last_save = Instant::now();
+            rejected_saved = job.record.rejected;
+        }
     }
     running.abort_all();
     // Let a checkpoint in flight land, so that the record names it and it is removed.
