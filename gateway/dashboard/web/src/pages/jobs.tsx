@@ -61,7 +61,7 @@ function TileGrid(props: { job: Job; name: (id: string) => string; color: (id: s
   if (!j.tiles) return <Empty title="Too many tiles to draw">Jobs of more than 256 tiles keep only their counters.</Empty>;
   const cols = Math.max(1, Math.ceil(j.shape[2] / Math.max(1, j.tile)));
   return (
-    <div class="tile-grid" style={{ gridTemplateColumns: `repeat(${cols}, minmax(14px, 1fr))` }} data-testid="tile-grid">
+    <div class="tile-grid" style={{ gridTemplateColumns: `repeat(${cols}, minmax(12px, 40px))` }} data-testid="tile-grid">
       {j.tiles.map((t, i) => {
         const ws = t.workers ?? [];
         const who = ws.length ? ws.map(props.name).join(", ") : t.state === "done" ? "restored from a checkpoint" : "nobody yet";
