@@ -2,7 +2,8 @@
 //! gateways plus a 4th node waiting for admission; `tests/browser/dashboard.cjs` drives Debian's
 //! headless Chromium through playwright-core (installed by the dashboard's build) to log in,
 //! see every node on the topology, use the file browser, admit the pending node, find a
-//! replicated VM on the VMs page, and take screenshots of every page at desktop and phone sizes.
+//! replicated VM on the VMs page, see a compute job's tiles on the jobs page, and take
+//! screenshots of every page at desktop and phone sizes.
 
 mod support;
 
@@ -121,6 +122,44 @@ fn trust_in_nss(home: &std::path::Path, ca_file: &std::path::Path) -> Result<()>
     ])
 }
 
+/// Stores two small matrices through `n` and runs a GEMM job on them to the end, for the jobs
+/// page; returns the job id.
+fn compute_job(n: &Node, dir: &std::path::Path) -> Result<String> {
+    use hyphae_compute::{matrix_file, Matrix};
+    wait_until(Duration::from_secs(90), "compute service ready", || {
+        Ok(
+            hyphae_harness::uds_get(n.state_dir().join("run/compute.sock"), "/status")
+                .is_ok_and(|r| r.status == 200),
+        )
+    })?;
+    for (name, m) in [
+        ("a", Matrix::random(96, 64, 1)?),
+        ("b", Matrix::random(64, 80, 2)?),
+    ] {
+        let local = dir.join(format!("{name}.hymx"));
+        std::fs::write(&local, matrix_file::encode(&m))?;
+        let path = format!("jobs/{name}");
+        let out = n.cli_timeout(
+            &["put", local.to_str().unwrap_or_default(), &path],
+            Duration::from_secs(120),
+        )?;
+        if !out.success() {
+            bail!("put {path}: {out}");
+        }
+    }
+    let out = n.cli_timeout(
+        &[
+            "job", "submit", "jobs/a", "jobs/b", "jobs/c", "--tile", "32", "--wait",
+        ],
+        Duration::from_secs(200),
+    )?;
+    if !out.success() {
+        bail!("the compute job for the jobs page failed: {out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    Ok(v["id"].as_str().context("job id")?.to_string())
+}
+
 fn start_joined(c: &Cluster, who: &[&Node], token: Option<&str>) -> Result<()> {
     for n in who {
         n.write_config(&join_config(token, &[&c[0]]))?;
@@ -200,6 +239,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
             .stdout
             .contains("wave counter="))
     })?;
+    let job = compute_job(&c[1], home.path())?;
 
     let artifacts = artifacts_dir();
     println!("browser artifacts (screenshots): {}", artifacts.display());
@@ -225,6 +265,7 @@ fn the_dashboard_works_in_a_headless_browser() -> Result<()> {
         .env("HYPHAE_FILES", if FILES_READY { "1" } else { "0" })
         .env("HYPHAE_NAME_TARGET", c[1].ip().to_string())
         .env("HYPHAE_VM", vm)
+        .env("HYPHAE_JOB_ID", &job)
         .env("HYPHAE_ARTIFACTS", &artifacts)
         .env("HYPHAE_CHROMIUM", &chromium)
         .env("HOME", home.path())

@@ -24,6 +24,10 @@ pub enum JobCommand {
         /// Tile edge (rows and columns of C per tile).
         #[arg(long)]
         tile: Option<usize>,
+        /// Verification: `freivalds` (every tile checked, the default) or `quorum` (every
+        /// tile on 3 workers, the result 2 agree on kept).
+        #[arg(long, default_value = "freivalds", value_parser = ["freivalds", "quorum"])]
+        verify: String,
         /// Wait for the job to finish and print its final record.
         #[arg(long)]
         wait: bool,
@@ -99,13 +103,14 @@ pub fn run(paths: &NodePaths, cmd: &JobCommand) -> anyhow::Result<ExitCode> {
             b,
             out,
             tile,
+            verify,
             wait: w,
         } => {
             let v = call(
                 paths,
                 Method::POST,
                 "/jobs",
-                Some(json!({ "a": a, "b": b, "out": out, "tile": tile })),
+                Some(json!({ "a": a, "b": b, "out": out, "tile": tile, "verify": verify })),
             )?;
             let id = v["id"]
                 .as_str()

@@ -12,6 +12,7 @@
 //   HYPHAE_NAME_TARGET    an IP to point a test name at through the Names page (optional)
 //   HYPHAE_VM             name of a replicated VM running on the gateway's node, to find on
 //                         the VMs page with its stats and console (optional)
+//   HYPHAE_JOB_ID         a finished compute job the Jobs page must show with its tiles (optional)
 //   HYPHAE_ARTIFACTS      directory for screenshots
 //   HYPHAE_CHROMIUM       the browser binary (default /usr/bin/chromium)
 //
@@ -31,6 +32,7 @@ const pendingNode = env("HYPHAE_PENDING_NODE", "");
 const withFiles = env("HYPHAE_FILES", "0") === "1";
 const nameTarget = env("HYPHAE_NAME_TARGET", "");
 const vmName = env("HYPHAE_VM", "");
+const jobId = env("HYPHAE_JOB_ID", "");
 const artifacts = env("HYPHAE_ARTIFACTS", "browser-artifacts");
 const timeout = Number(env("HYPHAE_STEP_TIMEOUT_MS", "60000"));
 if (!url || !password) {
@@ -39,7 +41,7 @@ if (!url || !password) {
 }
 fs.mkdirSync(artifacts, { recursive: true });
 
-const pages = ["overview", "nodes", "storage", "files", "admission", "names", "events", "vms"];
+const pages = ["overview", "nodes", "storage", "files", "admission", "names", "events", "vms", "jobs"];
 const step = (msg) => console.log(`browser: ${msg}`);
 /** The page in use, for a screenshot when a step fails. */
 let current = null;
@@ -142,6 +144,18 @@ async function names(page) {
   step(`${name} resolves to ${nameTarget}`);
 }
 
+async function jobs(page) {
+  // The job is listed, and its tiles are drawn, every one verified.
+  const row = page.locator('[data-testid="job-row"]', { hasText: jobId.slice(0, 10) });
+  await row.waitFor({ timeout });
+  await row.click();
+  await page.locator('[data-testid="tile-grid"] .tile[data-state="done"]').first().waitFor({ timeout });
+  const notDone = await page.locator('[data-testid="tile-grid"] .tile:not([data-state="done"])').count();
+  if (notDone) throw new Error(`${notDone} tiles of the finished job are not shown as done`);
+  await page.locator('[data-testid="job-workers"] tbody tr').first().waitFor({ timeout });
+  step(`the jobs page shows job ${jobId} with its verified tiles and workers`);
+}
+
 async function admit(page) {
   const item = page.locator(`[data-testid="pending-node"][data-node-id="${pendingNode}"]`);
   await item.waitFor({ timeout });
@@ -194,6 +208,9 @@ async function admit(page) {
     if (vmName) await vms(page);
     else step("VMs page: no VM given (HYPHAE_VM unset)");
     await shot(page, "desktop-vms");
+    await go(page, "jobs", "desktop");
+    if (jobId) await jobs(page);
+    await shot(page, "desktop-jobs");
     await go(page, "names", "desktop");
     if (nameTarget) await names(page);
     await shot(page, "desktop-names");

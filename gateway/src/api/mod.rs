@@ -7,6 +7,7 @@ pub mod assets;
 pub mod body;
 pub mod dashboard;
 pub mod files;
+pub mod jobs;
 pub mod login;
 pub mod metrics_merge;
 pub mod names;
@@ -61,6 +62,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/vms/{name}"),
     ("get", "/api/v1/vms/{name}/console"),
     ("post", "/api/v1/vms/{name}/stop"),
+    ("post", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/{id}"),
+    ("post", "/api/v1/inference/request"),
 ];
 
 /// The gateway's router over `state`.
@@ -102,6 +107,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/api/v1/vms/{name}", get(vms::status).delete(vms::delete))
         .route("/api/v1/vms/{name}/console", get(vms::console))
         .route("/api/v1/vms/{name}/stop", post(vms::stop))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/api/v1/jobs/{id}", get(jobs::get_job))
+        .route("/api/v1/inference/request", post(jobs::inference))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     api.layer(axum::middleware::from_fn_with_state(

@@ -11,6 +11,7 @@ pub mod freivalds;
 pub mod matrix;
 pub mod matrix_file;
 pub mod mlp;
+pub mod quorum;
 pub mod reference;
 pub mod scheduler;
 #[cfg(feature = "service")]

@@ -9,8 +9,13 @@
 //! coordinator's key space, which every node reads). `max_failures` consecutive failures mark
 //! a worker gone for this job. A free worker with the best score gets the next pending tile;
 //! a worker runs at most `per_worker` tiles at once.
+//!
+//! Quorum mode (`Policy::replicas = 3`): every tile is computed by up to three distinct
+//! workers; the runner votes on the returned results (`crate::quorum`) and reports the
+//! agreeing workers as verified and the dissenters as rejected, so a liar loses trust and is
+//! quarantined exactly as with Freivalds' check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One tile of `C`: rows `r0..r0+rows`, columns `c0..c0+cols`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,27 +57,31 @@ pub enum Outcome {
         /// `2·rows·k·cols`.
         flops: f64,
     },
-    /// The result failed verification.
+    /// The result failed verification (or disagreed with the quorum's result).
     Rejected,
     /// The call failed (error, timeout, unreachable).
     Failed,
+    /// Quorum mode: every replica came back and no two agreed, so nobody can be blamed; the
+    /// replica is dropped and the worker is not asked for this tile again.
+    Inconclusive,
 }
 
-/// A tile's state.
+/// A tile's state, as the job record and the dashboard show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TileState {
     /// Waiting for a worker.
     Pending,
-    /// Dispatched.
+    /// Dispatched (quorum mode: every replica running or waiting for the vote).
     Running {
         /// To whom.
-        worker: String,
+        workers: Vec<String>,
     },
     /// Verified and kept.
     Done {
-        /// Who computed it.
-        worker: String,
+        /// Who computed it (quorum mode: every worker that agreed; empty when the tile was
+        /// restored from a checkpoint after the job changed hands).
+        workers: Vec<String>,
     },
 }
 
@@ -117,6 +126,9 @@ pub struct Policy {
     pub quarantine_after: u32,
     /// Consecutive failures before a worker is dropped from the job.
     pub max_failures: u32,
+    /// Copies of every tile computed on distinct workers: 1 (Freivalds mode) or 3 (quorum
+    /// mode, where the runner accepts a result two of them agree on).
+    pub replicas: usize,
 }
 
 impl Default for Policy {
@@ -125,14 +137,34 @@ impl Default for Policy {
             per_worker: 2,
             quarantine_after: 2,
             max_failures: 3,
+            replicas: 1,
         }
     }
+}
+
+/// Where one replica of a tile is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replica {
+    /// The call is in flight (counts against the worker's `per_worker`).
+    Running,
+    /// The result is back and waits for the quorum vote.
+    Returned,
+}
+
+/// One tile's bookkeeping.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    replicas: BTreeMap<String, Replica>,
+    /// Workers never asked for this tile again (inconclusive votes).
+    excluded: BTreeSet<String>,
+    /// Set once the tile is kept: who computed it.
+    done: Option<Vec<String>>,
 }
 
 /// The scheduler of one job.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    tiles: Vec<TileState>,
+    slots: Vec<Slot>,
     workers: BTreeMap<String, WorkerState>,
     policy: Policy,
 }
@@ -145,7 +177,7 @@ impl Scheduler {
         policy: Policy,
     ) -> Scheduler {
         Scheduler {
-            tiles: vec![TileState::Pending; tiles],
+            slots: vec![Slot::default(); tiles],
             workers: workers
                 .into_iter()
                 .map(|(name, gflops)| {
@@ -163,7 +195,10 @@ impl Scheduler {
                     )
                 })
                 .collect(),
-            policy,
+            policy: Policy {
+                replicas: policy.replicas.max(1),
+                ..policy
+            },
         }
     }
 
@@ -171,30 +206,65 @@ impl Scheduler {
         !w.quarantined && w.failures < self.policy.max_failures
     }
 
-    /// The next (tile, worker) to dispatch, if a tile is pending and a worker is free.
-    pub fn next_assignment(&mut self) -> Option<(usize, String)> {
-        let tile = self.tiles.iter().position(|t| *t == TileState::Pending)?;
-        let worker = self
-            .workers
+    /// The best free worker that may take `tile` (not already holding a replica of it).
+    fn candidate(&self, tile: usize) -> Option<String> {
+        let slot = &self.slots[tile];
+        if slot.done.is_some() || slot.replicas.len() >= self.policy.replicas {
+            return None;
+        }
+        self.workers
             .iter()
-            .filter(|(_, w)| self.usable(w) && w.running < self.policy.per_worker)
+            .filter(|(n, w)| {
+                self.usable(w)
+                    && w.running < self.policy.per_worker
+                    && !slot.replicas.contains_key(*n)
+                    && !slot.excluded.contains(*n)
+            })
             .max_by(|a, b| a.1.rank().total_cmp(&b.1.rank()))
-            .map(|(n, _)| n.clone())?;
+            .map(|(n, _)| n.clone())
+    }
+
+    /// The next (tile, worker) to dispatch, if a tile needs a replica and a worker is free.
+    pub fn next_assignment(&mut self) -> Option<(usize, String)> {
+        let (tile, worker) =
+            (0..self.slots.len()).find_map(|t| self.candidate(t).map(|w| (t, w)))?;
         if let Some(w) = self.workers.get_mut(&worker) {
             w.running += 1;
         }
-        self.tiles[tile] = TileState::Running {
-            worker: worker.clone(),
-        };
+        self.slots[tile]
+            .replicas
+            .insert(worker.clone(), Replica::Running);
         Some((tile, worker))
+    }
+
+    /// Quorum mode: `worker`'s result for `tile` is back and waits for the vote. Frees the
+    /// worker's slot; the replica still counts for the tile until `on_result` settles it.
+    pub fn on_returned(&mut self, tile: usize, worker: &str) {
+        let Some(slot) = self.slots.get_mut(tile) else {
+            return;
+        };
+        if let Some(r) = slot.replicas.get_mut(worker) {
+            if *r == Replica::Running {
+                *r = Replica::Returned;
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.running = w.running.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// Records what `worker` did with `tile`.
     pub fn on_result(&mut self, tile: usize, worker: &str, outcome: Outcome) -> Vec<Action> {
         let mut actions = Vec::new();
         let quarantine_after = self.policy.quarantine_after;
+        let was = self
+            .slots
+            .get_mut(tile)
+            .and_then(|s| s.replicas.remove(worker));
         if let Some(w) = self.workers.get_mut(worker) {
-            w.running = w.running.saturating_sub(1);
+            if was == Some(Replica::Running) {
+                w.running = w.running.saturating_sub(1);
+            }
             match outcome {
                 Outcome::Verified { seconds, flops } => {
                     let gflops = flops / seconds.max(1e-9) / 1e9;
@@ -214,44 +284,72 @@ impl Scheduler {
                         actions.push(Action::Quarantine(worker.to_string()));
                     }
                 }
+                Outcome::Inconclusive => {}
             }
         }
-        if let Some(state) = self.tiles.get_mut(tile) {
-            let mine = matches!(state, TileState::Running { worker: w } if w == worker);
-            if mine {
-                *state = match outcome {
-                    Outcome::Verified { .. } => TileState::Done {
-                        worker: worker.to_string(),
-                    },
-                    _ => TileState::Pending,
-                };
+        if let Some(slot) = self.slots.get_mut(tile) {
+            match outcome {
+                Outcome::Verified { .. } => slot
+                    .done
+                    .get_or_insert_with(Vec::new)
+                    .push(worker.to_string()),
+                Outcome::Inconclusive => {
+                    slot.excluded.insert(worker.to_string());
+                }
+                Outcome::Rejected | Outcome::Failed => {}
             }
         }
         actions
     }
 
-    /// Every tile is done.
-    pub fn finished(&self) -> bool {
-        self.tiles
-            .iter()
-            .all(|t| matches!(t, TileState::Done { .. }))
+    /// Marks `tile` done without computing it (restored from a checkpoint, rebuilt from
+    /// parity).
+    pub fn mark_done(&mut self, tile: usize) {
+        if let Some(slot) = self.slots.get_mut(tile) {
+            slot.done.get_or_insert_with(Vec::new);
+        }
     }
 
-    /// Tiles are pending, nothing runs, and no worker is usable: the job cannot finish.
+    /// Whether `tile` is kept.
+    pub fn is_done(&self, tile: usize) -> bool {
+        self.slots.get(tile).is_some_and(|s| s.done.is_some())
+    }
+
+    /// Every tile is done.
+    pub fn finished(&self) -> bool {
+        self.slots.iter().all(|s| s.done.is_some())
+    }
+
+    /// Tiles are pending, nothing runs, and no tile can be given to any worker: the job
+    /// cannot finish.
     pub fn stuck(&self) -> bool {
         !self.finished()
             && self.workers.values().all(|w| w.running == 0)
-            && !self.workers.values().any(|w| self.usable(w))
+            && (0..self.slots.len()).all(|t| self.candidate(t).is_none())
     }
 
     /// The tiles' states.
-    pub fn tiles(&self) -> &[TileState] {
-        &self.tiles
+    pub fn tiles(&self) -> Vec<TileState> {
+        self.slots
+            .iter()
+            .map(|s| match &s.done {
+                Some(w) => TileState::Done { workers: w.clone() },
+                None if s.replicas.is_empty() => TileState::Pending,
+                None => TileState::Running {
+                    workers: s.replicas.keys().cloned().collect(),
+                },
+            })
+            .collect()
     }
 
     /// The workers' states.
     pub fn workers(&self) -> &BTreeMap<String, WorkerState> {
         &self.workers
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 }
 
@@ -333,7 +431,7 @@ mod tests {
         assert!(s.workers()["liar"].quarantined);
         assert!(s.tiles().iter().all(|t| *t
             == TileState::Done {
-                worker: "honest".into()
+                workers: vec!["honest".into()]
             }));
     }
 
@@ -347,5 +445,78 @@ mod tests {
         assert!(s.stuck());
         assert_eq!(s.next_assignment(), None);
         assert!(Scheduler::new(1, Vec::<(String, f64)>::new(), Policy::default()).stuck());
+    }
+    #[test]
+    fn quorum_replicas_go_to_distinct_workers_and_a_dissenter_is_quarantined() {
+        let policy = Policy {
+            replicas: 3,
+            ..Policy::default()
+        };
+        let mut s = Scheduler::new(
+            4,
+            [("a".into(), 1.0), ("b".into(), 1.0), ("liar".into(), 1.0)],
+            policy,
+        );
+        let mut actions = Vec::new();
+        while !s.finished() {
+            let mut batch = Vec::new();
+            while let Some(x) = s.next_assignment() {
+                batch.push(x);
+            }
+            assert!(!batch.is_empty(), "stuck: {:?}", s.tiles());
+            // Replicas of one tile never share a worker.
+            for (i, (t, w)) in batch.iter().enumerate() {
+                assert!(!batch[i + 1..].iter().any(|(t2, w2)| t2 == t && w2 == w));
+            }
+            for (t, w) in &batch {
+                s.on_returned(*t, w);
+            }
+            for (t, w) in batch {
+                let outcome = if w == "liar" {
+                    Outcome::Rejected
+                } else {
+                    verified()
+                };
+                actions.extend(s.on_result(t, &w, outcome));
+            }
+        }
+        assert_eq!(actions, vec![Action::Quarantine("liar".into())]);
+        for t in s.tiles() {
+            let TileState::Done { workers } = t else {
+                panic!("not done: {t:?}")
+            };
+            assert!(!workers.contains(&"liar".to_string()));
+        }
+    }
+
+    #[test]
+    fn an_inconclusive_vote_excludes_the_workers_and_may_leave_the_job_stuck() {
+        let policy = Policy {
+            replicas: 3,
+            ..Policy::default()
+        };
+        let names = ["a", "b", "c"];
+        let mut s = Scheduler::new(1, names.map(|n| (n.to_string(), 1.0)), policy);
+        for _ in 0..3 {
+            let (t, w) = s.next_assignment().expect("a replica");
+            s.on_returned(t, &w);
+        }
+        assert_eq!(s.next_assignment(), None, "three replicas at most");
+        for n in names {
+            s.on_result(0, n, Outcome::Inconclusive);
+        }
+        assert!(!s.finished());
+        assert!(s.stuck(), "every worker is excluded from the only tile");
+    }
+
+    #[test]
+    fn restored_tiles_are_never_dispatched() {
+        let mut s = Scheduler::new(3, [("w".into(), 1.0)], Policy::default());
+        s.mark_done(0);
+        s.mark_done(2);
+        assert_eq!(s.next_assignment(), Some((1, "w".into())));
+        s.on_result(1, "w", verified());
+        assert!(s.finished());
+        assert_eq!(s.tiles()[0], TileState::Done { workers: vec![] });
     }
 }

@@ -16,6 +16,7 @@ import { Admission } from "./pages/admission";
 import { Names } from "./pages/names";
 import { Events } from "./pages/events";
 import { Vms } from "./pages/vms";
+import { Jobs } from "./pages/jobs";
 import { Login } from "./pages/login";
 import { nodeLabel } from "./components/topology";
 
@@ -28,6 +29,7 @@ const pages = [
   { path: "/names", label: "Names", icon: "names", view: Names },
   { path: "/events", label: "Events", icon: "events", view: Events },
   { path: "/vms", label: "VMs", icon: "vms", view: Vms },
+  { path: "/jobs", label: "Jobs", icon: "jobs", view: Jobs },
 ];
 
 type Theme = "auto" | "light" | "dark";

@@ -75,4 +75,19 @@ impl MeshFiles {
             )))
         }
     }
+
+    /// Removes the file (no error when absent).
+    pub async fn delete(&self, path: &str) -> Result<(), FileError> {
+        let (status, body) = ipc::request(&self.socket, Method::DELETE, &uri(path), None)
+            .await
+            .map_err(|e| FileError::Store(e.to_string()))?;
+        if status.is_success() || status.as_u16() == 404 {
+            Ok(())
+        } else {
+            Err(FileError::Store(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            )))
+        }
+    }
 }

@@ -36,7 +36,13 @@ async fn post_job(State(env): State<JobEnv>, body: axum::body::Bytes) -> Respons
 }
 
 async fn get_job(State(env): State<JobEnv>, Path(id): Path<String>) -> Response {
-    match env.coord.get(JOBS, &id, false).await {
+    // This node's applied state may not hold a job just submitted elsewhere (or just
+    // submitted here, on a follower): ask the queen before saying there is no such job.
+    let found = match env.coord.get(JOBS, &id, false).await {
+        Ok(None) => env.coord.get(JOBS, &id, true).await,
+        other => other,
+    };
+    match found {
         Ok(Some((text, _))) => match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(v) => Json(v).into_response(),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),

@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod files;
+pub mod inference;
 pub mod job;
 pub mod jobs_api;
 pub mod methods;
@@ -110,8 +111,12 @@ pub async fn run(
         endpoint,
         limits,
         coord,
+        coord_socket: ctx.paths.socket("coordinator"),
         files: files::MeshFiles::new(&ctx.paths.socket("chunkstore")),
+        running: Arc::default(),
     };
+    // On the queen, claims and runs the queued jobs and resumes those of a dead queen.
+    let driver = tokio::spawn(job::drive(env.clone(), shutdown.clone()));
     let status = {
         let backends = backends.clone();
         move || {
@@ -137,6 +142,7 @@ pub async fn run(
     };
     let api = ipc::base_router(status, ctx.metrics.clone())
         .merge(devices)
+        .merge(inference::router(env.files.clone(), backends.clone()))
         .merge(jobs_api::router(env));
     let ipc_task = ipc::serve(&ctx.paths.socket(service.name), api, shutdown.clone()).await?;
     let line = format!(
@@ -149,6 +155,7 @@ pub async fn run(
     let _ = rpc_task.await;
     let _ = ipc_task.await;
     let _ = publisher.await;
+    let _ = driver.await;
     Ok(())
 }
 

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 pub const WORKERS: &str = "compute_workers";
 /// `compute_jobs/<job id>`: a job's record (state, progress, tiles, workers).
 pub const JOBS: &str = "compute_jobs";
+/// `compute_active/<job id>`: jobs not finished yet (queued or running); the queen's compute
+/// service scans it to find the jobs it must run or resume. Empty values.
+pub const ACTIVE: &str = "compute_active";
 /// `compute_quarantine/<node id>`: workers caught returning wrong results; never scheduled.
 pub const QUARANTINE: &str = "compute_quarantine";
 
@@ -44,6 +47,8 @@ pub enum Verify {
     /// Freivalds' check of every tile (the default).
     #[default]
     Freivalds,
+    /// Every tile on up to 3 distinct workers; a result 2 of them agree on is kept.
+    Quorum,
 }
 
 /// `POST /jobs`: a GEMM of two stored matrices.
@@ -71,7 +76,7 @@ pub struct JobRecord {
     pub id: String,
     /// What was asked.
     pub request: JobRequest,
-    /// `running`, `done` or `failed`.
+    /// `queued` (waiting for the queen), `running`, `done` or `failed`.
     pub state: String,
     /// Why it failed.
     pub error: Option<String>,
@@ -91,8 +96,29 @@ pub struct JobRecord {
     pub tiles: Option<serde_json::Value>,
     /// Per-worker scheduler state (score, trust, offences, verified tiles).
     pub workers: serde_json::Value,
-    /// The node running the job.
+    /// The node running the job (the queen that claimed it; empty while queued).
     pub coordinator: String,
-    /// Seconds since the job started.
+    /// Seconds the job has run, over every coordinator that ran it.
     pub elapsed_secs: f64,
+    /// The node the job was submitted on.
+    #[serde(default)]
+    pub submitted_by: String,
+    /// How many times a new queen took the job over.
+    #[serde(default)]
+    pub resumes: u32,
+    /// Tiles restored from the checkpoint at the last take-over (not recomputed).
+    #[serde(default)]
+    pub restored: usize,
+    /// The last checkpoint: verified tiles saved to the mesh store.
+    #[serde(default)]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Verified tiles saved while a job runs, so a new queen resumes without recomputing them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Mesh path of the partial `C` (matrix file; only the listed tiles are meaningful).
+    pub path: String,
+    /// Indexes of the tiles it holds.
+    pub tiles: Vec<u32>,
 }
