@@ -27,6 +27,12 @@ pub enum JobCommand {
         /// Wait for the job to finish and print its final record.
         #[arg(long)]
         wait: bool,
+        /// `auto` (the cost model picks), `tiles` or `cannon` (docs/compute.md).
+        #[arg(long, default_value = "auto")]
+        mode: String,
+        /// Link rate between nodes for the cost model, Mbit/s (default 1000).
+        #[arg(long)]
+        link_mbps: Option<f64>,
     },
     /// Print a job's record (state, tiles, workers) as JSON.
     Status {
@@ -100,12 +106,15 @@ pub fn run(paths: &NodePaths, cmd: &JobCommand) -> anyhow::Result<ExitCode> {
             out,
             tile,
             wait: w,
+            mode,
+            link_mbps,
         } => {
             let v = call(
                 paths,
                 Method::POST,
                 "/jobs",
-                Some(json!({ "a": a, "b": b, "out": out, "tile": tile })),
+                Some(json!({ "a": a, "b": b, "out": out, "tile": tile,
+                    "mode": mode, "link_mbps": link_mbps })),
             )?;
             let id = v["id"]
                 .as_str()

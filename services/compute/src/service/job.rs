@@ -42,6 +42,8 @@ pub struct JobEnv {
     pub coord: CoordinatorClient,
     /// The chunkstore's socket.
     pub files: MeshFiles,
+    /// Cannon's QUIC edge (connections, the origin registry of running Cannon jobs).
+    pub cannon: crate::cannon::worker::CannonEdge,
 }
 
 /// Why a job was refused at submission.
@@ -89,12 +91,16 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
     }
     let id = format!("{:016x}", rand::random::<u64>());
     let tiles = plan(m, n, tile);
+    let mode = req.mode;
     let record = JobRecord {
         id: id.clone(),
         request: req,
         state: "running".into(),
         error: None,
         shape: [m, k, n],
+        mode,
+        model: None,
+        cannon: None,
         tile,
         tiles_total: tiles.len(),
         tiles_done: 0,
@@ -116,7 +122,7 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
             let _e = span.enter();
             tracing::info!(tiles = tiles.len(), "job started");
             drop(_e);
-            run(&env, &mut record, a, b, tiles, started).await
+            crate::cannon::runner::run_job(&env, &mut record, a, b, tiles, started).await
         };
         record.elapsed_secs = started.elapsed().as_secs_f64();
         match outcome {
@@ -134,7 +140,10 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
     Ok(id)
 }
 
-async fn write_record(coord: &CoordinatorClient, record: &JobRecord) -> Result<(), String> {
+pub(crate) async fn write_record(
+    coord: &CoordinatorClient,
+    record: &JobRecord,
+) -> Result<(), String> {
     let text = serde_json::to_string(record).map_err(|e| e.to_string())?;
     coord
         .put(JOBS, &record.id, &text, None)
@@ -145,7 +154,7 @@ async fn write_record(coord: &CoordinatorClient, record: &JobRecord) -> Result<(
 
 /// Workers that advertise themselves, are up (or only suspect) in the directory and are not
 /// quarantined.
-async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, String> {
+pub(crate) async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, String> {
     let adverts = env
         .coord
         .scan(WORKERS, "")
@@ -191,19 +200,22 @@ type TileDone = (
     Result<(Matrix, f64), String>,
 );
 
-async fn run(
+/// Runs `tiles` of the job as independent verified tiles into `result` (zeros for a whole job;
+/// partly filled when Cannon hands over the blocks of failed workers), then stores it.
+pub(crate) async fn run(
     env: &JobEnv,
     record: &mut JobRecord,
     a: Matrix,
     b: Matrix,
     tiles: Vec<TileSpec>,
     started: Instant,
+    mut result: Matrix,
 ) -> Result<(), String> {
     let pool = workers(env).await?;
     if pool.is_empty() {
         return Err("no compute worker is available (none advertised, up and trusted)".into());
     }
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let k = a.cols();
     let a = Arc::new(a);
     let b = Arc::new(b);
     let mut sched = Scheduler::new(
@@ -211,7 +223,6 @@ async fn run(
         pool.iter().map(|(name, (_, g))| (name.clone(), *g)),
         Policy::default(),
     );
-    let mut result = Matrix::zeros(m, n).map_err(|e| e.to_string())?;
     let mut conns: HashMap<String, PeerConnection> = HashMap::new();
     let mut running: JoinSet<TileDone> = JoinSet::new();
     let mut limits = env.limits;

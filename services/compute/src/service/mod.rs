@@ -79,7 +79,18 @@ pub async fn run(
     if corrupt {
         tracing::warn!("[compute] test_corrupt_results is on: this worker returns WRONG results");
     }
-    let router = Arc::new(worker::router(node, backends.clone(), corrupt));
+    let cannon = crate::cannon::worker::CannonEdge::new(
+        node,
+        endpoint.clone(),
+        limits,
+        backends.clone(),
+        ctx.config.ports.compute,
+        ctx.config.compute.test_cannon_delay,
+    );
+    let router = Arc::new(crate::cannon::worker::routes(
+        worker::router(node, backends.clone(), corrupt),
+        cannon.clone(),
+    ));
     let rpc_task = tokio::spawn(rpc::serve(
         endpoint.clone(),
         router,
@@ -111,6 +122,7 @@ pub async fn run(
         limits,
         coord,
         files: files::MeshFiles::new(&ctx.paths.socket("chunkstore")),
+        cannon,
     };
     let status = {
         let backends = backends.clone();
