@@ -145,15 +145,19 @@ fn cannon_on_four_workers_matches_survives_a_slow_one_and_a_killed_one() -> Resu
     put_matrix(&c[0], tmp.path(), "cn/a", &a)?;
     put_matrix(&c[0], tmp.path(), "cn/b", &b)?;
 
-    // Small product, auto mode: the cost model keeps it on tiles.
-    let id = submit(&c[0], "cn/a", "cn/b", "cn/t", "auto")?;
+    // A small product in auto mode: a pulse's fixed costs outweigh its savings, so the cost
+    // model keeps it on tiles (and says what it estimated for both).
+    let (sa, sb) = (Matrix::random(40, 30, 3)?, Matrix::random(30, 20, 4)?);
+    put_matrix(&c[0], tmp.path(), "cn/sa", &sa)?;
+    put_matrix(&c[0], tmp.path(), "cn/sb", &sb)?;
+    let id = submit(&c[0], "cn/sa", "cn/sb", "cn/t", "auto")?;
     let rec = wait_job(&c[0], &id)?;
     assert_eq!(rec["mode"], "tiles", "{rec:#}");
     assert!(
         rec["model"]["cannon"]["total_secs"].as_f64().is_some(),
         "{rec:#}"
     );
-    check_result(&c[0], &id, tmp.path(), &a, &b)?;
+    check_result(&c[0], &id, tmp.path(), &sa, &sb)?;
 
     // Forced Cannon: a 2×2 pulse; the slow worker's neighbours fetch from the origin.
     let id = submit(&c[0], "cn/a", "cn/b", "cn/c", "cannon")?;
