@@ -47,7 +47,7 @@ fn mesh(n: usize, slow: usize) -> Result<Cluster> {
     for node in c.nodes().iter().skip(1) {
         node.wait_ready(c.ready_timeout())?;
     }
-    wait_directory(&c[0], n, 0, Duration::from_secs(60))?;
+    wait_directory(&c[0], n, 0, Duration::from_secs(150))?;
     wait_until(Duration::from_secs(90), "every worker advertised", || {
         Ok(kv_scan(&c[0], "compute_workers")?.len() == n)
     })?;
