@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hyphae_compute::cpu::CpuBackend;
 use hyphae_compute::{matrix_file, Matrix};
-use hyphae_harness::{coordinator::form_mesh_with, uds_get, wait_until, Cluster, Node};
+use hyphae_harness::{coordinator::form_mesh_with, uds_get, wait_until, Cluster, Node, Tbf};
 use serde_json::{json, Value};
 
 /// Options of `hyphae-bench compute-dist`.
@@ -29,6 +29,9 @@ pub struct ComputeDistArgs {
     /// Link limit of every node (tc units).
     #[arg(long, default_value = "1gbit")]
     rate: String,
+    /// tbf bucket (tc units): at least rate / HZ, or the link never reaches its rate.
+    #[arg(long, default_value = "8mbit")]
+    burst: String,
     /// Workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -115,11 +118,7 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         .binary(&hyphae)
         .name("bench-cdist")
         .build()?;
-    form_mesh_with(
-        &cluster,
-        2,
-        "[transport]\nrequest_timeout = \"300s\"\n[compute]\nvulkan = false\n",
-    )?;
+    form_mesh_with(&cluster, 2, "[compute]\nvulkan = false\n")?;
     wait_until(
         Duration::from_secs(180),
         "workers and stores published",
@@ -129,7 +128,7 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         },
     )?;
     for node in cluster.nodes() {
-        node.limit_bandwidth(args.rate.as_str())?;
+        node.limit_bandwidth(Tbf::rate(args.rate.as_str()).burst(args.burst.as_str()))?;
     }
     let tmp = tempfile::tempdir()?;
     let cpu = CpuBackend::new(0);
@@ -179,6 +178,7 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         "bench": "compute-dist",
         "workers": p,
         "link": args.rate,
+        "tbf_burst": args.burst,
         "cores": cores,
         "tile": args.tile,
         "rows": rows,

@@ -257,6 +257,8 @@ mod tests {
     use super::*;
 
     type Block = (Kind, usize, usize);
+    /// Per worker: the pairs it multiplied, and its origin fetches.
+    type Runs = HashMap<Pos, (Vec<(Block, Block)>, usize)>;
 
     fn start_blocks(g: Grid, pos: Pos) -> (Block, Block) {
         let (ai, aj) = g.block(Kind::A, pos, 0);
@@ -267,11 +269,7 @@ mod tests {
     /// Runs every worker of a grid in lockstep-free order on block coordinates, dropping the
     /// messages `drop` says, and returns each worker's list of multiplied (A, B) pairs and its
     /// origin fetches.
-    #[allow(clippy::type_complexity)]
-    fn simulate(
-        q: usize,
-        drop: impl Fn(Kind, Pos, usize) -> bool,
-    ) -> HashMap<Pos, (Vec<(Block, Block)>, usize)> {
+    fn simulate(q: usize, drop: impl Fn(Kind, Pos, usize) -> bool) -> Runs {
         let g = Grid::new(q);
         let mut pulses: HashMap<Pos, Pulse<Block>> =
             g.positions().map(|p| (p, Pulse::new(g, p))).collect();
@@ -341,7 +339,7 @@ mod tests {
             .collect()
     }
 
-    fn assert_complete(q: usize, runs: &HashMap<Pos, (Vec<(Block, Block)>, usize)>) {
+    fn assert_complete(q: usize, runs: &Runs) {
         for (pos, (pairs, _)) in runs {
             let mut ks: Vec<usize> = pairs
                 .iter()

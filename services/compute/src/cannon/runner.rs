@@ -26,6 +26,9 @@ use crate::{freivalds, Matrix};
 /// The link rate assumed when the job does not give `link_mbps`: gigabit Ethernet.
 pub const DEFAULT_LINK_MBPS: f64 = 1000.0;
 
+/// A worker's `C` block and report, or why it has none.
+type PulseOutcome = Result<(Matrix, StartDone), String>;
+
 /// Runs a submitted job: decides the mode, then runs Cannon or the tiles.
 pub(crate) async fn run_job(
     env: &JobEnv,
@@ -89,7 +92,7 @@ pub(crate) async fn run_job(
             split,
         },
     );
-    let mut calls: JoinSet<(Pos, Result<(Matrix, StartDone), String>)> = JoinSet::new();
+    let mut calls: JoinSet<(Pos, PulseOutcome)> = JoinSet::new();
     for pos in Grid::new(q).positions() {
         let req = StartRequest {
             job: record.id.clone(),
