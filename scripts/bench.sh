@@ -24,3 +24,5 @@ scripts/garage.sh
 "$bin/hyphae-bench" heal --hyphae "$bin/hyphae" --out bench/results/heal.json
 # The memory replicator on the test guest (TCG where KVM cannot run it): pause, lag, failover.
 "$bin/hyphae-bench" memrep --out bench/results/memrep.json
+# Compute over the mesh: 4 workers on 1 Gbit/s links (tc tbf), tiles vs Cannon, at n = 4096 and 8192.
+"$bin/hyphae-bench" compute-dist --hyphae "$bin/hyphae" --out bench/results/compute_dist.json

@@ -15,6 +15,7 @@
 //! - `store`: the local shard store beside fio (io_uring engine) on the same filesystem —
 //!   sequential 1 MiB writes with fdatasync, 64 KiB random reads.
 //! - `compute`: CPU SGEMM vs OpenBLAS, Freivalds' overhead, Vulkan SGEMM vs cuBLAS (GPU only).
+//! - `compute-dist`: a 4-worker GEMM over 1 Gbit/s links, tiles vs Cannon, efficiency vs one node.
 //! - `garage`: the mesh store (3 nodes, 2+1) beside Garage (3 nodes, replication 2) in the same
 //!   namespaces — PUT and GET MiB/s of 1 MiB and 64 MiB objects.
 //! - `heal`: time to restore full redundancy after a node death, per GiB lost (4 nodes, 2+1).
@@ -25,6 +26,7 @@
 //!   HTTP/3.
 
 mod compute;
+mod compute_dist;
 mod coord_etcd;
 mod coord_hyphae;
 mod coord_measure;
@@ -93,6 +95,8 @@ enum Command {
     Heal(heal::HealArgs),
     /// The memory replicator on the test guest: pause p50/p99, lag, failover time (root).
     Memrep(memrep::MemrepArgs),
+    /// A 4-worker GEMM over 1 Gbit/s links: tiles vs Cannon, efficiency vs one node (root).
+    ComputeDist(compute_dist::ComputeDistArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,5 +118,6 @@ fn main() -> anyhow::Result<()> {
         Command::Garage(args) => garage_orchestrate::run(args),
         Command::Heal(args) => heal::run(args),
         Command::Memrep(args) => memrep::run(args),
+        Command::ComputeDist(args) => compute_dist::run(args),
     }
 }

@@ -31,6 +31,12 @@ pub enum JobCommand {
         /// Wait for the job to finish and print its final record.
         #[arg(long)]
         wait: bool,
+        /// `auto` (the cost model picks), `tiles` or `cannon` (docs/compute.md).
+        #[arg(long, default_value = "auto")]
+        mode: String,
+        /// Link rate between nodes for the cost model, Mbit/s (default 1000).
+        #[arg(long)]
+        link_mbps: Option<f64>,
     },
     /// Print a job's record (state, tiles, workers) as JSON.
     Status {
@@ -105,12 +111,17 @@ pub fn run(paths: &NodePaths, cmd: &JobCommand) -> anyhow::Result<ExitCode> {
             tile,
             verify,
             wait: w,
+            mode,
+            link_mbps,
         } => {
             let v = call(
                 paths,
                 Method::POST,
                 "/jobs",
-                Some(json!({ "a": a, "b": b, "out": out, "tile": tile, "verify": verify })),
+                Some(
+                    json!({ "a": a, "b": b, "out": out, "tile": tile, "verify": verify,
+                    "mode": mode, "link_mbps": link_mbps }),
+                ),
             )?;
             let id = v["id"]
                 .as_str()

@@ -3,6 +3,7 @@
 //! See `docs/compute.md`.
 
 pub mod activation;
+pub mod cannon;
 #[cfg(feature = "service")]
 pub mod cpu;
 pub mod error;

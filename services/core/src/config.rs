@@ -239,6 +239,11 @@ pub struct ComputeSection {
     /// TEST ONLY: corrupt every tile result this worker returns, to prove verification
     /// catches and quarantines a lying worker. Never set it on a real node. Default false.
     pub test_corrupt_results: bool,
+    /// TEST ONLY: hold every block this worker passes on in a Cannon pulse (to its neighbours
+    /// and its `C` block back) for this long, to prove the pulse's quorum-timeout survives a
+    /// slow neighbour. Default 0 (none).
+    #[serde(with = "humantime_serde")]
+    pub test_cannon_delay: Duration,
 }
 
 impl Default for ComputeSection {
@@ -249,6 +254,7 @@ impl Default for ComputeSection {
             vulkan_device: None,
             threads: 0,
             test_corrupt_results: false,
+            test_cannon_delay: Duration::ZERO,
         }
     }
 }

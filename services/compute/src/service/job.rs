@@ -63,6 +63,8 @@ pub struct JobEnv {
     pub files: MeshFiles,
     /// Jobs this node runs now.
     pub running: Arc<Mutex<HashSet<String>>>,
+    /// Cannon's QUIC edge (connections, the origin registry of running Cannon jobs).
+    pub cannon: crate::cannon::worker::CannonEdge,
 }
 
 /// Why a job was refused at submission.
@@ -114,12 +116,16 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
     let (m, k, n) = product_shape(&a, &b).map_err(|e| SubmitError::Invalid(e.to_string()))?;
     let tile = tile_edge(&env.limits, req.tile, k)?;
     let id = format!("{:016x}", rand::random::<u64>());
+    let mode = req.mode;
     let record = JobRecord {
         id: id.clone(),
         request: req,
         state: "queued".into(),
         error: None,
         shape: [m, k, n],
+        mode,
+        model: None,
+        cannon: None,
         tile,
         tiles_total: plan(m, n, tile).len(),
         tiles_done: 0,
@@ -241,7 +247,7 @@ async fn claim(env: &JobEnv, id: &str, shutdown: CancellationToken) -> Result<()
 
 /// Why a run ended without finishing the job.
 #[derive(Debug)]
-enum RunError {
+pub(crate) enum RunError {
     /// Someone else owns the job now (a newer queen claimed it).
     Superseded,
     /// The job cannot finish.
@@ -256,13 +262,13 @@ impl From<String> for RunError {
 
 /// The job record and the version of its last write: every write is conditional on it, so
 /// a deposed coordinator stops at its next write.
-struct Owned {
-    record: JobRecord,
+pub(crate) struct Owned {
+    pub(crate) record: JobRecord,
     version: u64,
 }
 
 impl Owned {
-    async fn save(&mut self, coord: &CoordinatorClient) -> Result<(), RunError> {
+    pub(crate) async fn save(&mut self, coord: &CoordinatorClient) -> Result<(), RunError> {
         let text = serde_json::to_string(&self.record).map_err(|e| e.to_string())?;
         match coord
             .put(JOBS, &self.record.id, &text, Some(self.version))
@@ -316,7 +322,7 @@ async fn run_job(env: &JobEnv, record: JobRecord, version: u64) {
 
 /// Workers that advertise themselves, are up (or only suspect) in the directory and are not
 /// quarantined.
-async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, String> {
+pub(crate) async fn workers(env: &JobEnv) -> Result<HashMap<String, (SocketAddr, f64)>, String> {
     let adverts = env
         .coord
         .scan(WORKERS, "")
@@ -424,7 +430,27 @@ async fn execute(
             "the inputs changed shape since submission: now {m}x{k} by {k}x{n}"
         )));
     }
-    let tiles = plan(m, n, job.record.tile);
+    let a = Arc::new(a);
+    let b = Arc::new(b);
+    // Cannon's systolic mode when the model (or the job) picks it; never on a resume, whose
+    // checkpoint holds independent tiles. Blocks of failed Cannon workers come back as tiles.
+    let cannon = if job.record.checkpoint.is_none() {
+        crate::cannon::runner::pulse_if_chosen(env, job, &a, &b, started).await?
+    } else {
+        None
+    };
+    let cannon_used = cannon.is_some();
+    let (tiles, cannon_result) = match cannon {
+        Some((partial, fallback)) => (fallback, Some(partial)),
+        None => (plan(m, n, job.record.tile), None),
+    };
+    if let (Some(done), true) = (&cannon_result, tiles.is_empty()) {
+        env.files
+            .put(&job.record.request.out, matrix_file::encode(done))
+            .await
+            .map_err(|e| format!("writing the result to {}: {e}", job.record.request.out))?;
+        return Ok(());
+    }
     let quorum_mode = job.record.request.verify == Verify::Quorum;
     let policy = Policy {
         replicas: if quorum_mode { quorum::REPLICAS } else { 1 },
@@ -442,7 +468,10 @@ async fn execute(
         policy,
     );
     // Resume: the tiles of the last checkpoint are kept, not recomputed.
-    let mut result = Matrix::zeros(m, n).map_err(|e| e.to_string())?;
+    let mut result = match cannon_result {
+        Some(partial) => partial,
+        None => Matrix::zeros(m, n).map_err(|e| e.to_string())?,
+    };
     job.record.restored = 0;
     if let Some(cp) = job.record.checkpoint.clone() {
         match env
@@ -475,8 +504,6 @@ async fn execute(
     let mut saving: Option<tokio::task::JoinHandle<Result<Checkpoint, String>>> = None;
     let mut last_save = Instant::now();
     let mut rejected_saved = job.record.rejected;
-    let a = Arc::new(a);
-    let b = Arc::new(b);
     // Quorum mode: results back for a tile not decided yet (worker, result, seconds).
     let mut votes: HashMap<usize, Vec<(String, Matrix, f64)>> = HashMap::new();
     let mut conns: HashMap<String, PeerConnection> = HashMap::new();
@@ -627,6 +654,8 @@ async fn execute(
             && job.record.tiles_done > checkpointed
             && last_checkpoint.elapsed() >= CHECKPOINT_EVERY
             && !sched.finished()
+            // A checkpoint names tiles of the whole plan; Cannon's fallback tiles are not.
+            && !cannon_used
         {
             let path = checkpoint_path(&job.record.id);
             let done: Vec<u32> = (0..tiles.len())

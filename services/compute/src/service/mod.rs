@@ -80,7 +80,18 @@ pub async fn run(
     if corrupt {
         tracing::warn!("[compute] test_corrupt_results is on: this worker returns WRONG results");
     }
-    let router = Arc::new(worker::router(node, backends.clone(), corrupt));
+    let cannon = crate::cannon::worker::CannonEdge::new(
+        node,
+        endpoint.clone(),
+        limits,
+        backends.clone(),
+        ctx.config.ports.compute,
+        ctx.config.compute.test_cannon_delay,
+    );
+    let router = Arc::new(crate::cannon::worker::routes(
+        worker::router(node, backends.clone(), corrupt),
+        cannon.clone(),
+    ));
     let rpc_task = tokio::spawn(rpc::serve(
         endpoint.clone(),
         router,
@@ -114,6 +125,7 @@ pub async fn run(
         coord_socket: ctx.paths.socket("coordinator"),
         files: files::MeshFiles::new(&ctx.paths.socket("chunkstore")),
         running: Arc::default(),
+        cannon,
     };
     // On the queen, claims and runs the queued jobs and resumes those of a dead queen.
     let driver = tokio::spawn(job::drive(env.clone(), shutdown.clone()));

@@ -67,6 +67,12 @@ pub struct JobRequest {
     /// Verification mode.
     #[serde(default)]
     pub verify: Verify,
+    /// `auto` (the cost model picks), `tiles` or `cannon`. Default `auto`.
+    #[serde(default)]
+    pub mode: crate::cannon::Mode,
+    /// Link rate between nodes for the cost model, Mbit/s. Default 1000.
+    #[serde(default)]
+    pub link_mbps: Option<f64>,
 }
 
 /// A job's record.
@@ -82,6 +88,15 @@ pub struct JobRecord {
     pub error: Option<String>,
     /// `[m, k, n]`.
     pub shape: [usize; 3],
+    /// The mode asked for, then the mode that runs (`tiles` or `cannon`).
+    #[serde(default)]
+    pub mode: crate::cannon::Mode,
+    /// The cost model's estimates and choice.
+    #[serde(default)]
+    pub model: Option<serde_json::Value>,
+    /// Cannon's grid, per-worker reports, blocks that fell back to tiles.
+    #[serde(default)]
+    pub cannon: Option<serde_json::Value>,
     /// The tile edge used.
     pub tile: usize,
     /// Tiles in all.
