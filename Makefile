@@ -104,7 +104,12 @@ pxe-test: pxe
 # The Raspberry Pi image: the binary cross-compiled for aarch64 with Debian's rustc-web.
 image-rpi: image-deps
 	@scripts/image-deps.sh rpi
-	image/build-rpi-arm64.sh "$$(image/cross-build-aarch64.sh $(IMAGE_PROFILE))" "$(IMAGE_OUT)"
+	@# The emulated arm64 root file system builds while the binary cross-compiles; then the
+	@# binary goes into that root and the disk is assembled.
+	image/build-rpi-arm64.sh --rootfs-only "$(IMAGE_OUT)" & rootfs=$$!; \
+	bin=$$(image/cross-build-aarch64.sh $(IMAGE_PROFILE)) || { kill $$rootfs; exit 1; }; \
+	wait $$rootfs; \
+	HYPHAE_IMAGE_REUSE_ROOTFS=1 image/build-rpi-arm64.sh "$$bin" "$(IMAGE_OUT)"
 
 image-rpi-test: image-rpi
 	tests/image/rpi-image-test.sh "$(RPI_IMAGE)"

@@ -77,11 +77,13 @@ fi
 #                             certificates have validity periods)
 #   iproute2 iputils-ping ca-certificates procps fdisk   administration
 #   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
-# Later services add theirs here (qemu-system-x86 for memrep, libvulkan1 + mesa-vulkan-drivers
-# for compute).
+#   qemu-system-x86           the VMs memrep runs and replicates (it starts qemu-system-x86_64)
+#   libvulkan1 mesa-vulkan-drivers   compute's Vulkan backend: the loader and Mesa's drivers
+#                             (radv, anv, lavapipe); without a GPU compute uses lavapipe or its
+#                             CPU backend
 packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod librocksdb7.8)
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
 # Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
 # modules for hardware a mesh node does not have or cannot use without non-free firmware

@@ -9,18 +9,22 @@
 set -euo pipefail
 root=${1:?usage: customize.sh ROOTFS}
 board=${HYPHAE_BOARD:-x86_64}
-: "${HYPHAE_BIN:?} ${HYPHAE_REPO:?} ${HYPHAE_STAGE:?}"
+: "${HYPHAE_BIN?} ${HYPHAE_REPO:?} ${HYPHAE_STAGE:?}"
 : "${BOOT_PARTUUID:?} ${ROOT_PARTUUID:?} ${DATA_PARTUUID:?}"
 repo=$HYPHAE_REPO
 in_root() { chroot "$root" "$@"; }
 
 # --- Hyphae: the binary, its units, its user ------------------------------------------------------
-# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions.
-install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
-# The host's strip reads only its own architecture; the aarch64 binary needs binutils' cross one.
-strip_tool=strip
-[ "$board" = rpi ] && strip_tool=aarch64-linux-gnu-strip
-if command -v "$strip_tool" >/dev/null; then "$strip_tool" --strip-debug "$root/usr/bin/hyphae"; fi
+# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions. An empty
+# HYPHAE_BIN (build-rpi-arm64.sh --rootfs-only) leaves it for a later HYPHAE_IMAGE_REUSE_ROOTFS
+# run to put in.
+if [ -n "$HYPHAE_BIN" ]; then
+  install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
+  # The host's strip reads only its own architecture; the aarch64 binary needs binutils' cross one.
+  strip_tool=strip
+  [ "$board" = rpi ] && strip_tool=aarch64-linux-gnu-strip
+  if command -v "$strip_tool" >/dev/null; then "$strip_tool" --strip-debug "$root/usr/bin/hyphae"; fi
+fi
 for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
   install -D -m 0644 "$u" "$root/usr/lib/systemd/system/$(basename "$u")"
 done
