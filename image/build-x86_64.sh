@@ -108,13 +108,15 @@ dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
 
 export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=x86_64
 if [ "$reuse" = 1 ]; then
-  # The binary and the units are put in again: iterating on them needs no new root.
+  # The binary, the units and image/files are put in again: iterating on them needs no new
+  # root.
   say "reusing the root file system in $rootfs (with this binary and these units)"
   install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
   if command -v strip >/dev/null; then strip --strip-debug "$rootfs/usr/bin/hyphae" 2>/dev/null || true; fi
   for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
     install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
   done
+  cp -a "$repo/image/files/." "$rootfs/"
 else
   say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
   # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop
