@@ -63,11 +63,14 @@ in_root passwd --delete root >/dev/null
 ln -sf ../run/systemd/resolve/resolv.conf "$root/etc/resolv.conf"
 
 if [ "$board" = rpi ]; then boot_mount=/boot/firmware; else boot_mount=/boot/efi; fi
+# The boot and data partitions are on the disk the root is on, so they will show up: wait for
+# them for 5 minutes rather than systemd's 90 s before dropping to emergency mode (a loaded VM
+# host or a slow SD card can take longer than 90 s to get udev through its coldplug).
 cat >"$root/etc/fstab" <<FSTAB
 # <device>                                   <mount point>    <type> <options>                    <dump> <fsck>
 PARTUUID=$ROOT_PARTUUID  /                ext4   rw,noatime,errors=remount-ro 0      1
-PARTUUID=$BOOT_PARTUUID  $boot_mount   vfat   umask=0077,noatime           0      2
-PARTUUID=$DATA_PARTUUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs  0      2
+PARTUUID=$BOOT_PARTUUID  $boot_mount   vfat   umask=0077,noatime,x-systemd.device-timeout=5min 0      2
+PARTUUID=$DATA_PARTUUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs,x-systemd.device-timeout=5min  0      2
 FSTAB
 install -d "$root$boot_mount"
 

@@ -53,7 +53,9 @@ echo ', +' | sfdisk --quiet -N 3 "$disk" >/dev/null
 # argument in the loader entry (both on the FAT partition, at 1 MiB; mtools, no mount).
 export MTOOLS_SKIP_CHECK=1
 esp="$disk@@1M"
-printf '[node]\nname = "boot-test"\n' >"$work/hyphae.toml"
+# auto_init: alone on its network, the node founds its own mesh (the gateway serves the
+# dashboard only for a member).
+printf '[node]\nname = "boot-test"\n\n[discovery]\nauto_init = true\n' >"$work/hyphae.toml"
 mcopy -i "$esp" "$work/hyphae.toml" ::/hyphae.toml
 mcopy -i "$esp" ::/loader/entries/hyphae.conf "$work/entry.conf"
 # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can time out
