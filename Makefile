@@ -129,7 +129,7 @@ image-ci: image-deps
 ifeq ($(HYPHAE_SKIP_IMAGE),1)
 	@echo "image-ci: skipped (HYPHAE_SKIP_IMAGE=1)"
 else
-	$(MAKE) --no-print-directory image IMAGE_PROFILE=dev
+	HYPHAE_IMAGE_XZ=0 $(MAKE) --no-print-directory image IMAGE_PROFILE=dev
 	tests/image/boot-test.sh "$(IMAGE)"
 	image/build-pxe.sh "$(IMAGE_OUT)"
 	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"
