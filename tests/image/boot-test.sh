@@ -12,7 +12,8 @@
 # Then it boots the same disk a second time: first boot must not run again and the node must
 # come up with the same identity.
 #
-#   tests/image/boot-test.sh IMAGE.img        (TIMEOUT_S per boot, default 600)
+#   tests/image/boot-test.sh IMAGE.img        (TIMEOUT_S per boot, default 600; DASHBOARD_WAIT_S
+#                                              after ready, default 300)
 #
 # The image file is not modified: the test boots a sparse copy.
 set -euo pipefail
@@ -22,6 +23,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=image/qemu-common.sh
 . "$repo/image/qemu-common.sh"
 timeout_s=${TIMEOUT_S:-600}
+dash_wait_s=${DASHBOARD_WAIT_S:-300}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/hyphae-boot-test.XXXXXX")
 qemu_pid=""
 cleanup() {
@@ -84,8 +86,9 @@ boot() {
   local deadline=$((SECONDS + timeout_s)) ready_ms="" dash_ms="" now ready_at=0 b64
   dashboard_port="" webca=""
   # Until the console says ready and the dashboard has answered 200 and its certificate has
-  # been checked against the web CA the console printed (at most 120 s after ready).
-  until [ -n "$ready_ms" ] && { { [ -n "$dash_ms" ] && [ -n "$webca" ]; } || ((SECONDS > ready_at + 120)); }; do
+  # been checked against the web CA the console printed (at most DASHBOARD_WAIT_S after ready:
+  # founding the mesh, then the gateway's certificate, come after boot has settled).
+  until [ -n "$ready_ms" ] && { { [ -n "$dash_ms" ] && [ -n "$webca" ]; } || ((SECONDS > ready_at + dash_wait_s)); }; do
     kill -0 "$qemu_pid" 2>/dev/null || fail "boot $n: QEMU exited before the node was ready"
     ((SECONDS < deadline)) || fail "boot $n: no HYPHAE-READY within ${timeout_s}s"
     now=$((($(date +%s%N) - start) / 1000000))
