@@ -104,7 +104,12 @@ pxe-test: pxe
 # The Raspberry Pi image: the binary cross-compiled for aarch64 with Debian's rustc-web.
 image-rpi: image-deps
 	@scripts/image-deps.sh rpi
-	image/build-rpi-arm64.sh "$$(image/cross-build-aarch64.sh $(IMAGE_PROFILE))" "$(IMAGE_OUT)"
+	@# The emulated arm64 root file system builds while the binary cross-compiles; then the
+	@# binary goes into that root and the disk is assembled.
+	image/build-rpi-arm64.sh --rootfs-only "$(IMAGE_OUT)" & rootfs=$$!; \
+	bin=$$(image/cross-build-aarch64.sh $(IMAGE_PROFILE)) || { kill $$rootfs; exit 1; }; \
+	wait $$rootfs; \
+	HYPHAE_IMAGE_REUSE_ROOTFS=1 image/build-rpi-arm64.sh "$$bin" "$(IMAGE_OUT)"
 
 image-rpi-test: image-rpi
 	tests/image/rpi-image-test.sh "$(RPI_IMAGE)"
@@ -124,7 +129,7 @@ image-ci: image-deps
 ifeq ($(HYPHAE_SKIP_IMAGE),1)
 	@echo "image-ci: skipped (HYPHAE_SKIP_IMAGE=1)"
 else
-	$(MAKE) --no-print-directory image IMAGE_PROFILE=dev
+	HYPHAE_IMAGE_XZ=0 $(MAKE) --no-print-directory image IMAGE_PROFILE=dev
 	tests/image/boot-test.sh "$(IMAGE)"
 	image/build-pxe.sh "$(IMAGE_OUT)"
 	tests/image/pxe-boot-test.sh "$(IMAGE_OUT)/pxe"

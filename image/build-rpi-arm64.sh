@@ -2,6 +2,11 @@
 # Builds the Raspberry Pi 3/4 SD-card image (arm64) without loop devices or mounts:
 #
 #   image/build-rpi-arm64.sh HYPHAE_AARCH64_BINARY OUT_DIR
+#   image/build-rpi-arm64.sh --rootfs-only OUT_DIR    step 1 only, without the binary
+#
+# --rootfs-only lets the emulated (slow) root file system build run while the binary is still
+# being cross-compiled; a later run with the binary and HYPHAE_IMAGE_REUSE_ROOTFS=1 puts the
+# binary in and assembles the disk (make image-rpi does the two side by side).
 #
 # 1. mmdebstrap --architectures=arm64 (arm64 maintainer scripts run through qemu-aarch64 via
 #    binfmt_misc; scripts/image-deps.sh rpi sets that up): the same root file system as the
@@ -31,8 +36,13 @@ security=${HYPHAE_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 say() { printf '\033[1mimage-rpi:\033[0m %s\n' "$*" >&2; }
 die() { echo "build-rpi-arm64.sh: $*" >&2; exit 1; }
 
-[ -x "$bin" ] || die "no hyphae binary at $bin (image/cross-build-aarch64.sh builds it)"
-file -b "$bin" 2>/dev/null | grep -q 'ARM aarch64' || die "$bin is not an aarch64 executable"
+rootfs_only=0
+if [ "$bin" = --rootfs-only ]; then
+  rootfs_only=1 bin=""
+else
+  [ -x "$bin" ] || die "no hyphae binary at $bin (image/cross-build-aarch64.sh builds it)"
+  file -b "$bin" 2>/dev/null | grep -q 'ARM aarch64' || die "$bin is not an aarch64 executable"
+fi
 [ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap's root mode; no loop devices are used)"
 for tool in mmdebstrap sfdisk mkfs.fat mcopy mmd mke2fs xz; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/image-deps.sh rpi installs it)"
@@ -46,7 +56,8 @@ rootfs=$work/rootfs
 export HYPHAE_STAGE=$work/stage
 
 reuse=${HYPHAE_IMAGE_REUSE_ROOTFS:-0}
-if [ "$reuse" = 1 ] && [ -s "$work/uuids" ] && [ -d "$rootfs/etc" ]; then
+[ "$rootfs_only" = 0 ] || reuse=0
+if [ "$reuse" = 1 ] && [ -s "$work/uuids" ] && [ -d "$rootfs/etc" ] && [ -d "$HYPHAE_STAGE/boot" ]; then
   # shellcheck source=/dev/null
   . "$work/uuids"
 else
@@ -71,7 +82,7 @@ fi
 # linux-image-amd64 and systemd-boot-efi.
 packages=(systemd-sysv udev dbus linux-image-arm64 initramfs-tools zstd raspi-firmware
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod librocksdb7.8)
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
 excludes=(
   '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
@@ -100,13 +111,15 @@ dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
 
 export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=rpi
 if [ "$reuse" = 1 ]; then
-  # The binary and the units are put in again: iterating on them needs no new root.
+  # The binary, the units and image/files are put in again: iterating on them needs no new
+  # root.
   say "reusing the root file system in $rootfs (with this binary and these units)"
   install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
   aarch64-linux-gnu-strip --strip-debug "$rootfs/usr/bin/hyphae"
   for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
     install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
   done
+  cp -a "$repo/image/files/." "$rootfs/"
 else
   say "mmdebstrap $suite arm64 into $rootfs (.debs cached in $cache)"
   mmdebstrap --variant=minbase --mode="${HYPHAE_MMDEBSTRAP_MODE:-root}" --architectures=arm64 \
@@ -125,6 +138,10 @@ else
     "deb $security $suite-security main non-free-firmware"
 fi
 rootfs_s=$(date +%s)
+if [ "$rootfs_only" = 1 ]; then
+  say "root file system ready in $((rootfs_s - start_s))s (without the binary): $rootfs"
+  exit 0
+fi
 
 # --- 2. the disk -----------------------------------------------------------------------------
 # Sizes in MiB, as on x86_64; the boot partition holds kernel (~30 MB) and initrd with room for

@@ -77,11 +77,13 @@ fi
 #                             certificates have validity periods)
 #   iproute2 iputils-ping ca-certificates procps fdisk   administration
 #   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
-# Later services add theirs here (qemu-system-x86 for memrep, libvulkan1 + mesa-vulkan-drivers
-# for compute).
+#   qemu-system-x86           the VMs memrep runs and replicates (it starts qemu-system-x86_64)
+#   libvulkan1 mesa-vulkan-drivers   compute's Vulkan backend: the loader and Mesa's drivers
+#                             (radv, anv, lavapipe); without a GPU compute uses lavapipe or its
+#                             CPU backend
 packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
   systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod librocksdb7.8)
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
 # Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
 # modules for hardware a mesh node does not have or cannot use without non-free firmware
@@ -106,13 +108,15 @@ dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
 
 export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=x86_64
 if [ "$reuse" = 1 ]; then
-  # The binary and the units are put in again: iterating on them needs no new root.
+  # The binary, the units and image/files are put in again: iterating on them needs no new
+  # root.
   say "reusing the root file system in $rootfs (with this binary and these units)"
   install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
   if command -v strip >/dev/null; then strip --strip-debug "$rootfs/usr/bin/hyphae" 2>/dev/null || true; fi
   for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
     install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
   done
+  cp -a "$repo/image/files/." "$rootfs/"
 else
   say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
   # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop

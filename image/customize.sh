@@ -9,18 +9,22 @@
 set -euo pipefail
 root=${1:?usage: customize.sh ROOTFS}
 board=${HYPHAE_BOARD:-x86_64}
-: "${HYPHAE_BIN:?} ${HYPHAE_REPO:?} ${HYPHAE_STAGE:?}"
+: "${HYPHAE_BIN?} ${HYPHAE_REPO:?} ${HYPHAE_STAGE:?}"
 : "${BOOT_PARTUUID:?} ${ROOT_PARTUUID:?} ${DATA_PARTUUID:?}"
 repo=$HYPHAE_REPO
 in_root() { chroot "$root" "$@"; }
 
 # --- Hyphae: the binary, its units, its user ------------------------------------------------------
-# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions.
-install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
-# The host's strip reads only its own architecture; the aarch64 binary needs binutils' cross one.
-strip_tool=strip
-[ "$board" = rpi ] && strip_tool=aarch64-linux-gnu-strip
-if command -v "$strip_tool" >/dev/null; then "$strip_tool" --strip-debug "$root/usr/bin/hyphae"; fi
+# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions. An empty
+# HYPHAE_BIN (build-rpi-arm64.sh --rootfs-only) leaves it for a later HYPHAE_IMAGE_REUSE_ROOTFS
+# run to put in.
+if [ -n "$HYPHAE_BIN" ]; then
+  install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
+  # The host's strip reads only its own architecture; the aarch64 binary needs binutils' cross one.
+  strip_tool=strip
+  [ "$board" = rpi ] && strip_tool=aarch64-linux-gnu-strip
+  if command -v "$strip_tool" >/dev/null; then "$strip_tool" --strip-debug "$root/usr/bin/hyphae"; fi
+fi
 for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
   install -D -m 0644 "$u" "$root/usr/lib/systemd/system/$(basename "$u")"
 done
@@ -59,11 +63,14 @@ in_root passwd --delete root >/dev/null
 ln -sf ../run/systemd/resolve/resolv.conf "$root/etc/resolv.conf"
 
 if [ "$board" = rpi ]; then boot_mount=/boot/firmware; else boot_mount=/boot/efi; fi
+# The boot and data partitions are on the disk the root is on, so they will show up: wait for
+# them for 5 minutes rather than systemd's 90 s before dropping to emergency mode (a loaded VM
+# host or a slow SD card can take longer than 90 s to get udev through its coldplug).
 cat >"$root/etc/fstab" <<FSTAB
 # <device>                                   <mount point>    <type> <options>                    <dump> <fsck>
 PARTUUID=$ROOT_PARTUUID  /                ext4   rw,noatime,errors=remount-ro 0      1
-PARTUUID=$BOOT_PARTUUID  $boot_mount   vfat   umask=0077,noatime           0      2
-PARTUUID=$DATA_PARTUUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs  0      2
+PARTUUID=$BOOT_PARTUUID  $boot_mount   vfat   umask=0077,noatime,x-systemd.device-timeout=5min 0      2
+PARTUUID=$DATA_PARTUUID  /var/lib/hyphae  ext4   rw,noatime,x-systemd.growfs,x-systemd.device-timeout=5min  0      2
 FSTAB
 install -d "$root$boot_mount"
 

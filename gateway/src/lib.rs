@@ -76,7 +76,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> anyhow::
     )
     .await?;
 
-    notify::status("gateway: waiting for the coordinator to join a mesh");
+    // Type=notify: started (its local socket answers) while it waits for the mesh.
+    notify::ready("gateway: waiting for the coordinator to join a mesh");
     if !bootstrap::wait_for_mesh(&local, &shutdown).await {
         let _ = ipc_task.await;
         return Ok(());
@@ -147,7 +148,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> anyhow::
         ctx.name, config.port, config.dns_port
     );
     tracing::info!("{line}");
-    notify::status(&line);
+    notify::ready(&line);
 
     // Maintenance: keep the service registration and the certificate current.
     loop {

@@ -4,14 +4,16 @@
 # once boot has settled (image/files/usr/lib/hyphae/console-report). It asserts:
 #   - every Hyphae unit is active, `systemctl --failed` is empty, no ordering cycle was logged;
 #   - the agent answers `hyphae status` inside the guest, and the dashboard answers 200 over
-#     HTTPS (forwarded from the host; the time from QEMU's start to that first 200 is printed);
+#     HTTPS on 443 (forwarded from the host; the time from QEMU's start to that first 200 is
+#     printed) with a certificate chain that verifies against the mesh's web CA;
 #   - first boot applied hyphae.toml from the ESP and a hyphae.* kernel command-line setting;
 #   - the data partition is mounted on /var/lib/hyphae, and its file system grew with the
 #     partition (grown offline here, as the operator guide says).
 # Then it boots the same disk a second time: first boot must not run again and the node must
 # come up with the same identity.
 #
-#   tests/image/boot-test.sh IMAGE.img        (TIMEOUT_S per boot, default 600)
+#   tests/image/boot-test.sh IMAGE.img        (TIMEOUT_S per boot, default 600; DASHBOARD_WAIT_S
+#                                              after ready, default 300)
 #
 # The image file is not modified: the test boots a sparse copy.
 set -euo pipefail
@@ -21,6 +23,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=image/qemu-common.sh
 . "$repo/image/qemu-common.sh"
 timeout_s=${TIMEOUT_S:-600}
+dash_wait_s=${DASHBOARD_WAIT_S:-300}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/hyphae-boot-test.XXXXXX")
 qemu_pid=""
 cleanup() {
@@ -52,7 +55,9 @@ echo ', +' | sfdisk --quiet -N 3 "$disk" >/dev/null
 # argument in the loader entry (both on the FAT partition, at 1 MiB; mtools, no mount).
 export MTOOLS_SKIP_CHECK=1
 esp="$disk@@1M"
-printf '[node]\nname = "boot-test"\n' >"$work/hyphae.toml"
+# auto_init: alone on its network, the node founds its own mesh (the gateway serves the
+# dashboard only for a member).
+printf '[node]\nname = "boot-test"\n\n[discovery]\nauto_init = true\n' >"$work/hyphae.toml"
 mcopy -i "$esp" "$work/hyphae.toml" ::/hyphae.toml
 mcopy -i "$esp" ::/loader/entries/hyphae.conf "$work/entry.conf"
 # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can time out
@@ -78,14 +83,29 @@ boot() {
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$fwd_443-:443,hostfwd=tcp:127.0.0.1:$fwd_8443-:8443" \
     -device virtio-net-pci,netdev=n0 &
   qemu_pid=$!
-  local deadline=$((SECONDS + timeout_s)) ready_ms="" dash_ms="" now ready_at=0
-  dashboard_port=""
-  # Until the console says ready and the dashboard has answered 200 (at most 120 s after ready).
-  until [ -n "$ready_ms" ] && { [ -n "$dash_ms" ] || ((SECONDS > ready_at + 120)); }; do
+  local deadline=$((SECONDS + timeout_s)) ready_ms="" dash_ms="" now ready_at=0 b64
+  dashboard_port="" webca=""
+  # Until the console says ready and the dashboard has answered 200 and its certificate has
+  # been checked against the web CA the console printed (at most DASHBOARD_WAIT_S after ready:
+  # founding the mesh, then the gateway's certificate, come after boot has settled).
+  until [ -n "$ready_ms" ] && { { [ -n "$dash_ms" ] && [ -n "$webca" ]; } || ((SECONDS > ready_at + dash_wait_s)); }; do
     kill -0 "$qemu_pid" 2>/dev/null || fail "boot $n: QEMU exited before the node was ready"
     ((SECONDS < deadline)) || fail "boot $n: no HYPHAE-READY within ${timeout_s}s"
     now=$((($(date +%s%N) - start) / 1000000))
     if [ -z "$ready_ms" ] && grep -q 'HYPHAE-READY' "$console"; then ready_ms=$now ready_at=$SECONDS; fi
+    if [ -n "$dash_ms" ] && [ -z "$webca" ] && [ -n "$ready_ms" ]; then
+      # The chain the dashboard serves must verify against the mesh's web CA (no host name
+      # check: the certificate names the node's mesh names, not 127.0.0.1).
+      b64=$(tr -d '\r' <"$console" | sed -nE 's/^.*HYPHAE-WEBCA ([A-Za-z0-9+\/=]+).*$/\1/p' | head -n1)
+      if [ -n "$b64" ] && base64 -d <<<"$b64" >"$work/web-ca-$n.pem" 2>/dev/null; then
+        if timeout 10 openssl s_client -connect "127.0.0.1:$dashboard_port" -CAfile "$work/web-ca-$n.pem" \
+          -verify_return_error </dev/null >"$work/s_client-$n.log" 2>&1; then
+          webca=verified
+        else
+          webca=failed
+        fi
+      fi
+    fi
     if [ -z "$dash_ms" ]; then
       for port in "$fwd_443" "$fwd_8443"; do
         if [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "https://127.0.0.1:$port/")" = 200 ]; then
@@ -131,6 +151,9 @@ data_mib=$(sed -nE 's/^HYPHAE-DATA size_mib=([0-9]+).*/\1/p' "$r")
 [ -n "$data_mib" ] || fail "boot 1: the data partition is not mounted on /var/lib/hyphae"
 ((data_mib > 1536)) || fail "boot 1: data file system is ${data_mib} MiB; it did not follow its grown partition"
 [ "$dash_s" != - ] || fail "boot 1: the dashboard did not answer 200 on 443 or 8443"
+[ "$dashboard_port" = 443 ] || fail "boot 1: the dashboard answered on ${dashboard_port}, not on 443"
+[ "$webca" = verified ] ||
+  fail "boot 1: the dashboard's certificate did not verify against the web CA (${webca:-no HYPHAE-WEBCA on the console}): $(tail -n 5 "$work/s_client-1.log" 2>/dev/null)"
 boot1_s=$boot_s
 dash1_s=$dash_s
 uptime1=$(field uptime "$r")

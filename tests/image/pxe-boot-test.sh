@@ -10,7 +10,8 @@
 #     ${hyphae_args}) was applied by first boot;
 #   - the root file system is the RAM overlay.
 #
-#   tests/image/pxe-boot-test.sh PXE_DIR        (TIMEOUT_S, default 900)
+#   tests/image/pxe-boot-test.sh PXE_DIR        (TIMEOUT_S, default 900; VM_MEM_MB, default 1024:
+#                                               the node must run in 1 GiB of RAM)
 set -euo pipefail
 
 pxe=${1:?usage: pxe-boot-test.sh PXE_DIR}
@@ -53,7 +54,7 @@ accel=(-accel tcg -cpu max)
 if [ "${VM_ACCEL:-tcg}" = kvm ]; then accel=(-accel kvm -cpu host); fi
 start=$(date +%s%N)
 # QEMU's user network: the guest reaches the host as 10.0.2.2; DHCP hands out the boot file.
-qemu-system-x86_64 -machine q35 -m "${VM_MEM_MB:-2048}" -smp 2 "${accel[@]}" \
+qemu-system-x86_64 -machine q35 -m "${VM_MEM_MB:-1024}" -smp 2 "${accel[@]}" \
   -netdev "user,id=n0,bootfile=http://10.0.2.2:$port/site.ipxe" \
   -device virtio-net-pci,netdev=n0 -boot n -device virtio-rng-pci \
   -display none -monitor none -serial "file:$console" -no-reboot &

@@ -95,10 +95,15 @@ pub async fn run(
         {
             return idle_until_shutdown(&ctx, shutdown).await;
         }
-        None => match join::acquire_membership(&ctx, &state_dir, &shutdown).await? {
-            Some(m) => m,
-            None => return Ok(()),
-        },
+        None => {
+            // Type=notify: the unit is started while the node looks for its mesh (which can
+            // take as long as an operator takes to admit it).
+            notify::ready("coordinator: looking for a mesh to join");
+            match join::acquire_membership(&ctx, &state_dir, &shutdown).await? {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        }
     };
     let id = membership.node_id();
     let identity_dir = ctx.paths.identity_dir();
@@ -203,7 +208,7 @@ pub async fn run(
         ctx.config.ports.coordinator
     );
     tracing::info!(addr = %my_addr, "{line}");
-    notify::status(&line);
+    notify::ready(&line);
 
     shutdown.cancelled().await;
     if let Err(e) = raft.shutdown().await {
@@ -282,6 +287,7 @@ async fn idle_until_shutdown(
         shutdown.clone(),
     )
     .await?;
+    notify::ready("coordinator: not a member (no way to find a mesh is configured)");
     shutdown.cancelled().await;
     let _ = task.await;
     Ok(())

@@ -160,6 +160,8 @@ async fn wait_membership(ctx: &NodeContext, shutdown: &CancellationToken) -> Opt
 
 /// Runs memrep until `shutdown` fires.
 pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(), MemrepError> {
+    // Type=notify: the unit is started while the node waits to become a member.
+    notify::ready("memrep: waiting for this node to join a mesh");
     let Some(membership) = wait_membership(&ctx, &shutdown).await else {
         return Ok(());
     };
@@ -270,7 +272,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         }
     );
     tracing::info!("{line}");
-    notify::status(&line);
+    notify::ready(&line);
 
     shutdown.cancelled().await;
     let vms: Vec<RunningVm> = state.vms.lock().await.drain().map(|(_, v)| v).collect();

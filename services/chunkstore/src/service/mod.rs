@@ -79,6 +79,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ChunkstoreError> {
     let service = ServiceSpec::CHUNKSTORE;
+    // Type=notify: the unit is started while the node waits to become a member.
+    notify::ready("chunkstore: waiting for this node to join a mesh");
     let Some(membership) = wait_membership(&ctx, &shutdown).await? else {
         return Ok(());
     };
@@ -151,7 +153,7 @@ pub async fn run(
         store.local.stats().backend.as_str()
     );
     tracing::info!("{line}");
-    notify::status(&line);
+    notify::ready(&line);
 
     shutdown.cancelled().await;
     let _ = rpc_task.await;

@@ -63,6 +63,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ComputeServiceError> {
     let service = ServiceSpec::COMPUTE;
+    // Type=notify: the unit is started while the node waits to become a member.
+    notify::ready("compute: waiting for this node to join a mesh");
     let Some(membership) = wait_membership(&ctx, &shutdown).await else {
         return Ok(());
     };
@@ -162,7 +164,7 @@ pub async fn run(
         ctx.config.ports.compute, backends.gflops
     );
     tracing::info!("{line}");
-    notify::status(&line);
+    notify::ready(&line);
     shutdown.cancelled().await;
     let _ = rpc_task.await;
     let _ = ipc_task.await;
