@@ -10,6 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use support::memrep::guest;
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
@@ -23,20 +24,6 @@ const FILES_READY: bool = true;
 const GATEWAY_PORT: u16 = 8443;
 
 /// Where screenshots go: `$HYPHAE_ARTIFACTS`, else `target/tmp/browser-artifacts`.
-/// The project's test guest (kernel, initramfs), built once and cached.
-fn guest() -> Result<(PathBuf, PathBuf)> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/services/memrep/guest/build.sh"
-    );
-    let out = Command::new(script).output()?;
-    if !out.status.success() {
-        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
-}
-
 fn artifacts_dir() -> PathBuf {
     std::env::var_os("HYPHAE_ARTIFACTS")
         .map(PathBuf::from)

@@ -6,23 +6,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+use support::memrep::guest;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use hyphae_harness::{wait_until, Cluster};
 use support::https::{Answer, Client, Proto};
-
-fn guest() -> Result<(PathBuf, PathBuf)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/memrep/guest/build.sh");
-    let out = std::process::Command::new(&script).output()?;
-    if !out.status.success() {
-        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
-}
 
 #[test]
 fn a_vm_is_created_listed_read_stopped_and_deleted_over_https() -> Result<()> {

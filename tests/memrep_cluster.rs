@@ -7,34 +7,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::memrep::{guest, memrep_status};
 
 use anyhow::{bail, Context, Result};
-use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 use support::form_mesh_with;
 
 /// Quick liveness (suspect after 1 s: the failure signal failover acts on).
 const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n";
-
-fn guest() -> Result<(PathBuf, PathBuf)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/memrep/guest/build.sh");
-    let out = std::process::Command::new(&script).output()?;
-    if !out.status.success() {
-        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
-}
-
-fn memrep_status(n: &Node) -> Result<Option<Value>> {
-    let sock = n.state_dir().join("run/memrep.sock");
-    match uds_get(&sock, "/status") {
-        Ok(r) if r.status == 200 => Ok(Some(r.json()?)),
-        _ => Ok(None),
-    }
-}
 
 /// `hyphae vm status` on `n`: record, replicas, and stats when `n` runs the VM.
 fn vm_status(n: &Node, vm: &str) -> Result<Option<Value>> {

@@ -7,8 +7,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::memrep::{guest, memrep_status};
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{uds_get, wait_for, Cluster, Node, Tbf};
@@ -18,24 +19,6 @@ use support::form_mesh_with;
 
 /// The scheduler's hard lag limit (`SchedulerConfig::default().lag_hard`).
 const LAG_HARD_MS: f64 = 2000.0;
-
-fn guest() -> Result<(PathBuf, PathBuf)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("services/memrep/guest/build.sh");
-    let out = std::process::Command::new(&script).output()?;
-    if !out.status.success() {
-        bail!("guest build: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    Ok((dir.join("vmlinuz"), dir.join("initrd.cpio")))
-}
-
-fn memrep_status(n: &Node) -> Result<Option<Value>> {
-    let sock = n.state_dir().join("run/memrep.sock");
-    match uds_get(&sock, "/status") {
-        Ok(r) if r.status == 200 => Ok(Some(r.json()?)),
-        _ => Ok(None),
-    }
-}
 
 fn vm_stats(n: &Node, vm: &str) -> Result<Value> {
     let sock = n.state_dir().join("run/memrep.sock");

@@ -4,6 +4,7 @@
 #![allow(unused_imports, dead_code)]
 
 pub mod https;
+pub mod memrep;
 
 pub use hyphae_harness::coordinator::*;
 
