@@ -12,62 +12,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
-use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, Cluster, Node};
 use serde_json::Value;
-use support::{found_mesh_with, join_config, token, wait_directory};
+use support::compute::{compute_mesh_with, FAST};
 
-/// Quick liveness and a short QUIC idle timeout, so a killed worker is noticed in seconds.
-const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n\
-[transport]\nidle_timeout = \"3s\"\nkeep_alive = \"1s\"\n";
 /// How long the slow worker holds every block it passes on.
 const SLOW: &str = "[compute]\ntest_cannon_delay = \"15s\"\n";
 
+/// A mesh of `n` nodes; node `slow` holds every block it passes on.
 fn mesh(n: usize, slow: usize) -> Result<Cluster> {
-    let c = Cluster::builder()
-        .nodes(n)
-        .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .build()?;
-    let extra = |i: usize| {
+    compute_mesh_with(n, |i| {
         if i == slow {
             format!("{FAST}{SLOW}")
         } else {
             FAST.to_string()
         }
-    };
-    found_mesh_with(&c, &extra(0))?;
-    let tok = token(&c[0], (n - 1) as u32, "1h")?;
-    for (i, node) in c.nodes().iter().enumerate().skip(1) {
-        node.write_config(&format!(
-            "{}{}",
-            join_config(Some(&tok), &[&c[0]]),
-            extra(i)
-        ))?;
-        node.start()?;
-    }
-    for node in c.nodes().iter().skip(1) {
-        node.wait_ready(c.ready_timeout())?;
-    }
-    wait_directory(&c[0], n, 0, Duration::from_secs(150))?;
-    wait_until(Duration::from_secs(90), "every worker advertised", || {
-        Ok(kv_scan(&c[0], "compute_workers")?.len() == n)
-    })?;
-    wait_until(
-        Duration::from_secs(60),
-        "every storage node published",
-        || Ok(kv_scan(&c[0], "storage_nodes")?.len() == n),
-    )?;
-    Ok(c)
-}
-
-fn kv_scan(n: &Node, table: &str) -> Result<Vec<Value>> {
-    let r = uds_get(
-        n.state_dir().join("run/coordinator.sock"),
-        &format!("/kv/{table}?prefix="),
-    )?;
-    if r.status != 200 {
-        return Ok(Vec::new());
-    }
-    Ok(r.json()?["entries"].as_array().cloned().unwrap_or_default())
+    })
 }
 
 fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {

@@ -16,71 +16,19 @@ use anyhow::{bail, Context, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::{found_mesh_with, join_config, token, wait_directory};
+use support::compute::{compute_mesh_with, compute_status, kv_scan, FAST};
 
-/// Quick liveness and a short QUIC idle timeout, so a killed worker is noticed in seconds.
-const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n\
-[transport]\nidle_timeout = \"3s\"\nkeep_alive = \"1s\"\n";
 const FAULTY: &str = "[compute]\ntest_corrupt_results = true\n";
 
 /// A mesh of `n` nodes; the nodes in `faulty` run with the corrupting switch.
 fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
-    let c = Cluster::builder()
-        .nodes(n)
-        .binary(env!("CARGO_BIN_EXE_hyphae"))
-        .build()?;
-    let extra = |i: usize| {
+    compute_mesh_with(n, |i| {
         if faulty.contains(&i) {
             format!("{FAST}{FAULTY}")
         } else {
             FAST.to_string()
         }
-    };
-    found_mesh_with(&c, &extra(0))?;
-    let tok = token(&c[0], (n - 1).max(1) as u32, "1h")?;
-    for (i, node) in c.nodes().iter().enumerate().skip(1) {
-        node.write_config(&format!(
-            "{}{}",
-            join_config(Some(&tok), &[&c[0]]),
-            extra(i)
-        ))?;
-        node.start()?;
-    }
-    for node in c.nodes().iter().skip(1) {
-        node.wait_ready(c.ready_timeout())?;
-    }
-    wait_directory(&c[0], n, 0, Duration::from_secs(60))?;
-    for node in c.nodes() {
-        wait_for(Duration::from_secs(90), "compute ready", || status(node))?;
-    }
-    wait_until(Duration::from_secs(60), "every worker advertised", || {
-        Ok(kv_scan(&c[0], "compute_workers")?.len() == n)
-    })?;
-    // The store must be writable (every chunkstore published) before inputs go in.
-    wait_until(
-        Duration::from_secs(60),
-        "every storage node published",
-        || Ok(kv_scan(&c[0], "storage_nodes")?.len() == n),
-    )?;
-    Ok(c)
-}
-
-fn status(n: &Node) -> Result<Option<Value>> {
-    match uds_get(n.state_dir().join("run/compute.sock"), "/status") {
-        Ok(r) if r.status == 200 => Ok(Some(r.json()?)),
-        _ => Ok(None),
-    }
-}
-
-fn kv_scan(n: &Node, table: &str) -> Result<Vec<Value>> {
-    let r = uds_get(
-        n.state_dir().join("run/coordinator.sock"),
-        &format!("/kv/{table}?prefix="),
-    )?;
-    if r.status != 200 {
-        return Ok(Vec::new());
-    }
-    Ok(r.json()?["entries"].as_array().cloned().unwrap_or_default())
+    })
 }
 
 fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
@@ -205,7 +153,11 @@ fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() ->
         assert!(r.stderr.contains(want), "{x}·{y}: expected {want:?} in {r}");
     }
     for n in c.nodes() {
-        assert!(status(n)?.is_some(), "{} compute service died", n.name());
+        assert!(
+            compute_status(n)?.is_some(),
+            "{} compute service died",
+            n.name()
+        );
     }
     Ok(())
 }
@@ -518,7 +470,11 @@ fn quorum_job_over_https_outvotes_a_faulty_worker_and_inference_matches_numpy() 
         assert!(v.to_string().contains(want), "expected {want:?} in {v}");
     }
     for n in c.nodes() {
-        assert!(status(n)?.is_some(), "{} compute service died", n.name());
+        assert!(
+            compute_status(n)?.is_some(),
+            "{} compute service died",
+            n.name()
+        );
     }
     Ok(())
 }

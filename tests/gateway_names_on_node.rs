@@ -101,21 +101,7 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
     std::fs::write(&ca_file, format!("{ca}\n"))?;
     let ca_arg = ca_file.to_str().context("path")?.to_string();
     let url = "https://hypermesh:8443/healthz";
-    let out = c[0].exec(
-        "curl",
-        &[
-            "-sS",
-            "--cacert",
-            &ca_arg,
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-    )?;
+    let out = curl_status(&c[0], &ca_arg, url)?;
     ensure!(out.stdout.trim() == "200", "curl {url}: {out:?}");
     // A stopped node's gateway is no longer answered for.
     c[1].kill()?;
@@ -123,12 +109,28 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
     wait_until(Duration::from_secs(60), "hypermesh only on n0", || {
         Ok(getent(&c[0], "hypermesh")? == only_n0)
     })?;
-    let out = c[0].exec(
+    let out = curl_status(&c[0], &ca_arg, url)?;
+    ensure!(
+        out.stdout.trim() == "200",
+        "curl {url} after n1 stopped: {out:?}"
+    );
+    // An unknown single-label name does not resolve.
+    ensure!(getent(&c[0], "no-such-name")?.is_empty());
+    Ok(())
+}
+
+/// `curl` on `node` (its namespace, its resolver): the HTTP status of `url`, trusting only `ca`.
+fn curl_status(
+    node: &hyphae_harness::Node,
+    ca: &str,
+    url: &str,
+) -> Result<hyphae_harness::CmdOutput> {
+    node.exec(
         "curl",
         &[
             "-sS",
             "--cacert",
-            &ca_arg,
+            ca,
             "-m",
             "10",
             "-o",
@@ -137,12 +139,5 @@ fn a_node_resolves_hypermesh_through_its_gateway_and_trusts_it() -> Result<()> {
             "%{http_code}",
             url,
         ],
-    )?;
-    ensure!(
-        out.stdout.trim() == "200",
-        "curl {url} after n1 stopped: {out:?}"
-    );
-    // An unknown single-label name does not resolve.
-    ensure!(getent(&c[0], "no-such-name")?.is_empty());
-    Ok(())
+    )
 }

@@ -3,6 +3,7 @@
 
 #![allow(unused_imports, dead_code)]
 
+pub mod compute;
 pub mod https;
 pub mod memrep;
 
