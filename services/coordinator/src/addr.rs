@@ -29,3 +29,47 @@ pub fn advertised_ip() -> Option<IpAddr> {
 pub fn join_host_port(ip: IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(ip, port).to_string()
 }
+
+/// How long a coordinator waits for the network to give the host an address worth
+/// advertising before it settles for loopback.
+pub const ADDRESS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The address to advertise: [`advertised_ip`], waiting up to `patience` for one. On the
+/// appliance the coordinator starts with `network.target`, before DHCP has answered; the
+/// address it picks goes into the Raft membership and the directory, so settling for loopback
+/// at once would leave other nodes unable to dial it. A node that listens on loopback only
+/// (development) has nothing to wait for.
+pub async fn wait_for_advertised_ip(
+    listen: IpAddr,
+    patience: std::time::Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> IpAddr {
+    let fallback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    if listen.is_loopback() {
+        return advertised_ip().unwrap_or(fallback);
+    }
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut said = false;
+    loop {
+        if let Some(ip) = advertised_ip() {
+            return ip;
+        }
+        if !said {
+            said = true;
+            tracing::info!("no routable address yet; waiting for the network");
+            hyphae_core::notify::status("coordinator: waiting for a network address");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "no routable address after {}s; advertising loopback (other nodes cannot reach \
+                 this coordinator until it restarts with one)",
+                patience.as_secs()
+            );
+            return fallback;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return fallback,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+    }
+}

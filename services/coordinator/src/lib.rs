@@ -29,7 +29,7 @@ pub mod types;
 pub mod web_ca;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -131,7 +131,7 @@ pub async fn run(
         .await
         .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
 
-    let ip = addr::advertised_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let ip = addr::wait_for_advertised_ip(listen, addr::ADDRESS_PATIENCE, &shutdown).await;
     let my_addr = addr::join_host_port(ip, ctx.config.ports.coordinator);
     let coord = Arc::new(Coordinator {
         id,

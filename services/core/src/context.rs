@@ -2,7 +2,9 @@
 //! node's identity and membership, and the shared metrics registry.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::identity::{IdentityError, NodeKey};
@@ -56,5 +58,26 @@ impl NodeContext {
             name,
             started: Instant::now(),
         })
+    }
+
+    /// The node's membership, waiting for it when the node is not a member yet: the node
+    /// joins while its services already run (the coordinator writes the credentials), so a
+    /// service that needs them polls the identity directory. `None` when shut down first.
+    pub async fn wait_membership(&self, shutdown: &CancellationToken) -> Option<Membership> {
+        if let Some(m) = &self.membership {
+            return Some(m.clone());
+        }
+        loop {
+            match Membership::load(&self.paths.identity_dir(), self.key.clone()) {
+                Ok(Some(m)) => return Some(m),
+                Ok(None) => {}
+                // Half-written files while the coordinator joins: read them again shortly.
+                Err(e) => tracing::debug!(error = %e, "membership not readable yet"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::config::{LogFormat, LogSection};
 /// `journalctl -u hyphae-node -o json` shows span fields such as `peer` and `method`.
 pub fn init(log: &LogSection) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
+        .or_else(|_| EnvFilter::try_new(filter_directives(&log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let journald = if std::env::var_os("JOURNAL_STREAM").is_some() {
         tracing_journald::layer()
@@ -42,4 +42,35 @@ pub fn init(log: &LogSection) {
     };
     // A second init (tests, embedded use) keeps the first subscriber; that is fine.
     let _ = result;
+}
+
+/// The filter for a configured `level`. A bare level more verbose than `info` (`debug`,
+/// `trace`) is for our own code (every crate's target starts with `hyphae`): libraries stay
+/// at `info`, because openraft, quinn and rustls at debug log every tick and packet — hundreds
+/// of lines a second that a slow journald (a Pi's SD card, a TCG VM) cannot absorb, and a
+/// service blocks while journald's socket is full. Anything else (`warn`, or directives such as
+/// `info,openraft=debug`) is taken as written.
+pub fn filter_directives(level: &str) -> String {
+    let bare = level.trim();
+    match bare.to_ascii_lowercase().as_str() {
+        "debug" | "trace" => format!("info,hyphae={bare}"),
+        _ => level.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_directives;
+
+    #[test]
+    fn a_bare_verbose_level_is_for_our_crates_only() {
+        assert_eq!(filter_directives("debug"), "info,hyphae=debug");
+        assert_eq!(filter_directives(" trace "), "info,hyphae=trace");
+        assert_eq!(filter_directives("info"), "info");
+        assert_eq!(filter_directives("warn"), "warn");
+        assert_eq!(
+            filter_directives("info,openraft=debug"),
+            "info,openraft=debug"
+        );
+    }
 }

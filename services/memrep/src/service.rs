@@ -19,7 +19,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use hyphae_core::pki::Membership;
 use hyphae_core::rpc::{self, Limits, RpcMetrics};
 use hyphae_core::transport::{MeshEndpoint, MeshTls, TransportError};
 use hyphae_core::{ipc, notify, NodeContext};
@@ -143,26 +142,11 @@ fn remove_stale_primaries(shm_dir: &std::path::Path) {
     }
 }
 
-async fn wait_membership(ctx: &NodeContext, shutdown: &CancellationToken) -> Option<Membership> {
-    if let Some(m) = &ctx.membership {
-        return Some(m.clone());
-    }
-    loop {
-        if let Ok(Some(m)) = Membership::load(&ctx.paths.identity_dir(), ctx.key.clone()) {
-            return Some(m);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 /// Runs memrep until `shutdown` fires.
 pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(), MemrepError> {
     // Type=notify: the unit is started while the node waits to become a member.
     notify::ready("memrep: waiting for this node to join a mesh");
-    let Some(membership) = wait_membership(&ctx, &shutdown).await else {
+    let Some(membership) = ctx.wait_membership(&shutdown).await else {
         return Ok(());
     };
     let node = membership.node_id();

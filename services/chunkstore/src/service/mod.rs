@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyphae_core::pki::Membership;
 use hyphae_core::rpc::{self, Limits, RpcMetrics};
 use hyphae_core::transport::{MeshEndpoint, MeshTls, ServiceSpec, TransportError};
 use hyphae_core::{ipc, notify, NodeContext};
@@ -52,27 +51,6 @@ pub enum ChunkstoreError {
     Membership(String),
 }
 
-/// Waits until this node is a member of a mesh (it may join while running).
-async fn wait_membership(
-    ctx: &NodeContext,
-    shutdown: &CancellationToken,
-) -> Result<Option<Membership>, ChunkstoreError> {
-    if let Some(m) = &ctx.membership {
-        return Ok(Some(m.clone()));
-    }
-    loop {
-        match Membership::load(&ctx.paths.identity_dir(), ctx.key.clone()) {
-            Ok(Some(m)) => return Ok(Some(m)),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "membership not readable yet"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 /// Runs the chunkstore until `shutdown` fires.
 pub async fn run(
     ctx: Arc<NodeContext>,
@@ -81,7 +59,7 @@ pub async fn run(
     let service = ServiceSpec::CHUNKSTORE;
     // Type=notify: the unit is started while the node waits to become a member.
     notify::ready("chunkstore: waiting for this node to join a mesh");
-    let Some(membership) = wait_membership(&ctx, &shutdown).await? else {
+    let Some(membership) = ctx.wait_membership(&shutdown).await else {
         return Ok(());
     };
     let node = membership.node_id();

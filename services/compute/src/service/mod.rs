@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyphae_chunkstore::coordinator_client::CoordinatorClient;
-use hyphae_core::pki::Membership;
 use hyphae_core::rpc::{self, Limits, RpcMetrics};
 use hyphae_core::transport::{MeshEndpoint, MeshTls, ServiceSpec, TransportError};
 use hyphae_core::{ipc, notify, NodeContext};
@@ -40,23 +39,6 @@ pub enum ComputeServiceError {
     Start(String),
 }
 
-async fn wait_membership(ctx: &NodeContext, shutdown: &CancellationToken) -> Option<Membership> {
-    if let Some(m) = &ctx.membership {
-        return Some(m.clone());
-    }
-    loop {
-        match Membership::load(&ctx.paths.identity_dir(), ctx.key.clone()) {
-            Ok(Some(m)) => return Some(m),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "membership not readable yet"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 /// Runs the compute service until `shutdown` fires.
 pub async fn run(
     ctx: Arc<NodeContext>,
@@ -65,7 +47,7 @@ pub async fn run(
     let service = ServiceSpec::COMPUTE;
     // Type=notify: the unit is started while the node waits to become a member.
     notify::ready("compute: waiting for this node to join a mesh");
-    let Some(membership) = wait_membership(&ctx, &shutdown).await else {
+    let Some(membership) = ctx.wait_membership(&shutdown).await else {
         return Ok(());
     };
     let node = membership.node_id();
