@@ -96,3 +96,88 @@ fn memrep_tells_systemd_it_started() {
 fn compute_tells_systemd_it_started() {
     assert_ready("compute");
 }
+
+/// `hyphae status --json` for the node in `dir`, parsed; `None` while it does not answer.
+fn status_json(dir: &Path) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hyphae"))
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(dir.join("hyphae.toml"))
+        .args(["status", "--json"])
+        .env_remove("HYPHAE_STATE_DIR")
+        .env_remove("HYPHAE_CONFIG")
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Under systemd each service is its own process, started before the node joins: the agent
+/// must notice the membership its node gains while it runs (it used to read it once at start,
+/// so `hyphae status` said "not a member yet" on a node that had founded its mesh).
+#[test]
+fn the_agent_serves_the_mesh_once_its_node_joins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port free right now (not 7440: other tests on this host may hold it).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    std::fs::write(
+        dir.path().join("hyphae.toml"),
+        format!("{ISOLATED}[ports]\nnode = {port}\n"),
+    )
+    .expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_hyphae"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("hyphae.toml"))
+        .arg("agent")
+        .env_remove("HYPHAE_STATE_DIR")
+        .env_remove("HYPHAE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hyphae agent");
+    let _agent = Running(child);
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    let before = loop {
+        if let Some(s) = status_json(dir.path()) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never answered its status"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(before["member"], false, "{before}");
+
+    let init = Command::new(env!("CARGO_BIN_EXE_hyphae"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("hyphae.toml"))
+        .arg("init")
+        .env_remove("HYPHAE_STATE_DIR")
+        .env_remove("HYPHAE_CONFIG")
+        .output()
+        .expect("run hyphae init");
+    assert!(init.status.success(), "hyphae init: {init:?}");
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let s = status_json(dir.path()).unwrap_or_default();
+        if s["member"] == true && s["quic"].is_string() && s["mesh_id"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never saw the membership `hyphae init` wrote: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
