@@ -46,9 +46,25 @@ mkdir -p "$cache" "$out" "$work"
 rootfs=$work/rootfs
 export HYPHAE_STAGE=$work/stage
 
-# HYPHAE_IMAGE_REUSE_ROOTFS=1 skips step 1 and reuses the last root file system (for work on
-# the disk layout only; the binary and units in it are the old ones).
+# HYPHAE_IMAGE_REUSE_ROOTFS=1 skips step 1 and reuses the last root file system, putting this
+# binary, the units and image/files in again (for work on those and on the disk layout).
+# HYPHAE_IMAGE_REUSE_ROOTFS=auto (CI) reuses it only when it was built by these very steps:
+# the key is a hash of every script and file that goes into step 1, and a root older than
+# HYPHAE_IMAGE_ROOTFS_MAX_DAYS (default 7) is rebuilt so that Debian's updates come in.
 reuse=${HYPHAE_IMAGE_REUSE_ROOTFS:-0}
+rootfs_key=$(cd "$repo" && find image/build-x86_64.sh image/essential.sh image/customize.sh \
+  image/initramfs image/files image/units systemd -type f -print0 | sort -z |
+  xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$reuse" = auto ]; then
+  max_days=${HYPHAE_IMAGE_ROOTFS_MAX_DAYS:-7}
+  if [ "$(cat "$work/rootfs.key" 2>/dev/null)" = "$rootfs_key" ] &&
+    [ -n "$(find "$work/rootfs.key" -mtime "-$max_days" 2>/dev/null)" ]; then
+    reuse=1
+    say "the root file system in $rootfs was built by these steps (key ${rootfs_key:0:12}): reusing it"
+  else
+    reuse=0
+  fi
+fi
 if [ "$reuse" = 1 ] && [ -s "$work/uuids" ] && [ -d "$rootfs/etc" ]; then
   # shellcheck source=/dev/null
   . "$work/uuids"
@@ -65,6 +81,7 @@ else
   if findmnt -rn -o TARGET | grep -q "^$rootfs/"; then
     die "something is still mounted under $rootfs (an interrupted build?); unmount it first"
   fi
+  rm -f "$work/rootfs.key"
   rm -rf "$rootfs" "$HYPHAE_STAGE"
 fi
 
@@ -135,6 +152,7 @@ else
     "deb $mirror $suite main" "deb $mirror $suite-updates main" \
     "deb $security $suite-security main"
 fi
+[ "$reuse" = 1 ] || echo "$rootfs_key" >"$work/rootfs.key"
 rootfs_s=$(date +%s)
 
 # --- 2. the disk -----------------------------------------------------------------------------
