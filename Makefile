@@ -14,6 +14,7 @@
 #   make image-rpi-test   build it, check its partitions and boot files, boot it under
 #                     qemu-system-aarch64 -M virt (TCG; slow)
 #   make vm-cluster N=3   boot N VMs of the x86 image on one virtual LAN (they form a mesh)
+#   make vm-cluster-test N=3   those VMs form one mesh and share a file (not in make test: slow)
 #   make image-ci     what `make test` runs of the above (see the target)
 
 SHELL := /bin/bash
@@ -38,7 +39,7 @@ IMAGE_TEST_FILTER := $(if $(filter 1,$(HYPHAE_SKIP_IMAGE)),-E 'not binary(image_
 
 .PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state \
 	image-deps image vm image-test kernel-config-test pxe pxe-serve pxe-test \
-	image-rpi image-rpi-test vm-cluster image-ci
+	image-rpi image-rpi-test vm-cluster vm-cluster-test image-ci
 
 deps:
 	@scripts/deps.sh
@@ -127,7 +128,14 @@ vm-cluster: image-deps
 # The image tests `make test` runs, alone (tests/image_appliance.rs; timings in
 # docs/benchmarks.md, "Image boot"): the x86 image with the debug binary the test suite builds
 # anyway, its boot test (UEFI, first and second boot, data partition growth, dashboard), the PXE
-# set and its diskless boot, and three VMs forming a mesh. `HYPHAE_SKIP_IMAGE=1 make test` leaves
-# them out (a machine without root, or a quick local run).
+# set and its diskless boot. `HYPHAE_SKIP_IMAGE=1 make test` leaves them out (a machine without
+# root, or a quick local run).
 image-ci: image-deps
 	cargo nextest run -p hyphae --test image_appliance --profile ci
+
+# Three (N) VMs of the image (built from the debug binary, as image-ci) form one mesh, admit each
+# other and share a file (tests/image/vm-cluster-test.sh). Not in `make test`: 15-25 min under
+# TCG on 2 cores.
+vm-cluster-test: image-deps
+	cargo build -p hyphae --bin hyphae
+	tests/image/vm-cluster-test.sh "$$(tests/image/ci-artifacts.sh x86 $(HYPHAE))" $(N)

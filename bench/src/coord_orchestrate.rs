@@ -3,10 +3,11 @@
 //! failover after kill -9 of the leader, single-client write latency, and write throughput at
 //! 64 concurrent clients.
 
+use crate::host::sh;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use hyphae_harness::Cluster;
 use serde_json::{json, Value};
 
@@ -91,23 +92,9 @@ async fn measure<S: KvSystem>(sys: &mut S, args: &CoordArgs) -> Result<Value> {
     }))
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// The whole benchmark.
 pub fn run(args: CoordArgs) -> Result<()> {
-    let hyphae = match &args.hyphae {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let cluster = Cluster::builder()
         .nodes(3)
         .binary(&hyphae)

@@ -185,14 +185,7 @@ fn one_run(hyphae: &PathBuf, n: usize, window: Duration) -> Result<Value> {
 
 /// The whole benchmark.
 pub fn run(args: DiscoveryArgs) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let hyphae = match args.hyphae {
-        Some(p) => p,
-        None => me
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let mut runs = Vec::new();
     for n in &args.nodes {
         if *n < 2 {

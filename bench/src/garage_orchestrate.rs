@@ -4,10 +4,11 @@
 //! and 64 MiB objects. Garage through its S3 API (SigV4 presigned URLs), Hyphae through node
 //! 0's chunkstore socket (the path the CLI and the gateway take).
 
+use crate::host::sh;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use hyphae_harness::{coordinator::form_mesh, uds_get, wait_until, Cluster};
 use serde_json::{json, Value};
 
@@ -59,14 +60,6 @@ async fn both_sizes(target: &ObjectTarget, args: &GarageArgs, name: &str) -> Res
     Ok(Value::Array(out))
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Waits until `storage_nodes` lists every node of `c` (every chunkstore is up).
 fn wait_storage(c: &Cluster) -> Result<()> {
     wait_until(
@@ -82,13 +75,7 @@ fn wait_storage(c: &Cluster) -> Result<()> {
 
 /// The whole benchmark.
 pub fn run(args: GarageArgs) -> Result<()> {
-    let hyphae = match &args.hyphae {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let cluster = Cluster::builder()
         .nodes(3)
         .binary(&hyphae)

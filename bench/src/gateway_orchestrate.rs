@@ -9,11 +9,12 @@
 //! (decrypt + erasure decode). Caddy: a static copy of the same status JSON and the same 64 MiB
 //! file from disk.
 
+use crate::host::sh;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use hyphae_harness::coordinator::found_mesh;
 use hyphae_harness::{uds_get, wait_until, Cluster, Node};
@@ -50,14 +51,6 @@ pub struct GatewayArgs {
 const GATEWAY_PORT: u16 = 8443;
 const CADDY_PORT: u16 = 9443;
 const FILE: &str = "bench/blob.bin";
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
 
 /// Waits until the node's gateway serves and its chunkstore has published itself.
 fn wait_serving(n: &Node) -> Result<()> {
@@ -98,13 +91,7 @@ fn ratio(ours: f64, theirs: f64) -> f64 {
 
 /// The whole benchmark.
 pub fn run(args: GatewayArgs) -> Result<()> {
-    let hyphae = match &args.hyphae {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let load_before = sh("cat", &["/proc/loadavg"]);
     let uptime_before = sh("uptime", &[]);
     let cluster = Cluster::builder()

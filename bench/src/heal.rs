@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use hyper::Method;
 use hyphae_harness::{coordinator::form_mesh_with, uds_get, wait_until, Cluster, Node};
 use serde_json::{json, Value};
@@ -52,13 +52,7 @@ fn status_of(n: &Node, id: &str) -> Option<String> {
 
 /// The whole benchmark.
 pub fn run(args: HealArgs) -> Result<()> {
-    let hyphae = match &args.hyphae {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let cluster = Cluster::builder()
         .nodes(4)
         .binary(&hyphae)
@@ -135,7 +129,7 @@ pub fn run(args: HealArgs) -> Result<()> {
         "heal_s": heal_s,
         "heal_s_per_gib_lost": heal_s / lost_gib,
         "heal_mib_s": lost_bytes as f64 / (1u64 << 20) as f64 / heal_s,
-        "date": std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
+        "date": crate::host::utc_now(),
         "load_before": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
     if let Some(dir) = args.out.parent() {

@@ -40,6 +40,7 @@ mod gateway_client;
 mod gateway_measure;
 mod gateway_orchestrate;
 mod heal;
+mod host;
 mod http_conn;
 mod memrep;
 mod object_measure;

@@ -1,6 +1,7 @@
 //! Runs the RPC benchmark: two nodes of one mesh in two network namespaces on a bridge, a
 //! server in one (QUIC and TLS/TCP), a client in the other, both transports measured in turn.
 
+use crate::host::sh;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -101,24 +102,10 @@ pub fn client(args: ClientArgs) -> Result<()> {
     Ok(())
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// The whole benchmark.
 pub fn run(args: RpcArgs) -> Result<()> {
     let me = std::env::current_exe()?;
-    let hyphae = match args.hyphae {
-        Some(p) => p,
-        None => me
-            .parent()
-            .map(|d| d.join("hyphae"))
-            .ok_or_else(|| anyhow!("cannot locate the hyphae binary; pass --hyphae"))?,
-    };
+    let hyphae = crate::host::hyphae_binary(args.hyphae.as_deref())?;
     let c = Cluster::builder()
         .nodes(2)
         .binary(&hyphae)

@@ -55,7 +55,12 @@ async fn ensure_once(local: &LocalServices) -> Result<(), crate::error::ApiError
     }
     if local.kv_get(AUTH_TABLE, PASSWORD_KEY).await?.is_none() {
         let password = generate_password();
-        let hash = hash_password(&password)
+        // argon2 on a blocking thread: seconds of CPU on a slow node must not stall the
+        // runtime (and its watchdog pings).
+        let for_hash = password.clone();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&for_hash))
+            .await
+            .map_err(|e| crate::error::ApiError::bad_request(e.to_string()))?
             .map_err(|e| crate::error::ApiError::bad_request(e.to_string()))?;
         if local
             .kv_put(AUTH_TABLE, PASSWORD_KEY, &hash, Some(0))

@@ -16,6 +16,9 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 timeout_s=${TIMEOUT_S:-1800}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/hyphae-vm-cluster-test.XXXXXX")
 export VM_CLUSTER_DIR=$work VM_CLUSTER_DETACH=1
+# One vCPU each (VM_CPUS): under TCG three 2-vCPU guests on a 2-core host starve each other
+# (their clocks run on while they get little CPU, and systemd's start and watchdog limits fire).
+export VM_CPUS=${VM_CPUS:-1}
 cleanup() {
   local f
   for f in "$work"/vm*/qemu.pid; do
