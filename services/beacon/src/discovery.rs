@@ -187,6 +187,14 @@ impl Discovery {
         }
     }
 
+    /// Starts the clock of "no mesh heard for `init_after`" (and of `found_after`) now: when
+    /// the beacon actually listens. Setting up sockets and mDNS can take longer than
+    /// `init_after` on a starved machine (50 s on a TCG guest), and a clock started before
+    /// that let a node found its own mesh the moment it began to listen, having heard nothing.
+    pub fn start_listening(&mut self, now: Instant) {
+        self.started = now;
+    }
+
     /// `[discovery] auto_init_secret`: this node signs its hellos with it, and counts a heard
     /// node into the genesis round only when its hello verifies under it.
     pub fn set_auto_init_secret(&mut self, key: Option<MacKey>) {
@@ -660,6 +668,19 @@ mod tests {
             TTL,
         );
         assert!(!tokened.should_init(t + after, after));
+    }
+
+    #[test]
+    fn auto_init_waits_from_when_the_beacon_listens() {
+        let t = Instant::now();
+        let mut d = Discovery::new(me(1), Standing::Joining { wanted: None }, t, TTL);
+        d.set_auto_init(true);
+        // A slow start: the sockets listen a minute after the state was made.
+        let listening = t + Duration::from_secs(60);
+        d.start_listening(listening);
+        assert!(!d.should_init(listening, Duration::from_secs(3)));
+        assert!(!d.should_init(listening + Duration::from_secs(2), Duration::from_secs(3)));
+        assert!(d.should_init(listening + Duration::from_secs(3), Duration::from_secs(3)));
     }
 
     #[test]

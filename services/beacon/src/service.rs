@@ -257,6 +257,8 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         shutdown.clone(),
     ));
 
+    // Only now does the node hear others: count `init_after` from here.
+    shared.lock().discovery.start_listening(Instant::now());
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut burst = QUERY_BURST;
