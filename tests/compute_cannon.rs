@@ -10,11 +10,11 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{wait_for, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, FAST};
+use support::compute::{compute_mesh_with, wait_job, FAST};
 
 /// How long the slow worker holds every block it passes on.
 const SLOW: &str = "[compute]\ntest_cannon_delay = \"15s\"\n";
@@ -57,19 +57,6 @@ fn submit(n: &Node, a: &str, b: &str, out: &str, mode: &str) -> Result<String> {
 fn status(n: &Node, id: &str) -> Result<Value> {
     let r = n.cli_ok(&["job", "status", id])?;
     Ok(serde_json::from_str(&r.stdout)?)
-}
-
-fn wait_job(n: &Node, id: &str) -> Result<Value> {
-    let r = n.cli_timeout(
-        &["job", "wait", id, "--timeout", "150s"],
-        Duration::from_secs(170),
-    )?;
-    let v: Value =
-        serde_json::from_str(&r.stdout).with_context(|| format!("job wait output: {r}"))?;
-    if v["state"] != "done" {
-        bail!("job {id} did not finish: {v:#}");
-    }
-    Ok(v)
 }
 
 fn check_result(n: &Node, id: &str, dir: &Path, a: &Matrix, b: &Matrix) -> Result<()> {

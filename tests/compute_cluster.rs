@@ -16,9 +16,13 @@ use anyhow::{bail, Context, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, compute_status, kv_scan, FAST};
+use support::compute::{compute_mesh_with, compute_status, kv_scan, wait_job, FAST};
 
 const FAULTY: &str = "[compute]\ntest_corrupt_results = true\n";
+/// Every worker holds each tile 50 ms before answering (`test_tile_delay`), so a job of 1024
+/// tiles runs for seconds even on a fast, quiet machine and a kill lands mid-job; sleeping costs
+/// no CPU, so a loaded machine is barely slowed further.
+const SLOW_TILES: &str = "[compute]\ntest_tile_delay = \"50ms\"\n";
 
 /// A mesh of `n` nodes; the nodes in `faulty` run with the corrupting switch.
 fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
@@ -29,6 +33,11 @@ fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
             FAST.to_string()
         }
     })
+}
+
+/// A mesh of `n` nodes whose workers answer tiles slowly (`SLOW_TILES`).
+fn slow_mesh(n: usize) -> Result<Cluster> {
+    compute_mesh_with(n, |_| format!("{FAST}{SLOW_TILES}"))
 }
 
 fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
@@ -69,19 +78,6 @@ fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
         }
     }
     bail!("queen {queen} is not a node of the cluster")
-}
-
-fn wait_job(n: &Node, id: &str) -> Result<Value> {
-    let r = n.cli_timeout(
-        &["job", "wait", id, "--timeout", "150s"],
-        Duration::from_secs(170),
-    )?;
-    let v: Value =
-        serde_json::from_str(&r.stdout).with_context(|| format!("job wait output: {r}"))?;
-    if v["state"] != "done" {
-        bail!("job {id} did not finish: {v:#}");
-    }
-    Ok(v)
 }
 
 fn result(n: &Node, id: &str, dir: &Path) -> Result<Matrix> {
@@ -164,7 +160,7 @@ fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() ->
 
 #[test]
 fn killing_a_worker_mid_job_still_completes() -> Result<()> {
-    let c = compute_mesh(3, &[])?;
+    let c = slow_mesh(3)?;
     let tmp = tempfile::tempdir()?;
     // The victim is a worker that is not the queen (who runs the job).
     let v = if queen_index(&c, &c[0])? == 2 { 1 } else { 2 };
@@ -201,7 +197,9 @@ fn killing_a_worker_mid_job_still_completes() -> Result<()> {
 
 #[test]
 fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result<()> {
-    let c = compute_mesh(3, &[])?;
+    // Slow workers: 1024 tiles of >= 50 ms each on 6 slots in flight last >= 8 s, well past the
+    // first checkpoint (2 s plus a store write) on any machine.
+    let c = slow_mesh(3)?;
     let tmp = tempfile::tempdir()?;
     let q = queen_index(&c, &c[0])?;
     let bee = (q + 1) % 3;

@@ -91,7 +91,12 @@ pub async fn run(
         ctx.config.compute.test_cannon_delay,
     );
     let router = Arc::new(crate::cannon::worker::routes(
-        worker::router(node, backends.clone(), corrupt),
+        worker::router(
+            node,
+            backends.clone(),
+            corrupt,
+            ctx.config.compute.test_tile_delay,
+        ),
         cannon.clone(),
     ));
     let rpc_task = tokio::spawn(rpc::serve(
