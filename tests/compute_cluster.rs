@@ -265,6 +265,118 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
     Ok(())
 }
 
+#[test]
+fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
+    let c = slow_mesh(3)?;
+    let tmp = tempfile::tempdir()?;
+    let v = if queen_index(&c, &c[0])? == 2 { 1 } else { 2 };
+    let victim = support::node_id(&c[v])?;
+    // 16 × 16 tiles of 16 × 16 (+ 16 parity tiles): the record keeps every tile's state.
+    let a = Matrix::random(256, 320, 21)?;
+    let b = Matrix::random(320, 256, 22)?;
+    put_matrix(&c[0], tmp.path(), "p/a", &a)?;
+    put_matrix(&c[0], tmp.path(), "p/b", &b)?;
+
+    // Bad input first: a clear error, nothing queued.
+    for (args, want) in [
+        (vec!["--tile", "256"], "at least 2 tiles per tile row"),
+        (vec!["--tile", "16", "--verify", "quorum"], "do not combine"),
+        (vec!["--tile", "16", "--mode", "cannon"], "mode = cannon"),
+    ] {
+        let mut all = vec!["job", "submit", "p/a", "p/b", "p/bad", "--parity"];
+        all.extend(args.iter().copied());
+        let r = c[0].cli_timeout(&all, Duration::from_secs(60))?;
+        assert!(!r.success(), "{args:?} was accepted: {r}");
+        assert!(
+            r.stderr.contains(want),
+            "{args:?}: expected {want:?} in {r}"
+        );
+    }
+
+    let r = c[0].cli_timeout(
+        &[
+            "job", "submit", "p/a", "p/b", "p/c", "--tile", "16", "--parity",
+        ],
+        Duration::from_secs(120),
+    )?;
+    assert!(r.success(), "job submit --parity: {r}");
+    let id = r.stdout.trim().to_string();
+    // Kill the victim while it computes a data tile (it then has verified one already).
+    let before = wait_for(
+        Duration::from_secs(120),
+        "the victim computes a data tile",
+        || {
+            let r = c[0].cli_ok(&["job", "status", &id])?;
+            let v: Value = serde_json::from_str(&r.stdout)?;
+            let verified = v["workers"][&victim]["verified"].as_u64().unwrap_or(0) >= 1;
+            let holds = v["tiles"].as_array().is_some_and(|t| {
+                t.iter().any(|t| {
+                    t["state"] == "running"
+                        && t["workers"]
+                            .as_array()
+                            .is_some_and(|w| w.iter().any(|w| w == victim.as_str()))
+                })
+            });
+            let over = v["state"] == "done" || v["state"] == "failed";
+            Ok(((verified && holds) || over).then_some(v))
+        },
+    )?;
+    c[v].kill()?;
+    if before["state"] != "running" {
+        bail!("the job finished before the kill; make it longer: {before:#}");
+    }
+    let rec = wait_job(&c[0], &id)?;
+    assert_eq!(rec["request"]["parity"], true, "{rec:#}");
+    assert_eq!(rec["mode"], "tiles", "{rec:#}");
+    assert!(
+        rec["failed_calls"].as_u64().unwrap_or(0) >= 1,
+        "no call to the dead worker failed: {rec:#}"
+    );
+    // The rebuild path was taken: the counter, the tile grid and the parity summary say so.
+    assert!(
+        rec["rebuilt"].as_u64().unwrap_or(0) >= 1,
+        "no tile was rebuilt from parity: {rec:#}"
+    );
+    let rebuilt_tiles = rec["tiles"]
+        .as_array()
+        .context("tiles")?
+        .iter()
+        .filter(|t| t["state"] == "rebuilt")
+        .count();
+    assert_eq!(
+        rebuilt_tiles as u64,
+        rec["rebuilt"].as_u64().unwrap_or(0),
+        "{rec:#}"
+    );
+    assert_eq!(rec["parity"]["rows"], 16, "{rec:#}");
+    assert!(
+        rec["parity"]["verified"].as_u64().unwrap_or(0) >= 1,
+        "{rec:#}"
+    );
+    assert_eq!(rec["tiles_done"], rec["tiles_total"], "{rec:#}");
+    assert_product(&a, &b, &result(&c[0], &id, tmp.path())?);
+    // And the coordinator's metric.
+    let coordinator = rec["coordinator"].as_str().context("coordinator")?;
+    let queen = c
+        .nodes()
+        .iter()
+        .find(|n| support::node_id(n).is_ok_and(|x| x == coordinator))
+        .context("the coordinator is a node of the cluster")?;
+    let metrics = uds_get(queen.state_dir().join("run/compute.sock"), "/metrics")?;
+    let rebuilt_metric = metrics
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("hyphae_compute_tiles_rebuilt_total "))
+        .and_then(|x| x.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(rebuilt_metric >= 1.0, "metric: {rebuilt_metric}");
+    eprintln!(
+        "parity record: rebuilt {} parity {}",
+        rec["rebuilt"], rec["parity"]
+    );
+    Ok(())
+}
+
 /// Runs `scripts/mlp_to_hyphae.py` with Debian's interpreter (where python3-numpy lives).
 fn mlp_script(args: &[&str]) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mlp_to_hyphae.py");

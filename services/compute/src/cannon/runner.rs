@@ -56,7 +56,13 @@ pub(crate) async fn pulse_if_chosen(
             / 8.0,
         latency_secs: model::DEFAULT_LATENCY_SECS,
     };
-    let decision = model::decide(&inputs, record.request.mode);
+    // Parity tiles protect independent tiles: a parity job runs as tiles.
+    let asked = if record.request.parity {
+        Mode::Tiles
+    } else {
+        record.request.mode
+    };
+    let decision = model::decide(&inputs, asked);
     record.mode = decision.mode;
     record.model = serde_json::to_value(decision).ok();
     tracing::info!(job = %record.id, mode = ?decision.mode, ?decision, "mode chosen");

@@ -8,6 +8,8 @@ pub mod inference;
 pub mod job;
 pub mod jobs_api;
 pub mod methods;
+pub mod metrics;
+mod parity_job;
 pub mod tables;
 pub mod worker;
 
@@ -133,6 +135,7 @@ pub async fn run(
         files: files::MeshFiles::new(&ctx.paths.socket("chunkstore")),
         running: Arc::default(),
         cannon,
+        metrics: metrics::JobMetrics::register(&ctx.metrics),
     };
     // On the queen, claims and runs the queued jobs and resumes those of a dead queen.
     let driver = tokio::spawn(job::drive(env.clone(), shutdown.clone()));
