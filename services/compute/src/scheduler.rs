@@ -339,14 +339,7 @@ impl Scheduler {
                     w.score *= 0.5;
                     w.failures += 1;
                 }
-                Outcome::Rejected => {
-                    w.trust *= 0.25;
-                    w.offences += 1;
-                    if w.offences >= quarantine_after && !w.quarantined {
-                        w.quarantined = true;
-                        actions.push(Action::Quarantine(worker.to_string()));
-                    }
-                }
+                Outcome::Rejected => offend(w, worker, quarantine_after, &mut actions),
                 Outcome::Inconclusive => {}
             }
         }
@@ -361,6 +354,18 @@ impl Scheduler {
                 }
                 Outcome::Rejected | Outcome::Failed => {}
             }
+        }
+        actions
+    }
+
+    /// Counts a wrong result `worker` returned outside this scheduler's tiles (a Cannon `C`
+    /// block that failed verification) exactly like a rejected tile: trust cut, an offence,
+    /// quarantine at the same threshold. A worker not in this job is ignored.
+    pub fn on_offence(&mut self, worker: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let quarantine_after = self.policy.quarantine_after;
+        if let Some(w) = self.workers.get_mut(worker) {
+            offend(w, worker, quarantine_after, &mut actions);
         }
         actions
     }
@@ -448,6 +453,16 @@ impl Scheduler {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+}
+
+/// A rejected result: trust cut to a quarter, an offence, quarantine at the threshold.
+fn offend(w: &mut WorkerState, name: &str, quarantine_after: u32, actions: &mut Vec<Action>) {
+    w.trust *= 0.25;
+    w.offences += 1;
+    if w.offences >= quarantine_after && !w.quarantined {
+        w.quarantined = true;
+        actions.push(Action::Quarantine(name.to_string()));
     }
 }
 
@@ -648,6 +663,26 @@ mod tests {
         one.group(vec![vec![2, 0, 1]]);
         assert_eq!(one.next_assignment(), Some((2, "only".into())));
         assert_eq!(one.next_assignment(), Some((0, "only".into())));
+    }
+
+    #[test]
+    fn an_offence_outside_the_tiles_counts_towards_quarantine() {
+        let mut s = Scheduler::new(
+            4,
+            [("liar".into(), 100.0), ("honest".into(), 1.0)],
+            Policy::default(),
+        );
+        assert_eq!(s.on_offence("liar"), vec![]);
+        assert_eq!(s.on_offence("stranger"), vec![]);
+        assert_eq!(s.workers()["liar"].offences, 1);
+        assert_eq!(s.workers()["liar"].trust, 0.25);
+        // Its next wrong tile is the second offence: quarantined.
+        let (t, w) = s.next_assignment().expect("work");
+        assert_eq!(w, "liar", "still the best score (100 × 0.25 > 1)");
+        assert_eq!(
+            s.on_result(t, &w, Outcome::Rejected),
+            vec![Action::Quarantine("liar".into())]
+        );
     }
 
     #[test]

@@ -469,9 +469,9 @@ async fn execute(
         None
     };
     let cannon_used = cannon.is_some();
-    let (mut tiles, cannon_result) = match cannon {
-        Some((partial, fallback)) => (fallback, Some(partial)),
-        None => (plan(m, n, job.record.tile), None),
+    let (mut tiles, cannon_result, liars) = match cannon {
+        Some(p) => (p.fallback, Some(p.partial), p.liars),
+        None => (plan(m, n, job.record.tile), None, Vec::new()),
     };
     // Data tiles are slots 0..data_tiles; parity tiles (one per tile row) follow.
     let data_tiles = tiles.len();
@@ -506,6 +506,12 @@ async fn execute(
     );
     if let Some(p) = &parity {
         sched.group(p.groups());
+    }
+    // Cannon workers whose block failed verification offend like a rejected tile (trust cut,
+    // an offence towards quarantine), before any fallback tile is given out.
+    for liar in liars {
+        let actions = sched.on_offence(&liar);
+        act(env, &sched, &job.record.id, actions).await;
     }
     let mut decisions = Vec::new();
     // Resume: the tiles of the last checkpoint are kept, not recomputed.

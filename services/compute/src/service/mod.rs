@@ -91,6 +91,7 @@ pub async fn run(
         backends.clone(),
         ctx.config.ports.compute,
         ctx.config.compute.test_cannon_delay,
+        corrupt,
     );
     let router = Arc::new(crate::cannon::worker::routes(
         worker::router(
