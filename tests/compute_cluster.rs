@@ -68,10 +68,16 @@ fn submit(n: &Node, a: &str, b: &str, out: &str, tile: usize) -> Result<String> 
     Ok(r.stdout.trim().to_string())
 }
 
-/// The index in `c` of the queen according to `n`'s coordinator.
+/// The index in `c` of the queen according to `n`'s coordinator (waiting while it names none:
+/// right after an election, or while leadership moves on a loaded machine).
 fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
-    let v: Value = uds_get(n.state_dir().join("run/coordinator.sock"), "/status")?.json()?;
-    let queen = v["queen"].as_str().context("no queen")?.to_string();
+    let queen = wait_for(Duration::from_secs(60), "a queen", || {
+        let r = uds_get(n.state_dir().join("run/coordinator.sock"), "/status")?;
+        if r.status != 200 {
+            return Ok(None);
+        }
+        Ok(r.json()?["queen"].as_str().map(str::to_string))
+    })?;
     for (i, node) in c.nodes().iter().enumerate() {
         if support::node_id(node)? == queen {
             return Ok(i);
@@ -269,8 +275,11 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
 fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
     let c = slow_mesh(3)?;
     let tmp = tempfile::tempdir()?;
-    let v = if queen_index(&c, &c[0])? == 2 { 1 } else { 2 };
-    let victim = support::node_id(&c[v])?;
+    let ids = c
+        .nodes()
+        .iter()
+        .map(support::node_id)
+        .collect::<Result<Vec<String>>>()?;
     // 16 × 16 tiles of 16 × 16 (+ 16 parity tiles): the record keeps every tile's state.
     let a = Matrix::random(256, 320, 21)?;
     let b = Matrix::random(320, 256, 22)?;
@@ -301,30 +310,41 @@ fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
     )?;
     assert!(r.success(), "job submit --parity: {r}");
     let id = r.stdout.trim().to_string();
-    // Kill the victim while it computes a data tile (it then has verified one already).
+    // The victim is neither the job's coordinator (who would hand the job over instead) nor
+    // n0 (who answers the status calls); kill it while it computes a data tile.
+    let victim_of = |v: &Value| {
+        (1..3).find(|&i| {
+            v["coordinator"] != ids[i].as_str()
+                && !v["coordinator"].as_str().is_some_and(str::is_empty)
+        })
+    };
     let before = wait_for(
         Duration::from_secs(120),
         "the victim computes a data tile",
         || {
             let r = c[0].cli_ok(&["job", "status", &id])?;
             let v: Value = serde_json::from_str(&r.stdout)?;
-            let verified = v["workers"][&victim]["verified"].as_u64().unwrap_or(0) >= 1;
+            let over = v["state"] == "done" || v["state"] == "failed";
+            let Some(victim) = victim_of(&v).map(|i| ids[i].as_str()) else {
+                return Ok(over.then_some(v));
+            };
+            let verified = v["workers"][victim]["verified"].as_u64().unwrap_or(0) >= 1;
             let holds = v["tiles"].as_array().is_some_and(|t| {
                 t.iter().any(|t| {
                     t["state"] == "running"
                         && t["workers"]
                             .as_array()
-                            .is_some_and(|w| w.iter().any(|w| w == victim.as_str()))
+                            .is_some_and(|w| w.iter().any(|w| w == victim))
                 })
             });
-            let over = v["state"] == "done" || v["state"] == "failed";
             Ok(((verified && holds) || over).then_some(v))
         },
     )?;
-    c[v].kill()?;
     if before["state"] != "running" {
         bail!("the job finished before the kill; make it longer: {before:#}");
     }
+    let v = victim_of(&before).context("a victim")?;
+    c[v].kill()?;
     let rec = wait_job(&c[0], &id)?;
     assert_eq!(rec["request"]["parity"], true, "{rec:#}");
     assert_eq!(rec["mode"], "tiles", "{rec:#}");
