@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use hyphae_compute::cpu::CpuBackend;
-use hyphae_compute::vulkan::{DeviceChoice, Input, Step, VulkanBackend};
 use hyphae_compute::scheduler::plan;
+use hyphae_compute::vulkan::{DeviceChoice, Input, Step, VulkanBackend};
 use hyphae_compute::{freivalds, parity, Matrix};
 use serde::Serialize;
 use serde_json::json;
