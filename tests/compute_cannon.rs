@@ -76,6 +76,8 @@ fn status(n: &Node, id: &str) -> Result<Value> {
 }
 
 fn check_result(n: &Node, id: &str, dir: &Path, a: &Matrix, b: &Matrix) -> Result<()> {
+    // `n` may be a follower that has not applied the job's last record yet.
+    wait_job(n, id)?;
     let dest = dir.join(format!("result-{id}"));
     n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
     let c = matrix_file::decode(&std::fs::read(&dest)?)?;

