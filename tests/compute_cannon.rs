@@ -3,18 +3,20 @@
 //! runs with `[compute] test_cannon_delay` (it holds every block it passes on), so its
 //! neighbours' quorum-timeout fetches those blocks from the job's node and the pulse goes on;
 //! killing that worker mid-pulse hands its `C` block to independent tiles and the job still
-//! completes correctly. A small job in `auto` mode runs as tiles (the cost model).
+//! completes correctly. A small job in `auto` mode runs as tiles (the cost model). A worker that
+//! returns a wrong `C` block (`[compute] test_corrupt_results`) is caught, its block recomputed
+//! as tiles, and the lie counts as an offence towards its quarantine like a wrong tile.
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
-use hyphae_harness::{wait_for, Cluster, Node};
+use hyphae_harness::{wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, FAST};
+use support::compute::{compute_mesh_with, kv_scan, wait_job, FAST};
 
 /// How long the slow worker holds every block it passes on.
 const SLOW: &str = "[compute]\ntest_cannon_delay = \"15s\"\n";
@@ -44,8 +46,22 @@ fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
 }
 
 fn submit(n: &Node, a: &str, b: &str, out: &str, mode: &str) -> Result<String> {
+    submit_tiled(n, a, b, out, mode, 64)
+}
+
+fn submit_tiled(n: &Node, a: &str, b: &str, out: &str, mode: &str, tile: usize) -> Result<String> {
     let r = n.cli_timeout(
-        &["job", "submit", a, b, out, "--tile", "64", "--mode", mode],
+        &[
+            "job",
+            "submit",
+            a,
+            b,
+            out,
+            "--tile",
+            &tile.to_string(),
+            "--mode",
+            mode,
+        ],
         Duration::from_secs(120),
     )?;
     if !r.success() {
@@ -59,20 +75,9 @@ fn status(n: &Node, id: &str) -> Result<Value> {
     Ok(serde_json::from_str(&r.stdout)?)
 }
 
-fn wait_job(n: &Node, id: &str) -> Result<Value> {
-    let r = n.cli_timeout(
-        &["job", "wait", id, "--timeout", "150s"],
-        Duration::from_secs(170),
-    )?;
-    let v: Value =
-        serde_json::from_str(&r.stdout).with_context(|| format!("job wait output: {r}"))?;
-    if v["state"] != "done" {
-        bail!("job {id} did not finish: {v:#}");
-    }
-    Ok(v)
-}
-
 fn check_result(n: &Node, id: &str, dir: &Path, a: &Matrix, b: &Matrix) -> Result<()> {
+    // `n` may be a follower that has not applied the job's last record yet.
+    wait_job(n, id)?;
     let dest = dir.join(format!("result-{id}"));
     n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
     let c = matrix_file::decode(&std::fs::read(&dest)?)?;
@@ -148,5 +153,57 @@ fn cannon_on_four_workers_matches_survives_a_slow_one_and_a_killed_one() -> Resu
     );
     check_result(&c[0], &id, tmp.path(), &a, &b)?;
     eprintln!("cannon record after the kill: {}", rec["cannon"]);
+    Ok(())
+}
+
+#[test]
+fn a_lying_cannon_worker_is_caught_and_its_lie_counts_towards_quarantine() -> Result<()> {
+    let liar = 3;
+    let c = compute_mesh_with(4, |i| {
+        if i == liar {
+            format!("{FAST}[compute]\ntest_corrupt_results = true\n")
+        } else {
+            FAST.to_string()
+        }
+    })?;
+    let liar_id = support::node_id(&c[liar])?;
+    let tmp = tempfile::tempdir()?;
+    let a = Matrix::random(200, 150, 5)?;
+    let b = Matrix::random(150, 170, 6)?;
+    put_matrix(&c[0], tmp.path(), "cl/a", &a)?;
+    put_matrix(&c[0], tmp.path(), "cl/b", &b)?;
+    // Tiles of 16: the liar's 100×85 block falls back to 42 tiles, more than the three honest
+    // workers run at once, so the liar (trust cut by its Cannon lie) is given tiles too.
+    let id = submit_tiled(&c[0], "cl/a", "cl/b", "cl/c", "cannon", 16)?;
+    let rec = wait_job(&c[0], &id)?;
+    assert_eq!(rec["cannon"]["state"], "fallback", "{rec:#}");
+    assert_eq!(
+        rec["cannon"]["fallback_blocks"].as_array().map(Vec::len),
+        Some(1),
+        "only the liar's block falls back: {rec:#}"
+    );
+    let w = &rec["workers"][&liar_id];
+    // Every rejected result was the liar's, the Cannon block included: without the Cannon
+    // offence its offences would be one short of the job's rejections.
+    assert!(rec["rejected"].as_u64().unwrap_or(0) >= 2, "{rec:#}");
+    assert_eq!(w["offences"], rec["rejected"], "{rec:#}");
+    assert_eq!(w["quarantined"], true, "{rec:#}");
+    assert_eq!(w["verified"], 0, "{rec:#}");
+    eprintln!(
+        "liar: {w}; rejected {}; cannon {}",
+        rec["rejected"], rec["cannon"]
+    );
+    for n in c.nodes() {
+        wait_until(
+            Duration::from_secs(30),
+            "quarantine flag replicated",
+            || {
+                Ok(kv_scan(n, "compute_quarantine")?
+                    .iter()
+                    .any(|e| e["key"] == liar_id.as_str()))
+            },
+        )?;
+    }
+    check_result(&c[1], &id, tmp.path(), &a, &b)?;
     Ok(())
 }

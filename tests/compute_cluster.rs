@@ -16,9 +16,13 @@ use anyhow::{bail, Context, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, compute_status, kv_scan, FAST};
+use support::compute::{compute_mesh_with, compute_status, kv_scan, wait_job, FAST};
 
 const FAULTY: &str = "[compute]\ntest_corrupt_results = true\n";
+/// Every worker holds each tile 50 ms before answering (`test_tile_delay`), so a job of 1024
+/// tiles runs for seconds even on a fast, quiet machine and a kill lands mid-job; sleeping costs
+/// no CPU, so a loaded machine is barely slowed further.
+const SLOW_TILES: &str = "[compute]\ntest_tile_delay = \"50ms\"\n";
 
 /// A mesh of `n` nodes; the nodes in `faulty` run with the corrupting switch.
 fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
@@ -29,6 +33,11 @@ fn compute_mesh(n: usize, faulty: &[usize]) -> Result<Cluster> {
             FAST.to_string()
         }
     })
+}
+
+/// A mesh of `n` nodes whose workers answer tiles slowly (`SLOW_TILES`).
+fn slow_mesh(n: usize) -> Result<Cluster> {
+    compute_mesh_with(n, |_| format!("{FAST}{SLOW_TILES}"))
 }
 
 fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
@@ -59,10 +68,16 @@ fn submit(n: &Node, a: &str, b: &str, out: &str, tile: usize) -> Result<String> 
     Ok(r.stdout.trim().to_string())
 }
 
-/// The index in `c` of the queen according to `n`'s coordinator.
+/// The index in `c` of the queen according to `n`'s coordinator (waiting while it names none:
+/// right after an election, or while leadership moves on a loaded machine).
 fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
-    let v: Value = uds_get(n.state_dir().join("run/coordinator.sock"), "/status")?.json()?;
-    let queen = v["queen"].as_str().context("no queen")?.to_string();
+    let queen = wait_for(Duration::from_secs(60), "a queen", || {
+        let r = uds_get(n.state_dir().join("run/coordinator.sock"), "/status")?;
+        if r.status != 200 {
+            return Ok(None);
+        }
+        Ok(r.json()?["queen"].as_str().map(str::to_string))
+    })?;
     for (i, node) in c.nodes().iter().enumerate() {
         if support::node_id(node)? == queen {
             return Ok(i);
@@ -71,20 +86,9 @@ fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
     bail!("queen {queen} is not a node of the cluster")
 }
 
-fn wait_job(n: &Node, id: &str) -> Result<Value> {
-    let r = n.cli_timeout(
-        &["job", "wait", id, "--timeout", "150s"],
-        Duration::from_secs(170),
-    )?;
-    let v: Value =
-        serde_json::from_str(&r.stdout).with_context(|| format!("job wait output: {r}"))?;
-    if v["state"] != "done" {
-        bail!("job {id} did not finish: {v:#}");
-    }
-    Ok(v)
-}
-
 fn result(n: &Node, id: &str, dir: &Path) -> Result<Matrix> {
+    // `n` may be a follower that has not applied the job's last record yet.
+    wait_job(n, id)?;
     let dest = dir.join(format!("result-{id}"));
     n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
     Ok(matrix_file::decode(&std::fs::read(&dest)?)?)
@@ -164,7 +168,7 @@ fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() ->
 
 #[test]
 fn killing_a_worker_mid_job_still_completes() -> Result<()> {
-    let c = compute_mesh(3, &[])?;
+    let c = slow_mesh(3)?;
     let tmp = tempfile::tempdir()?;
     // The victim is a worker that is not the queen (who runs the job).
     let v = if queen_index(&c, &c[0])? == 2 { 1 } else { 2 };
@@ -201,7 +205,9 @@ fn killing_a_worker_mid_job_still_completes() -> Result<()> {
 
 #[test]
 fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result<()> {
-    let c = compute_mesh(3, &[])?;
+    // Slow workers: 1024 tiles of >= 50 ms each on 6 slots in flight last >= 8 s, well past the
+    // first checkpoint (2 s plus a store write) on any machine.
+    let c = slow_mesh(3)?;
     let tmp = tempfile::tempdir()?;
     let q = queen_index(&c, &c[0])?;
     let bee = (q + 1) % 3;
@@ -264,6 +270,137 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
         "no checkpointed tile was kept: {rec:#}"
     );
     assert_product(&a, &b, &result(&c[watcher], &id, tmp.path())?);
+    Ok(())
+}
+
+#[test]
+fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
+    let c = slow_mesh(3)?;
+    let tmp = tempfile::tempdir()?;
+    let ids = c
+        .nodes()
+        .iter()
+        .map(support::node_id)
+        .collect::<Result<Vec<String>>>()?;
+    // 16 × 16 tiles of 16 × 16 (+ 16 parity tiles): the record keeps every tile's state.
+    let a = Matrix::random(256, 320, 21)?;
+    let b = Matrix::random(320, 256, 22)?;
+    put_matrix(&c[0], tmp.path(), "p/a", &a)?;
+    put_matrix(&c[0], tmp.path(), "p/b", &b)?;
+
+    // Bad input first: a clear error, nothing queued.
+    for (args, want) in [
+        (vec!["--tile", "256"], "at least 2 tiles per tile row"),
+        (vec!["--tile", "16", "--verify", "quorum"], "do not combine"),
+        (vec!["--tile", "16", "--mode", "cannon"], "mode = cannon"),
+    ] {
+        let mut all = vec!["job", "submit", "p/a", "p/b", "p/bad", "--parity"];
+        all.extend(args.iter().copied());
+        let r = c[0].cli_timeout(&all, Duration::from_secs(60))?;
+        assert!(!r.success(), "{args:?} was accepted: {r}");
+        assert!(
+            r.stderr.contains(want),
+            "{args:?}: expected {want:?} in {r}"
+        );
+    }
+
+    let r = c[0].cli_timeout(
+        &[
+            "job", "submit", "p/a", "p/b", "p/c", "--tile", "16", "--parity",
+        ],
+        Duration::from_secs(120),
+    )?;
+    assert!(r.success(), "job submit --parity: {r}");
+    let id = r.stdout.trim().to_string();
+    // The victim is neither the job's coordinator (who would hand the job over instead) nor
+    // n0 (who answers the status calls); kill it while it computes a data tile.
+    let victim_of = |v: &Value| {
+        (1..3).find(|&i| {
+            v["coordinator"] != ids[i].as_str()
+                && !v["coordinator"].as_str().is_some_and(str::is_empty)
+        })
+    };
+    let before = wait_for(
+        Duration::from_secs(120),
+        "the victim computes a data tile",
+        || {
+            let r = c[0].cli_ok(&["job", "status", &id])?;
+            let v: Value = serde_json::from_str(&r.stdout)?;
+            let over = v["state"] == "done" || v["state"] == "failed";
+            let Some(victim) = victim_of(&v).map(|i| ids[i].as_str()) else {
+                return Ok(over.then_some(v));
+            };
+            let verified = v["workers"][victim]["verified"].as_u64().unwrap_or(0) >= 1;
+            let holds = v["tiles"].as_array().is_some_and(|t| {
+                t.iter().any(|t| {
+                    t["state"] == "running"
+                        && t["workers"]
+                            .as_array()
+                            .is_some_and(|w| w.iter().any(|w| w == victim))
+                })
+            });
+            Ok(((verified && holds) || over).then_some(v))
+        },
+    )?;
+    if before["state"] != "running" {
+        bail!("the job finished before the kill; make it longer: {before:#}");
+    }
+    let v = victim_of(&before).context("a victim")?;
+    c[v].kill()?;
+    let rec = wait_job(&c[0], &id)?;
+    assert_eq!(rec["request"]["parity"], true, "{rec:#}");
+    assert_eq!(rec["mode"], "tiles", "{rec:#}");
+    assert!(
+        rec["failed_calls"].as_u64().unwrap_or(0) >= 1,
+        "no call to the dead worker failed: {rec:#}"
+    );
+    // The rebuild path was taken: the counter, the tile grid and the parity summary say so.
+    assert!(
+        rec["rebuilt"].as_u64().unwrap_or(0) >= 1,
+        "no tile was rebuilt from parity: {rec:#}"
+    );
+    // The grid shows the last coordinator's view: after a take-over (leadership can move on a
+    // loaded machine) tiles rebuilt earlier come back from the checkpoint as plain `done`.
+    let rebuilt_tiles = rec["tiles"]
+        .as_array()
+        .context("tiles")?
+        .iter()
+        .filter(|t| t["state"] == "rebuilt")
+        .count();
+    if rec["resumes"] == 0 {
+        assert_eq!(
+            rebuilt_tiles as u64,
+            rec["rebuilt"].as_u64().unwrap_or(0),
+            "{rec:#}"
+        );
+        assert!(
+            rec["parity"]["verified"].as_u64().unwrap_or(0) >= 1,
+            "{rec:#}"
+        );
+    }
+    assert_eq!(rec["parity"]["rows"], 16, "{rec:#}");
+    assert_eq!(rec["tiles_done"], rec["tiles_total"], "{rec:#}");
+    assert_product(&a, &b, &result(&c[0], &id, tmp.path())?);
+    // And the metric, on the node(s) that coordinated the job (every live node is asked: after a
+    // take-over the rebuild may have happened on an earlier coordinator).
+    let mut rebuilt_metric = 0.0;
+    for (i, n) in c.nodes().iter().enumerate() {
+        if i == v {
+            continue;
+        }
+        let metrics = uds_get(n.state_dir().join("run/compute.sock"), "/metrics")?;
+        rebuilt_metric += metrics
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("hyphae_compute_tiles_rebuilt_total "))
+            .and_then(|x| x.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert!(rebuilt_metric >= 1.0, "metric: {rebuilt_metric}");
+    eprintln!(
+        "parity record: rebuilt {} parity {}",
+        rec["rebuilt"], rec["parity"]
+    );
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 //!   libopenblas, opened at run time; `OPENBLAS_CORETYPE` set to the real CPU unless given) at
 //!   n = 1024 and 4096, same threads.
 //! - Freivalds' check (one round) as a percentage of the CPU GEMM it verifies.
+//! - Parity tiles: the extra compute of one parity tile per tile row (`Σ_j B_j` once, then one
+//!   tile's GEMM per row) as a percentage of the row's tiles, and rebuilding a lost tile from its
+//!   row (with the widened check) beside its anchor, computing it again (GEMM + check).
 //! - Vulkan SGEMM vs cuBLAS SGEMM on the same NVIDIA GPU at n = 4096 and 8192, when there is
 //!   one: cuBLAS is opened at run time (libcublas.so, libcudart.so), so this builds without CUDA
 //!   and skips with a message where either side is missing. Device time for Vulkan is measured
@@ -13,8 +16,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use hyphae_compute::cpu::CpuBackend;
+use hyphae_compute::scheduler::plan;
 use hyphae_compute::vulkan::{DeviceChoice, Input, Step, VulkanBackend};
-use hyphae_compute::{freivalds, Matrix};
+use hyphae_compute::{freivalds, parity, Matrix};
 use serde::Serialize;
 use serde_json::json;
 
@@ -30,6 +34,12 @@ pub struct ComputeArgs {
     /// Repetitions per measurement (the best is kept).
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Matrix size for the parity measurement.
+    #[arg(long, default_value_t = 1024)]
+    parity_n: usize,
+    /// Tile edge for the parity measurement (n / tile tiles per row).
+    #[arg(long, default_value_t = 256)]
+    parity_tile: usize,
     /// Let the GPU comparison use a software Vulkan device (lavapipe; correctness only).
     #[arg(long)]
     allow_software: bool,
@@ -201,6 +211,101 @@ fn cpu_rows(args: &ComputeArgs, threads: usize) -> anyhow::Result<Vec<CpuRow>> {
     Ok(rows)
 }
 
+#[derive(Debug, Serialize)]
+struct ParityRow {
+    n: usize,
+    tile: usize,
+    tiles_per_row: usize,
+    /// The GEMMs of one row's tiles.
+    row_ms: f64,
+    /// The parity tile's GEMM (one per row).
+    parity_tile_ms: f64,
+    /// `Σ_j B_j`, once per job.
+    parity_b_ms: f64,
+    /// (parity tile + `Σ_j B_j` / rows) ÷ the row's tiles.
+    overhead_pct: f64,
+    /// Rebuilding a lost tile from its row, with the widened Freivalds check.
+    rebuild_ms: f64,
+    /// The anchor: computing the lost tile again, with its Freivalds check.
+    recompute_ms: f64,
+}
+
+fn parity_row(args: &ComputeArgs, threads: usize) -> anyhow::Result<ParityRow> {
+    let cpu = CpuBackend::new(threads);
+    let (n, t) = (args.parity_n, args.parity_tile.max(1));
+    let a = Matrix::random(n, n, 3)?;
+    let b = Matrix::random(n, n, 4)?;
+    let tiles = plan(n, n, t);
+    let layout = parity::Layout::new(&tiles, t)?;
+    let row = layout.row(0).to_vec();
+    let ab = a.block(tiles[row[0]].r0, tiles[row[0]].rows, 0, n)?;
+    let blocks = row
+        .iter()
+        .map(|&s| b.block(0, n, tiles[s].c0, tiles[s].cols))
+        .collect::<Result<Vec<Matrix>, _>>()?;
+    let mut cs = blocks
+        .iter()
+        .map(|bb| cpu.sgemm(&ab, bb))
+        .collect::<Result<Vec<Matrix>, _>>()?; // warm-up
+    let row_secs = best(args.reps, || {
+        cs = blocks
+            .iter()
+            .map(|bb| cpu.sgemm(&ab, bb))
+            .collect::<Result<Vec<Matrix>, _>>()?;
+        Ok(())
+    })?;
+    let mut pb = layout.parity_b(&b)?;
+    let parity_b_secs = best(args.reps, || {
+        pb = layout.parity_b(&b)?;
+        Ok(())
+    })?;
+    let mut p = cpu.sgemm(&ab, &pb)?;
+    let parity_secs = best(args.reps, || {
+        p = cpu.sgemm(&ab, &pb)?;
+        Ok(())
+    })?;
+    // Tile 0 of the row is the lost one.
+    let norms = layout.column_norms(&b);
+    let extra = parity::extra_frobenius(&norms, 0, parity::frobenius(&pb));
+    let rebuild_secs = best(args.reps, || {
+        let others: Vec<&Matrix> = cs.iter().skip(1).collect();
+        let c0 = parity::rebuild(&p, &others, tiles[row[0]].cols)?;
+        if freivalds::check_widened(&ab, &blocks[0], &c0, 1, 9, extra)?.is_some() {
+            bail!("a rebuilt tile failed its check at n={n}, tile={t}");
+        }
+        Ok(())
+    })?;
+    let recompute_secs = best(args.reps, || {
+        let c0 = cpu.sgemm(&ab, &blocks[0])?;
+        if freivalds::check(&ab, &blocks[0], &c0, 1, 9)?.is_some() {
+            bail!("Freivalds rejected an honest tile at n={n}, tile={t}");
+        }
+        Ok(())
+    })?;
+    let rows = layout.row_count() as f64;
+    let out = ParityRow {
+        n,
+        tile: t,
+        tiles_per_row: row.len(),
+        row_ms: row_secs * 1e3,
+        parity_tile_ms: parity_secs * 1e3,
+        parity_b_ms: parity_b_secs * 1e3,
+        overhead_pct: 100.0 * (parity_secs + parity_b_secs / rows) / row_secs,
+        rebuild_ms: rebuild_secs * 1e3,
+        recompute_ms: recompute_secs * 1e3,
+    };
+    println!(
+        "compute parity n={n} tile={t}: +{:.1}% compute per row ({} tiles; 1/{} = {:.1}%), rebuild {:.2} ms vs recompute {:.2} ms",
+        out.overhead_pct,
+        out.tiles_per_row,
+        out.tiles_per_row,
+        100.0 / out.tiles_per_row as f64,
+        out.rebuild_ms,
+        out.recompute_ms
+    );
+    Ok(out)
+}
+
 /// Vulkan device time per n×n SGEMM: (t(1+R products) − t(1 product)) / R.
 fn vulkan_gflops(gpu: &VulkanBackend, n: usize, reps: usize) -> anyhow::Result<f64> {
     let a = Matrix::random(n, n, 1)?;
@@ -333,6 +438,7 @@ mod cublas {
 pub fn run(args: ComputeArgs) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = cpu_rows(&args, threads)?;
+    let parity = parity_row(&args, threads)?;
     let mut gpu_rows = Vec::new();
     let mut gpu_note = None;
     match VulkanBackend::open(&DeviceChoice {
@@ -370,6 +476,7 @@ pub fn run(args: ComputeArgs) -> anyhow::Result<()> {
         "cpu_threads": threads,
         "openblas_coretype": std::env::var("OPENBLAS_CORETYPE").ok(),
         "cpu": cpu,
+        "parity": parity,
         "gpu": gpu_rows,
         "gpu_note": gpu_note,
     });

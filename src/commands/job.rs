@@ -37,6 +37,10 @@ pub enum JobCommand {
         /// Link rate between nodes for the cost model, Mbit/s (default 1000).
         #[arg(long)]
         link_mbps: Option<f64>,
+        /// Add one parity tile per tile row, so a tile lost with its worker is rebuilt from
+        /// the row instead of computed again (independent tiles, Freivalds only).
+        #[arg(long)]
+        parity: bool,
     },
     /// Print a job's record (state, tiles, workers) as JSON.
     Status {
@@ -113,6 +117,7 @@ pub fn run(paths: &NodePaths, cmd: &JobCommand) -> anyhow::Result<ExitCode> {
             wait: w,
             mode,
             link_mbps,
+            parity,
         } => {
             let v = call(
                 paths,
@@ -120,7 +125,7 @@ pub fn run(paths: &NodePaths, cmd: &JobCommand) -> anyhow::Result<ExitCode> {
                 "/jobs",
                 Some(
                     json!({ "a": a, "b": b, "out": out, "tile": tile, "verify": verify,
-                    "mode": mode, "link_mbps": link_mbps }),
+                    "mode": mode, "link_mbps": link_mbps, "parity": parity }),
                 ),
             )?;
             let id = v["id"]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 
@@ -70,4 +70,19 @@ pub fn kv_scan(n: &Node, table: &str) -> Result<Vec<Value>> {
         return Ok(Vec::new());
     }
     Ok(r.json()?["entries"].as_array().cloned().unwrap_or_default())
+}
+
+/// Waits (CLI `job wait`, up to 150 s) until job `id` ends; its record, or an error when it
+/// did not end `done`.
+pub fn wait_job(n: &Node, id: &str) -> Result<Value> {
+    let r = n.cli_timeout(
+        &["job", "wait", id, "--timeout", "150s"],
+        Duration::from_secs(170),
+    )?;
+    let v: Value =
+        serde_json::from_str(&r.stdout).with_context(|| format!("job wait output: {r}"))?;
+    if v["state"] != "done" {
+        bail!("job {id} did not finish: {v:#}");
+    }
+    Ok(v)
 }

@@ -48,6 +48,20 @@ pub fn check(
     rounds: u32,
     seed: u64,
 ) -> Result<Option<Rejection>, ComputeError> {
+    check_widened(a, b, c, rounds, seed, 0.0)
+}
+
+/// [`check`] with the bound widened for a `c` that was not computed as one product but
+/// assembled from several (a tile rebuilt from parity, `crate::parity`): `extra` is added to
+/// `‖B·diag(r)‖_F` in the bound, the scale of the other products' rounding errors.
+pub fn check_widened(
+    a: &Matrix,
+    b: &Matrix,
+    c: &Matrix,
+    rounds: u32,
+    seed: u64,
+    extra: f64,
+) -> Result<Option<Rejection>, ComputeError> {
     let (m, k, n) = product_shape(a, b)?;
     if c.rows() != m || c.cols() != n {
         return Err(ComputeError::Shape(format!(
@@ -74,7 +88,7 @@ pub fn check(
             .map(|p| dot_and_square(b.row(p), &r))
             .unzip();
         let b_frob = frob2.iter().sum::<f64>().sqrt();
-        let scale = TAU * UNIT_ROUNDOFF * ((k as f64).sqrt() + 1.0) * b_frob;
+        let scale = TAU * UNIT_ROUNDOFF * ((k as f64).sqrt() + 1.0) * (b_frob + extra.max(0.0));
         // Per row of A and C: A·y, ‖A_i‖₂, C·r.
         let failure = (0..m).into_par_iter().find_map_first(|i| {
             let (ay, a_norm2) = dot_and_norm(a.row(i), &y);

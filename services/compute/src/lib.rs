@@ -12,6 +12,7 @@ pub mod freivalds;
 pub mod matrix;
 pub mod matrix_file;
 pub mod mlp;
+pub mod parity;
 pub mod quorum;
 pub mod reference;
 pub mod scheduler;

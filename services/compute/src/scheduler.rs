@@ -14,6 +14,12 @@
 //! workers; the runner votes on the returned results (`crate::quorum`) and reports the
 //! agreeing workers as verified and the dissenters as rejected, so a liar loses trust and is
 //! quarantined exactly as with Freivalds' check.
+//!
+//! Parity tiles (`crate::parity`): the runner groups each tile row's slots with its parity slot
+//! ([`Scheduler::group`]); groups are dispatched in order, parity first, and a worker that runs a
+//! slot of a group is not given another slot of that group while another usable worker exists,
+//! so a dead worker takes at most one tile of a row with it (one parity tile repairs one loss).
+//! A lost tile waiting for its row's rebuild is [`Scheduler::hold`]-ed off the workers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,6 +89,10 @@ pub enum TileState {
         /// restored from a checkpoint after the job changed hands).
         workers: Vec<String>,
     },
+    /// Lost with its worker; waits for its row's parity to rebuild it.
+    Held,
+    /// Rebuilt from its row's parity tile and verified, not computed again.
+    Rebuilt,
 }
 
 /// A worker as the scheduler sees it.
@@ -159,6 +169,12 @@ struct Slot {
     excluded: BTreeSet<String>,
     /// Set once the tile is kept: who computed it.
     done: Option<Vec<String>>,
+    /// Kept off the workers (lost, waiting for its row's rebuild).
+    held: bool,
+    /// Kept because it was rebuilt from parity.
+    rebuilt: bool,
+    /// The group (tile row with its parity slot) whose slots go to distinct workers.
+    group: Option<usize>,
 }
 
 /// The scheduler of one job.
@@ -167,6 +183,10 @@ pub struct Scheduler {
     slots: Vec<Slot>,
     workers: BTreeMap<String, WorkerState>,
     policy: Policy,
+    /// Dispatch order of the slots.
+    order: Vec<usize>,
+    /// Slots of every group.
+    groups: Vec<Vec<usize>>,
 }
 
 impl Scheduler {
@@ -177,6 +197,8 @@ impl Scheduler {
         policy: Policy,
     ) -> Scheduler {
         Scheduler {
+            order: (0..tiles).collect(),
+            groups: Vec::new(),
             slots: vec![Slot::default(); tiles],
             workers: workers
                 .into_iter()
@@ -206,12 +228,50 @@ impl Scheduler {
         !w.quarantined && w.failures < self.policy.max_failures
     }
 
+    /// Groups slots (a tile row and its parity slot): groups are dispatched in this order
+    /// (slots outside every group last), and while two or more workers are usable a worker
+    /// runs at most one slot of a group at a time.
+    pub fn group(&mut self, groups: Vec<Vec<usize>>) {
+        let mut order = Vec::with_capacity(self.slots.len());
+        for (g, members) in groups.iter().enumerate() {
+            for &s in members {
+                if let Some(slot) = self.slots.get_mut(s) {
+                    if slot.group.is_none() {
+                        slot.group = Some(g);
+                        order.push(s);
+                    }
+                }
+            }
+        }
+        order.extend((0..self.slots.len()).filter(|&s| self.slots[s].group.is_none()));
+        self.order = order;
+        self.groups = groups;
+    }
+
+    /// Whether `worker` runs another slot of `tile`'s group.
+    fn runs_group_of(&self, tile: usize, worker: &str) -> bool {
+        let Some(g) = self.slots[tile].group else {
+            return false;
+        };
+        self.groups.get(g).is_some_and(|members| {
+            members.iter().any(|&s| {
+                s != tile
+                    && self
+                        .slots
+                        .get(s)
+                        .is_some_and(|o| o.replicas.get(worker) == Some(&Replica::Running))
+            })
+        })
+    }
+
     /// The best free worker that may take `tile` (not already holding a replica of it).
     fn candidate(&self, tile: usize) -> Option<String> {
         let slot = &self.slots[tile];
-        if slot.done.is_some() || slot.replicas.len() >= self.policy.replicas {
+        if slot.done.is_some() || slot.held || slot.replicas.len() >= self.policy.replicas {
             return None;
         }
+        let spread =
+            slot.group.is_some() && self.workers.values().filter(|w| self.usable(w)).count() >= 2;
         self.workers
             .iter()
             .filter(|(n, w)| {
@@ -219,6 +279,7 @@ impl Scheduler {
                     && w.running < self.policy.per_worker
                     && !slot.replicas.contains_key(*n)
                     && !slot.excluded.contains(*n)
+                    && !(spread && self.runs_group_of(tile, n))
             })
             .max_by(|a, b| a.1.rank().total_cmp(&b.1.rank()))
             .map(|(n, _)| n.clone())
@@ -226,8 +287,10 @@ impl Scheduler {
 
     /// The next (tile, worker) to dispatch, if a tile needs a replica and a worker is free.
     pub fn next_assignment(&mut self) -> Option<(usize, String)> {
-        let (tile, worker) =
-            (0..self.slots.len()).find_map(|t| self.candidate(t).map(|w| (t, w)))?;
+        let (tile, worker) = self
+            .order
+            .iter()
+            .find_map(|&t| self.candidate(t).map(|w| (t, w)))?;
         if let Some(w) = self.workers.get_mut(&worker) {
             w.running += 1;
         }
@@ -276,14 +339,7 @@ impl Scheduler {
                     w.score *= 0.5;
                     w.failures += 1;
                 }
-                Outcome::Rejected => {
-                    w.trust *= 0.25;
-                    w.offences += 1;
-                    if w.offences >= quarantine_after && !w.quarantined {
-                        w.quarantined = true;
-                        actions.push(Action::Quarantine(worker.to_string()));
-                    }
-                }
+                Outcome::Rejected => offend(w, worker, quarantine_after, &mut actions),
                 Outcome::Inconclusive => {}
             }
         }
@@ -302,12 +358,57 @@ impl Scheduler {
         actions
     }
 
-    /// Marks `tile` done without computing it (restored from a checkpoint, rebuilt from
-    /// parity).
+    /// Counts a wrong result `worker` returned outside this scheduler's tiles (a Cannon `C`
+    /// block that failed verification) exactly like a rejected tile: trust cut, an offence,
+    /// quarantine at the same threshold. A worker not in this job is ignored.
+    pub fn on_offence(&mut self, worker: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let quarantine_after = self.policy.quarantine_after;
+        if let Some(w) = self.workers.get_mut(worker) {
+            offend(w, worker, quarantine_after, &mut actions);
+        }
+        actions
+    }
+
+    /// Marks `tile` done without computing it (restored from a checkpoint, a parity tile no
+    /// longer needed).
     pub fn mark_done(&mut self, tile: usize) {
         if let Some(slot) = self.slots.get_mut(tile) {
+            slot.held = false;
             slot.done.get_or_insert_with(Vec::new);
         }
+    }
+
+    /// Keeps `tile` off the workers (lost; its row's parity will rebuild it).
+    pub fn hold(&mut self, tile: usize) {
+        if let Some(slot) = self.slots.get_mut(tile) {
+            if slot.done.is_none() {
+                slot.held = true;
+            }
+        }
+    }
+
+    /// Gives a held `tile` back to the workers (it is re-run).
+    pub fn release(&mut self, tile: usize) {
+        if let Some(slot) = self.slots.get_mut(tile) {
+            slot.held = false;
+        }
+    }
+
+    /// Marks `tile` done: rebuilt from its row's parity tile.
+    pub fn mark_rebuilt(&mut self, tile: usize) {
+        if let Some(slot) = self.slots.get_mut(tile) {
+            slot.held = false;
+            slot.rebuilt = true;
+            slot.done.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Whether a call of `tile` is in flight.
+    pub fn is_running(&self, tile: usize) -> bool {
+        self.slots
+            .get(tile)
+            .is_some_and(|s| s.replicas.values().any(|r| *r == Replica::Running))
     }
 
     /// Whether `tile` is kept.
@@ -333,7 +434,9 @@ impl Scheduler {
         self.slots
             .iter()
             .map(|s| match &s.done {
+                Some(_) if s.rebuilt => TileState::Rebuilt,
                 Some(w) => TileState::Done { workers: w.clone() },
+                None if s.held => TileState::Held,
                 None if s.replicas.is_empty() => TileState::Pending,
                 None => TileState::Running {
                     workers: s.replicas.keys().cloned().collect(),
@@ -350,6 +453,16 @@ impl Scheduler {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+}
+
+/// A rejected result: trust cut to a quarter, an offence, quarantine at the threshold.
+fn offend(w: &mut WorkerState, name: &str, quarantine_after: u32, actions: &mut Vec<Action>) {
+    w.trust *= 0.25;
+    w.offences += 1;
+    if w.offences >= quarantine_after && !w.quarantined {
+        w.quarantined = true;
+        actions.push(Action::Quarantine(name.to_string()));
     }
 }
 
@@ -507,6 +620,69 @@ mod tests {
         }
         assert!(!s.finished());
         assert!(s.stuck(), "every worker is excluded from the only tile");
+    }
+
+    #[test]
+    fn groups_go_parity_first_and_spread_over_workers_and_held_tiles_wait() {
+        // Two rows of 3 data slots (0..3, 3..6) with parity slots 6 and 7.
+        let mut s = Scheduler::new(
+            8,
+            [("a".into(), 1.0), ("b".into(), 1.0), ("c".into(), 1.0)],
+            Policy::default(),
+        );
+        s.group(vec![vec![6, 0, 1, 2], vec![7, 3, 4, 5]]);
+        let mut batch = Vec::new();
+        while let Some(x) = s.next_assignment() {
+            batch.push(x);
+        }
+        assert_eq!(batch.len(), 6, "two slots per worker: {batch:?}");
+        assert_eq!(batch[0].0, 6, "the row's parity goes first");
+        for w in ["a", "b", "c"] {
+            let mine: Vec<usize> = batch.iter().filter(|x| x.1 == w).map(|x| x.0).collect();
+            let rows: BTreeSet<bool> = mine.iter().map(|&t| t == 6 || t < 3).collect();
+            assert_eq!(
+                rows.len(),
+                mine.len(),
+                "{w} runs two slots of one row: {mine:?}"
+            );
+        }
+        // A lost tile is held: never dispatched until released, and rebuilt shows as such.
+        let (t, w) = batch[1].clone();
+        s.on_result(t, &w, Outcome::Failed);
+        s.hold(t);
+        assert_eq!(s.tiles()[t], TileState::Held);
+        assert!(!s.stuck(), "other slots still run");
+        while let Some((x, _)) = s.next_assignment() {
+            assert_ne!(x, t);
+        }
+        s.mark_rebuilt(t);
+        assert!(s.is_done(t));
+        assert_eq!(s.tiles()[t], TileState::Rebuilt);
+        // With one usable worker a group's slots may share it.
+        let mut one = Scheduler::new(3, [("only".into(), 1.0)], Policy::default());
+        one.group(vec![vec![2, 0, 1]]);
+        assert_eq!(one.next_assignment(), Some((2, "only".into())));
+        assert_eq!(one.next_assignment(), Some((0, "only".into())));
+    }
+
+    #[test]
+    fn an_offence_outside_the_tiles_counts_towards_quarantine() {
+        let mut s = Scheduler::new(
+            4,
+            [("liar".into(), 100.0), ("honest".into(), 1.0)],
+            Policy::default(),
+        );
+        assert_eq!(s.on_offence("liar"), vec![]);
+        assert_eq!(s.on_offence("stranger"), vec![]);
+        assert_eq!(s.workers()["liar"].offences, 1);
+        assert_eq!(s.workers()["liar"].trust, 0.25);
+        // Its next wrong tile is the second offence: quarantined.
+        let (t, w) = s.next_assignment().expect("work");
+        assert_eq!(w, "liar", "still the best score (100 × 0.25 > 1)");
+        assert_eq!(
+            s.on_result(t, &w, Outcome::Rejected),
+            vec![Action::Quarantine("liar".into())]
+        );
     }
 
     #[test]

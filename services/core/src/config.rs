@@ -244,6 +244,10 @@ pub struct ComputeSection {
     /// slow neighbour. Default 0 (none).
     #[serde(with = "humantime_serde")]
     pub test_cannon_delay: Duration,
+    /// TEST ONLY: hold every tile result this worker returns for this long before answering,
+    /// so a cluster test's kill lands mid-job however fast the machine is. Default 0 (none).
+    #[serde(with = "humantime_serde")]
+    pub test_tile_delay: Duration,
 }
 
 impl Default for ComputeSection {
@@ -255,6 +259,7 @@ impl Default for ComputeSection {
             threads: 0,
             test_corrupt_results: false,
             test_cannon_delay: Duration::ZERO,
+            test_tile_delay: Duration::ZERO,
         }
     }
 }

@@ -28,16 +28,26 @@ pub const DEFAULT_LINK_MBPS: f64 = 1000.0;
 /// A worker's `C` block and report, or why it has none.
 type PulseOutcome = Result<(Matrix, StartDone), String>;
 
+/// What a Cannon pulse left for the tile loop.
+pub(crate) struct Pulsed {
+    /// The product with every verified block in place.
+    pub(crate) partial: Matrix,
+    /// Tiles (in product coordinates) of the blocks whose workers failed, died or lied.
+    pub(crate) fallback: Vec<TileSpec>,
+    /// Workers whose `C` block failed verification: offences, counted like a rejected tile's.
+    pub(crate) liars: Vec<String>,
+}
+
 /// Decides the job's mode; when it is Cannon, runs the pulse. `None`: independent tiles fit
-/// better. Else the product with every verified block in place, and the tiles (in product
-/// coordinates) of the blocks whose workers failed, which the tile loop finishes.
+/// better. Else what the pulse left: the product with every verified block in place, the tiles
+/// of the blocks whose workers failed, which the tile loop finishes, and who lied.
 pub(crate) async fn pulse_if_chosen(
     env: &JobEnv,
     job: &mut Owned,
     a: &Arc<Matrix>,
     b: &Arc<Matrix>,
     started: Instant,
-) -> Result<Option<(Matrix, Vec<TileSpec>)>, RunError> {
+) -> Result<Option<Pulsed>, RunError> {
     let record = &mut job.record;
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let pool = job::workers(env).await?;
@@ -56,7 +66,13 @@ pub(crate) async fn pulse_if_chosen(
             / 8.0,
         latency_secs: model::DEFAULT_LATENCY_SECS,
     };
-    let decision = model::decide(&inputs, record.request.mode);
+    // Parity tiles protect independent tiles: a parity job runs as tiles.
+    let asked = if record.request.parity {
+        Mode::Tiles
+    } else {
+        record.request.mode
+    };
+    let decision = model::decide(&inputs, asked);
     record.mode = decision.mode;
     record.model = serde_json::to_value(decision).ok();
     tracing::info!(job = %record.id, mode = ?decision.mode, ?decision, "mode chosen");
@@ -121,6 +137,7 @@ pub(crate) async fn pulse_if_chosen(
     let record = &mut job.record;
     let mut result = zeros()?;
     let mut failed: Vec<Pos> = Vec::new();
+    let mut liars: Vec<String> = Vec::new();
     let mut reports = BTreeMap::new();
     while let Some(joined) = calls.join_next().await {
         let (pos, outcome) = joined.map_err(|e| format!("pulse task: {e}"))?;
@@ -145,6 +162,7 @@ pub(crate) async fn pulse_if_chosen(
                 tracing::warn!(job = %record.id, ?pos, %node, error = %e, "a Cannon block failed; its block goes to independent tiles");
                 if e.starts_with("rejected") {
                     record.rejected += 1;
+                    liars.push(node.clone());
                 } else {
                     record.failed_calls += 1;
                 }
@@ -184,7 +202,11 @@ pub(crate) async fn pulse_if_chosen(
         record.tiles_total = fallback.len();
         record.tiles_done = 0;
     }
-    Ok(Some((result, fallback)))
+    Ok(Some(Pulsed {
+        partial: result,
+        fallback,
+        liars,
+    }))
 }
 
 /// This node's compute address, from the directory.

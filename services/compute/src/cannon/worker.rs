@@ -54,6 +54,9 @@ pub struct CannonEdge {
     /// TEST ONLY (`[compute] test_cannon_delay`): hold every block this worker passes on (to
     /// its neighbours, and its `C` block back to the job) this long.
     pub delay: Duration,
+    /// TEST ONLY (`[compute] test_corrupt_results`): add 1 to the first row of the `C` block
+    /// this worker returns, as its tiles, so a lying Cannon worker can be shown caught.
+    pub corrupt: bool,
     conns: Arc<tokio::sync::Mutex<HashMap<String, PeerConnection>>>,
 }
 
@@ -66,6 +69,7 @@ impl CannonEdge {
         backends: Arc<Backends>,
         port: u16,
         delay: Duration,
+        corrupt: bool,
     ) -> CannonEdge {
         CannonEdge {
             node,
@@ -76,6 +80,7 @@ impl CannonEdge {
             origins: Origins::default(),
             port,
             delay,
+            corrupt,
             conns: Arc::default(),
         }
     }
@@ -146,7 +151,14 @@ pub fn routes(router: Router, edge: CannonEdge) -> Router {
                     .map_err(stream)?;
                 let outcome = run_pulse(&edge, &req, a, b).await;
                 edge.inboxes.finish(&req.job, req.pos);
-                let (c, done) = outcome.map_err(fault(ErrorCode::Internal))?;
+                let (mut c, done) = outcome.map_err(fault(ErrorCode::Internal))?;
+                if edge.corrupt {
+                    let cols = c.cols();
+                    for x in c.data_mut().iter_mut().take(cols) {
+                        *x += 1.0;
+                    }
+                    tracing::warn!("test_corrupt_results: returning a corrupted C block");
+                }
                 if !edge.delay.is_zero() {
                     tracing::warn!(delay = ?edge.delay, "test_cannon_delay: holding the C block back");
                     tokio::time::sleep(edge.delay).await;

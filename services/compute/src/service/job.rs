@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::files::{FileError, MeshFiles};
 use super::methods::{ComputeTile, TileRequest};
+use super::parity_job::ParityJob;
 use super::tables::{
     Checkpoint, JobRecord, JobRequest, QuarantineRecord, Verify, WorkerRecord, ACTIVE, JOBS,
     QUARANTINE, WORKERS,
@@ -65,6 +66,8 @@ pub struct JobEnv {
     pub running: Arc<Mutex<HashSet<String>>>,
     /// Cannon's QUIC edge (connections, the origin registry of running Cannon jobs).
     pub cannon: crate::cannon::worker::CannonEdge,
+    /// The compute service's counters (parity tiles, rebuilt tiles).
+    pub metrics: super::metrics::JobMetrics,
 }
 
 /// Why a job was refused at submission.
@@ -103,6 +106,27 @@ fn tile_edge(limits: &Limits, asked: Option<usize>, k: usize) -> Result<usize, S
     Ok(tile)
 }
 
+/// Parity tiles need independent tiles checked by Freivalds and at least two tiles per row.
+fn check_parity(req: &JobRequest, m: usize, n: usize, tile: usize) -> Result<(), SubmitError> {
+    if req.verify == Verify::Quorum {
+        return Err(SubmitError::Invalid(
+            "parity tiles do not combine with verify = quorum (a quorum already computes every \
+             tile three times): choose one"
+                .into(),
+        ));
+    }
+    if req.mode == crate::cannon::Mode::Cannon {
+        return Err(SubmitError::Invalid(
+            "parity tiles need independent tiles, and mode = cannon has none: use mode tiles or \
+             auto"
+                .into(),
+        ));
+    }
+    crate::parity::Layout::new(&plan(m, n, tile), tile)
+        .map(|_| ())
+        .map_err(|e| SubmitError::Invalid(e.to_string()))
+}
+
 /// Checks the inputs and queues the job for the queen. Returns its id.
 #[tracing::instrument(level = "info", skip(env, req), fields(a = %req.a, b = %req.b))]
 pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError> {
@@ -115,6 +139,9 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
     let b = load(&env.files, &req.b).await?;
     let (m, k, n) = product_shape(&a, &b).map_err(|e| SubmitError::Invalid(e.to_string()))?;
     let tile = tile_edge(&env.limits, req.tile, k)?;
+    if req.parity {
+        check_parity(&req, m, n, tile)?;
+    }
     let id = format!("{:016x}", rand::random::<u64>());
     let mode = req.mode;
     let record = JobRecord {
@@ -139,6 +166,8 @@ pub async fn submit(env: JobEnv, req: JobRequest) -> Result<String, SubmitError>
         resumes: 0,
         restored: 0,
         checkpoint: None,
+        rebuilt: 0,
+        parity: None,
     };
     let text =
         serde_json::to_string(&record).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
@@ -440,10 +469,12 @@ async fn execute(
         None
     };
     let cannon_used = cannon.is_some();
-    let (tiles, cannon_result) = match cannon {
-        Some((partial, fallback)) => (fallback, Some(partial)),
-        None => (plan(m, n, job.record.tile), None),
+    let (mut tiles, cannon_result, liars) = match cannon {
+        Some(p) => (p.fallback, Some(p.partial), p.liars),
+        None => (plan(m, n, job.record.tile), None, Vec::new()),
     };
+    // Data tiles are slots 0..data_tiles; parity tiles (one per tile row) follow.
+    let data_tiles = tiles.len();
     if let (Some(done), true) = (&cannon_result, tiles.is_empty()) {
         env.files
             .put(&job.record.request.out, matrix_file::encode(done))
@@ -452,6 +483,12 @@ async fn execute(
         return Ok(());
     }
     let quorum_mode = job.record.request.verify == Verify::Quorum;
+    // Parity (refused at submission with a quorum or Cannon; never on Cannon's fallback).
+    let mut parity = if job.record.request.parity && !cannon_used && !quorum_mode {
+        Some(ParityJob::new(&mut tiles, job.record.tile, &b)?)
+    } else {
+        None
+    };
     let policy = Policy {
         replicas: if quorum_mode { quorum::REPLICAS } else { 1 },
         ..Policy::default()
@@ -467,6 +504,16 @@ async fn execute(
         pool.iter().map(|(name, (_, g))| (name.clone(), *g)),
         policy,
     );
+    if let Some(p) = &parity {
+        sched.group(p.groups());
+    }
+    // Cannon workers whose block failed verification offend like a rejected tile (trust cut,
+    // an offence towards quarantine), before any fallback tile is given out.
+    for liar in liars {
+        let actions = sched.on_offence(&liar);
+        act(env, &sched, &job.record.id, actions).await;
+    }
+    let mut decisions = Vec::new();
     // Resume: the tiles of the last checkpoint are kept, not recomputed.
     let mut result = match cannon_result {
         Some(partial) => partial,
@@ -484,9 +531,12 @@ async fn execute(
             Ok(partial) if partial.rows() == m && partial.cols() == n => {
                 result = partial;
                 for &t in &cp.tiles {
-                    if (t as usize) < tiles.len() {
+                    if (t as usize) < data_tiles {
                         sched.mark_done(t as usize);
                         job.record.restored += 1;
+                        if let Some(p) = parity.as_mut() {
+                            decisions.extend(p.data_verified(t as usize));
+                        }
                     }
                 }
                 tracing::info!(
@@ -499,6 +549,18 @@ async fn execute(
         }
     }
     job.record.tiles_done = job.record.restored;
+    if let Some(p) = parity.as_mut() {
+        p.apply(
+            std::mem::take(&mut decisions),
+            &mut sched,
+            &mut result,
+            &tiles,
+            (&a, &b),
+            &mut job.record,
+            &env.metrics,
+        )
+        .await?;
+    }
     let mut checkpointed = job.record.restored;
     let mut last_checkpoint = Instant::now();
     let mut saving: Option<tokio::task::JoinHandle<Result<Checkpoint, String>>> = None;
@@ -521,7 +583,10 @@ async fn execute(
             let (endpoint, a, b, id) = (
                 env.endpoint.clone(),
                 a.clone(),
-                b.clone(),
+                parity
+                    .as_ref()
+                    .and_then(|p| p.b_for(t))
+                    .unwrap_or_else(|| b.clone()),
                 job.record.id.clone(),
             );
             running.spawn(call_tile(
@@ -612,10 +677,20 @@ async fn execute(
                 }
             }
             Ok((c, seconds)) => {
-                result
-                    .set_block(spec.r0, spec.c0, &c)
-                    .map_err(|e| e.to_string())?;
-                job.record.tiles_done += 1;
+                match parity.as_mut() {
+                    Some(p) if p.is_parity(t) => {
+                        decisions.extend(p.parity_verified(t, c, &env.metrics));
+                    }
+                    _ => {
+                        result
+                            .set_block(spec.r0, spec.c0, &c)
+                            .map_err(|e| e.to_string())?;
+                        job.record.tiles_done += 1;
+                        if let Some(p) = parity.as_mut() {
+                            decisions.extend(p.data_verified(t));
+                        }
+                    }
+                }
                 settled.push((worker, Outcome::Verified { seconds, flops }));
             }
             Err(e) if e.starts_with("rejected") => {
@@ -626,6 +701,9 @@ async fn execute(
                 tracing::info!(tile = t, %worker, error = %e, "tile call failed; re-scheduling");
                 conns.remove(&worker);
                 job.record.failed_calls += 1;
+                if let Some(p) = parity.as_mut() {
+                    decisions.extend(p.lost(t));
+                }
                 settled.push((worker, Outcome::Failed));
             }
         }
@@ -639,9 +717,24 @@ async fn execute(
             let actions = sched.on_result(t, &w, outcome);
             act(env, &sched, &job.record.id, actions).await;
         }
+        // After the scheduler settled the call: a lost tile is held (or released) there.
+        if let Some(p) = parity.as_mut() {
+            p.apply(
+                std::mem::take(&mut decisions),
+                &mut sched,
+                &mut result,
+                &tiles,
+                (&a, &b),
+                &mut job.record,
+                &env.metrics,
+            )
+            .await?;
+            job.record.parity = Some(p.view(&sched));
+        }
         job.record.workers = serde_json::to_value(sched.workers()).unwrap_or_default();
-        job.record.tiles =
-            (tiles.len() <= 256).then(|| serde_json::to_value(sched.tiles()).unwrap_or_default());
+        job.record.tiles = (data_tiles <= 256).then(|| {
+            serde_json::to_value(sched.tiles().get(..data_tiles).unwrap_or(&[])).unwrap_or_default()
+        });
         job.record.elapsed_secs = base_elapsed + started.elapsed().as_secs_f64();
         // Checkpoints are written in the background (a store write can take seconds while a
         // node is dead), one at a time; the record names one only once it is stored.
@@ -658,7 +751,7 @@ async fn execute(
             && !cannon_used
         {
             let path = checkpoint_path(&job.record.id);
-            let done: Vec<u32> = (0..tiles.len())
+            let done: Vec<u32> = (0..data_tiles)
                 .filter(|&t| sched.is_done(t))
                 .map(|t| t as u32)
                 .collect();

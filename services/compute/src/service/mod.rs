@@ -8,6 +8,8 @@ pub mod inference;
 pub mod job;
 pub mod jobs_api;
 pub mod methods;
+pub mod metrics;
+mod parity_job;
 pub mod tables;
 pub mod worker;
 
@@ -71,9 +73,15 @@ pub async fn run(
         backends.clone(),
         ctx.config.ports.compute,
         ctx.config.compute.test_cannon_delay,
+        corrupt,
     );
     let router = Arc::new(crate::cannon::worker::routes(
-        worker::router(node, backends.clone(), corrupt),
+        worker::router(
+            node,
+            backends.clone(),
+            corrupt,
+            ctx.config.compute.test_tile_delay,
+        ),
         cannon.clone(),
     ));
     let rpc_task = tokio::spawn(rpc::serve(
@@ -110,6 +118,7 @@ pub async fn run(
         files: files::MeshFiles::new(&ctx.paths.socket("chunkstore")),
         running: Arc::default(),
         cannon,
+        metrics: metrics::JobMetrics::register(&ctx.metrics),
     };
     // On the queen, claims and runs the queued jobs and resumes those of a dead queen.
     let driver = tokio::spawn(job::drive(env.clone(), shutdown.clone()));

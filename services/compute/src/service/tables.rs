@@ -73,6 +73,10 @@ pub struct JobRequest {
     /// Link rate between nodes for the cost model, Mbit/s. Default 1000.
     #[serde(default)]
     pub link_mbps: Option<f64>,
+    /// One parity tile per tile row (`crate::parity`): a tile lost with its worker is rebuilt
+    /// from its row instead of computed again. Independent tiles with Freivalds' check only.
+    #[serde(default)]
+    pub parity: bool,
 }
 
 /// A job's record.
@@ -127,6 +131,12 @@ pub struct JobRecord {
     /// The last checkpoint: verified tiles saved to the mesh store.
     #[serde(default)]
     pub checkpoint: Option<Checkpoint>,
+    /// Tiles rebuilt from their row's parity tile instead of computed again.
+    #[serde(default)]
+    pub rebuilt: usize,
+    /// Parity jobs: per tile row the parity tile's state, and counters.
+    #[serde(default)]
+    pub parity: Option<serde_json::Value>,
 }
 
 /// Verified tiles saved while a job runs, so a new queen resumes without recomputing them.

@@ -1,7 +1,7 @@
 //! The worker side of `compute.tile`: decode, compute on the tile backend, answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyphae_core::rpc::{ErrorCode, Router, RpcFault};
 use hyphae_core::transport::ServiceSpec;
@@ -12,8 +12,9 @@ use super::methods::{ComputeTile, TileResponse};
 use crate::matrix_file;
 
 /// The RPC router of the compute service. `corrupt` is the test-only faulty-worker switch
-/// (`[compute] test_corrupt_results`): every result gets +1 on its first row.
-pub fn router(local: NodeId, backends: Arc<Backends>, corrupt: bool) -> Router {
+/// (`[compute] test_corrupt_results`): every result gets +1 on its first row; `delay` the
+/// test-only slow-worker switch (`[compute] test_tile_delay`): every answer waits that long.
+pub fn router(local: NodeId, backends: Arc<Backends>, corrupt: bool, delay: Duration) -> Router {
     Router::new(ServiceSpec::COMPUTE, local).unary::<ComputeTile, _, _>(move |peer, req| {
         let backends = backends.clone();
         async move {
@@ -40,6 +41,10 @@ pub fn router(local: NodeId, backends: Arc<Backends>, corrupt: bool) -> Router {
                     *x += 1.0;
                 }
                 tracing::warn!("test_corrupt_results: returning a corrupted tile");
+            }
+            if !delay.is_zero() {
+                tracing::debug!(?delay, "test_tile_delay: holding the tile back");
+                tokio::time::sleep(delay).await;
             }
             Ok(TileResponse {
                 c: matrix_file::encode(&c),

@@ -1,7 +1,9 @@
 // Compute jobs: every job's state and progress; for the selected one its tiles as a grid
-// coloured by verification state (which worker computed each), the per-worker pheromone
+// coloured by verification state (which worker computed each; tiles rebuilt from their row's
+// parity hatched, and parity jobs' parity tiles as a last column), the per-worker pheromone
 // scores, trust and offences, and the throughput. Polled from /api/v1/jobs every 2 s.
 
+import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { describe, get } from "../api";
 import { Badge, Card, Empty, ErrorNote, PageHead, Progress, Stat } from "../components/ui";
@@ -11,8 +13,16 @@ import { nodeLabel } from "../labels";
 import type { MeshNode } from "../types";
 
 interface TileView {
-  state: "pending" | "running" | "done";
+  state: "pending" | "running" | "done" | "held" | "rebuilt" | "skipped";
   workers?: string[];
+}
+
+interface ParityView {
+  rows: number;
+  verified: number;
+  skipped: number;
+  rebuilt: number;
+  tiles: TileView[];
 }
 
 interface WorkerView {
@@ -27,7 +37,7 @@ interface WorkerView {
 
 interface Job {
   id: string;
-  request: { a: string; b: string; out: string; tile?: number | null; verify?: string };
+  request: { a: string; b: string; out: string; tile?: number | null; verify?: string; parity?: boolean };
   state: string;
   error?: string | null;
   shape: [number, number, number];
@@ -43,6 +53,8 @@ interface Job {
   submitted_by?: string;
   resumes?: number;
   restored?: number;
+  rebuilt?: number;
+  parity?: ParityView | null;
 }
 
 const stateTone: Record<string, string> = { done: "good", running: "info", queued: "muted", failed: "bad" };
@@ -56,18 +68,56 @@ function throughput(j: Job): number | null {
   return done / j.elapsed_secs / 1e9;
 }
 
+function tileWho(t: TileView, name: (id: string) => string): string {
+  const ws = t.workers ?? [];
+  if (ws.length) return ws.map(name).join(", ");
+  switch (t.state) {
+    case "done":
+      return "restored from a checkpoint";
+    case "rebuilt":
+      return "rebuilt from its row's parity tile";
+    case "held":
+      return "lost with its worker, waiting for its row's rebuild";
+    case "skipped":
+      return "not needed: its row was complete first";
+    default:
+      return "nobody yet";
+  }
+}
+
+function TileCell(props: { t: TileView; label: string; parity?: boolean; name: (id: string) => string; color: (id: string) => string }) {
+  const t = props.t;
+  const ws = t.workers ?? [];
+  const bg = t.state === "done" && ws.length ? props.color(ws[0]) : undefined;
+  return (
+    <div
+      class={`tile ${t.state}${props.parity ? " parity-tile" : ""}`}
+      style={bg ? { background: bg } : undefined}
+      title={`${props.label}: ${t.state} · ${tileWho(t, props.name)}`}
+      data-state={t.state}
+      data-parity={props.parity ? "true" : undefined}
+    />
+  );
+}
+
 function TileGrid(props: { job: Job; name: (id: string) => string; color: (id: string) => string }) {
   const j = props.job;
   if (!j.tiles) return <Empty title="Too many tiles to draw">Jobs of more than 256 tiles keep only their counters.</Empty>;
   const cols = Math.max(1, Math.ceil(j.shape[2] / Math.max(1, j.tile)));
+  const parity = j.parity?.tiles ?? [];
+  const withParity = parity.length > 0 && parity.length * cols === j.tiles.length;
+  const cells: JSX.Element[] = [];
+  j.tiles.forEach((t, i) => {
+    cells.push(<TileCell t={t} label={`tile ${i}`} name={props.name} color={props.color} />);
+    const row = Math.floor(i / cols);
+    if (withParity && i % cols === cols - 1) {
+      cells.push(<TileCell t={parity[row]} label={`parity of row ${row}`} parity name={props.name} color={props.color} />);
+    }
+  });
+  const columns = withParity ? `repeat(${cols}, minmax(12px, 40px)) minmax(12px, 40px)` : `repeat(${cols}, minmax(12px, 40px))`;
   return (
-    <div class="tile-grid" style={{ gridTemplateColumns: `repeat(${cols}, minmax(12px, 40px))` }} data-testid="tile-grid">
-      {j.tiles.map((t, i) => {
-        const ws = t.workers ?? [];
-        const who = ws.length ? ws.map(props.name).join(", ") : t.state === "done" ? "restored from a checkpoint" : "nobody yet";
-        const bg = t.state === "done" && ws.length ? props.color(ws[0]) : undefined;
-        return <div class={`tile ${t.state}`} style={bg ? { background: bg } : undefined} title={`tile ${i}: ${t.state} · ${who}`} data-state={t.state} />;
-      })}
+    <div class={`tile-grid${withParity ? " with-parity" : ""}`} style={{ gridTemplateColumns: columns }} data-testid="tile-grid">
+      {cells}
     </div>
   );
 }
@@ -88,6 +138,14 @@ function JobDetail(props: { job: Job; nodes: MeshNode[] }) {
         <Stat label="Throughput" value={tp === null ? "—" : `${tp.toFixed(2)} GFLOP/s`} hint={`${duration(j.elapsed_secs)} elapsed`} />
         <Stat label="Rejected" value={j.rejected} hint={j.request.verify === "quorum" ? "outvoted by the quorum" : "failed Freivalds' check"} tone={j.rejected ? "warn" : "good"} />
         <Stat label="Coordinator" value={j.coordinator ? name(j.coordinator) : "queued"} hint={j.resumes ? `taken over ${j.resumes}× (${j.restored ?? 0} tiles restored)` : "the queen"} />
+        {j.parity && (
+          <Stat
+            label="Rebuilt from parity"
+            value={j.rebuilt ?? 0}
+            hint={`${j.parity.verified} of ${j.parity.rows} parity tiles verified${j.parity.skipped ? `, ${j.parity.skipped} skipped` : ""}`}
+            tone={j.rebuilt ? "warn" : "good"}
+          />
+        )}
       </div>
       <Card title="Tiles" actions={<span class="muted small">colour = the worker that computed it</span>}>
         <div class="legend">
@@ -102,6 +160,19 @@ function JobDetail(props: { job: Job; nodes: MeshNode[] }) {
           <span>
             <i class="tile pending" /> pending
           </span>
+          {j.parity && (
+            <>
+              <span>
+                <i class="tile rebuilt" /> rebuilt from parity
+              </span>
+              <span>
+                <i class="tile held" /> lost, awaiting rebuild
+              </span>
+              <span>
+                <i class="tile done parity-tile" /> parity tile (last column)
+              </span>
+            </>
+          )}
         </div>
         <TileGrid job={j} name={name} color={color} />
       </Card>
