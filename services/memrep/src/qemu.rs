@@ -28,6 +28,11 @@ pub struct VmSpec {
     pub mem_mib: u64,
     /// Virtual CPUs.
     pub vcpus: u32,
+    /// The disk image the VM starts from: an absolute local path or `mesh:/PATH` (a file in
+    /// the mesh store). Copied into a raw file beside the RAM file and replicated with it
+    /// (`vm_disk`); `None`: no disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
 }
 
 /// Why a VM could not be started or restored.
@@ -104,6 +109,9 @@ impl VmSpec {
         if self.vcpus == 0 || self.vcpus > 64 {
             return Err(LaunchError::Invalid("vcpus must be 1..=64".into()));
         }
+        if let Some(d) = &self.disk {
+            crate::vm_disk::DiskSource::parse(d).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        }
         if self.append.contains(['\n', '\0']) {
             return Err(LaunchError::Invalid(
                 "kernel command line has control characters".into(),
@@ -129,6 +137,8 @@ pub struct InstancePaths {
     pub serial: PathBuf,
     /// QEMU's own stderr.
     pub stderr: PathBuf,
+    /// The raw disk file attached as virtio-blk (in /dev/shm beside the RAM file), if any.
+    pub disk: Option<PathBuf>,
 }
 
 impl InstancePaths {
@@ -139,7 +149,13 @@ impl InstancePaths {
             qmp: dir.join(format!("{name}-{tag}.qmp")),
             serial: dir.join(format!("{name}-{tag}.serial")),
             stderr: dir.join(format!("{name}-{tag}.stderr")),
+            disk: None,
         }
+    }
+
+    /// Where instance `tag` of VM `name` keeps its disk (beside its RAM file).
+    pub fn disk_file(shm: &Path, name: &str, tag: &str) -> PathBuf {
+        shm.join(format!("hyphae-memrep-{name}-{tag}.disk"))
     }
 }
 
@@ -154,7 +170,7 @@ pub struct Launch {
     pub paths: InstancePaths,
     /// Restore: start with `-incoming defer` on an existing RAM file instead of booting.
     pub incoming: bool,
-    /// Whether dropping the process removes the RAM file (false when the RAM file is a
+    /// Whether dropping the process removes the RAM file and the disk file (false when they are a
     /// replica that must outlive the process). A fresh boot (not `incoming`) always starts
     /// from a new RAM file; an incoming launch requires the file to exist.
     pub owns_ram: bool,
@@ -206,6 +222,16 @@ impl Launch {
             a.push("-initrd".into());
             a.push(i.display().to_string());
         }
+        if let Some(d) = &self.paths.disk {
+            // Raw, written through the host page cache (tmpfs: the file itself), so that once
+            // QMP `stop` has drained and flushed the block layer the file holds every write
+            // the guest saw complete. `cache=none` (O_DIRECT) is not used: tmpfs may refuse it.
+            a.push("-drive".into());
+            a.push(format!(
+                "file={},format=raw,if=virtio,cache=writeback,aio=threads,discard=ignore",
+                d.display().to_string().replace(',', ",,")
+            ));
+        }
         if self.incoming {
             a.push("-incoming".into());
             a.push("defer".into());
@@ -238,6 +264,14 @@ impl QemuProcess {
                 what: "replica RAM file",
                 path: p.ram.display().to_string(),
             });
+        }
+        if let Some(d) = &p.disk {
+            if !d.is_file() {
+                return Err(LaunchError::MissingFile {
+                    what: "disk file",
+                    path: d.display().to_string(),
+                });
+            }
         }
         let stderr = std::fs::File::create(&p.stderr)
             .map_err(|e| LaunchError::Process(format!("{}: {e}", p.stderr.display())))?;
@@ -332,6 +366,9 @@ fn remove_files(launch: &Launch) {
     let _ = std::fs::remove_file(&launch.paths.qmp);
     if launch.owns_ram {
         let _ = std::fs::remove_file(&launch.paths.ram);
+        if let Some(d) = &launch.paths.disk {
+            let _ = std::fs::remove_file(d);
+        }
     }
 }
 
@@ -377,6 +414,7 @@ mod tests {
             append: "console=ttyS0".into(),
             mem_mib: 128,
             vcpus: 1,
+            disk: None,
         }
     }
 
