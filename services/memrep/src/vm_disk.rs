@@ -261,8 +261,9 @@ async fn copy_local(src: &Path, dest: &Path, budget: u64) -> Result<u64, DiskErr
             why: "not a regular file".into(),
         });
     }
-    check_size(&name, meta.len(), budget)?;
+    // The format first: a qcow2 image is "not raw", whatever its size.
     check_head(&name, src)?;
+    check_size(&name, meta.len(), budget)?;
     let (s, d) = (src.to_path_buf(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || std::fs::copy(&s, &d))
         .await
@@ -324,8 +325,12 @@ async fn fetch_mesh(
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = announced {
-        check_size(&name, size, budget)?;
+    if let Some(size) = announced.filter(|&s| s > budget) {
+        return Err(DiskError::TooBig {
+            path: name,
+            size,
+            budget,
+        });
     }
     let mut file = tokio::fs::File::create(dest).await.map_err(io(dest))?;
     let mut body = resp.into_body();
@@ -352,8 +357,8 @@ async fn fetch_mesh(
             announced.unwrap_or(0)
         )));
     }
-    check_size(&name, total, budget)?;
     check_head(&name, dest)?;
+    check_size(&name, total, budget)?;
     Ok(total)
 }
 
