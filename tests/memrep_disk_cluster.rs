@@ -78,11 +78,7 @@ fn a_vm_with_a_disk_from_the_mesh_fails_over_with_ram_and_disk_in_step() -> Resu
     let local = dir.path().join("wave-disk.raw");
     std::fs::write(&local, &image)?;
     let put = c[0].cli_timeout(
-        &[
-            "put",
-            local.to_str().context("path")?,
-            "/vm/wave-disk.raw",
-        ],
+        &["put", local.to_str().context("path")?, "/vm/wave-disk.raw"],
         Duration::from_secs(120),
     )?;
     if !put.success() {
@@ -126,19 +122,23 @@ fn a_vm_with_a_disk_from_the_mesh_fails_over_with_ram_and_disk_in_step() -> Resu
 
     // The guest boots with the image from the mesh and counts on its disk; epochs taken after
     // a disk counter was read are acknowledged, so the replicas hold at least that counter.
-    let before = wait_for(Duration::from_secs(300), "the guest counting on its disk", || {
-        if let Some(s) = vm_stats(&c[1], vm)? {
-            if s["state"] == "failed" {
-                bail!("VM failed: {s}");
+    let before = wait_for(
+        Duration::from_secs(300),
+        "the guest counting on its disk",
+        || {
+            if let Some(s) = vm_stats(&c[1], vm)? {
+                if s["state"] == "failed" {
+                    bail!("VM failed: {s}");
+                }
             }
-        }
-        let console = c[1].cli(&["vm", "console", vm])?.stdout;
-        let counters = disk_counters(&console)?;
-        if !counters.is_empty() && !console.contains(&format!("wave disk seed={seed}")) {
-            bail!("the guest did not boot with the mesh image:\n{console}");
-        }
-        Ok(counters.into_iter().max().filter(|&n| n >= 200))
-    })?;
+            let console = c[1].cli(&["vm", "console", vm])?.stdout;
+            let counters = disk_counters(&console)?;
+            if !counters.is_empty() && !console.contains(&format!("wave disk seed={seed}")) {
+                bail!("the guest did not boot with the mesh image:\n{console}");
+            }
+            Ok(counters.into_iter().max().filter(|&n| n >= 200))
+        },
+    )?;
     let base = vm_stats(&c[1], vm)?.context("stats")?["acknowledged"]
         .as_u64()
         .unwrap_or(0);

@@ -77,9 +77,8 @@ struct Disk {
 impl Disk {
     fn open(path: &std::path::Path, ram_len: usize) -> Result<Disk, CheckpointError> {
         let map = RamMap::open_read(path)?;
-        let base = u32::try_from(ram_len / PAGE).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "RAM too large")
-        })?;
+        let base = u32::try_from(ram_len / PAGE)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "RAM too large"))?;
         let tracker = CompareScan::with_base(map.len(), base);
         Ok(Disk { map, tracker })
     }

@@ -365,7 +365,10 @@ mod tests {
         let dm = magic(3);
         for &c in counters {
             let b = (c % DISK_RING) as usize;
-            for (w, v) in [dm ^ b as u64, c, dm ^ c ^ b as u64].into_iter().enumerate() {
+            for (w, v) in [dm ^ b as u64, c, dm ^ c ^ b as u64]
+                .into_iter()
+                .enumerate()
+            {
                 d[b * PAGE + w * 8..b * PAGE + w * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
         }

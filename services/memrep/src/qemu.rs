@@ -110,7 +110,8 @@ impl VmSpec {
             return Err(LaunchError::Invalid("vcpus must be 1..=64".into()));
         }
         if let Some(d) = &self.disk {
-            crate::vm_disk::DiskSource::parse(d).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+            crate::vm_disk::DiskSource::parse(d)
+                .map_err(|e| LaunchError::Invalid(e.to_string()))?;
         }
         if self.append.contains(['\n', '\0']) {
             return Err(LaunchError::Invalid(

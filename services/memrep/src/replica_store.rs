@@ -203,8 +203,8 @@ impl ReplicaStore {
             // the new primary, so the replica starts from zero (replay-safe).
             ram.fill(0);
         }
-        let disk_len = usize::try_from(h.disk_bytes)
-            .map_err(|_| ReplicaError::Corrupt("disk size".into()))?;
+        let disk_len =
+            usize::try_from(h.disk_bytes).map_err(|_| ReplicaError::Corrupt("disk size".into()))?;
         let mut disk: Option<&mut [u8]> = None;
         if disk_len == 0 {
             self.disk = None;
@@ -359,15 +359,21 @@ mod tests {
         assert_eq!(s.ram().unwrap()[2 * PAGE], 1);
         let d = s.disk().unwrap();
         assert_eq!((d[0], d[3 * PAGE]), (7, 6));
-        assert_eq!(std::fs::metadata(s.disk_path()).unwrap().len(), 4 * PAGE as u64);
+        assert_eq!(
+            std::fs::metadata(s.disk_path()).unwrap().len(),
+            4 * PAGE as u64
+        );
         assert_eq!(s.meta().unwrap().disk_bytes, 4 * PAGE as u64);
         // A new base epoch starts the disk from zero too.
-        s.commit(with_disk(1, &[(17, 8)]).tap_generation(2)).unwrap();
+        s.commit(with_disk(1, &[(17, 8)]).tap_generation(2))
+            .unwrap();
         let d = s.disk().unwrap();
         assert_eq!((d[0], d[PAGE], d[3 * PAGE]), (0, 8, 0));
         // Beyond the disk (the assembler refuses it before; a corrupt journal): an error, and
         // the committed epoch is still 1.
-        assert!(s.commit(with_disk(2, &[(20, 1)]).tap_generation(2)).is_err());
+        assert!(s
+            .commit(with_disk(2, &[(20, 1)]).tap_generation(2))
+            .is_err());
         assert_eq!(s.meta().unwrap().epoch, 1);
         let disk_path = s.disk_path().to_path_buf();
         s.destroy().unwrap();

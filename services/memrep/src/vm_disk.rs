@@ -50,7 +50,9 @@ pub enum DiskError {
     #[error("disk image {0}: not found")]
     Missing(String),
     /// The image is in a format other than raw.
-    #[error("disk image {path} is {format}, not raw: convert it first (qemu-img convert -O raw IN OUT)")]
+    #[error(
+        "disk image {path} is {format}, not raw: convert it first (qemu-img convert -O raw IN OUT)"
+    )]
     NotRaw {
         /// The image.
         path: String,
@@ -166,7 +168,7 @@ pub fn check_size(name: &str, size: u64, budget: u64) -> Result<(), DiskError> {
             why: "empty".into(),
         });
     }
-    if size % PAGE != 0 {
+    if !size.is_multiple_of(PAGE) {
         return Err(DiskError::Size {
             path: name.into(),
             why: format!("{size} bytes is not a multiple of 4096 (pad it: truncate -s %4K)"),
@@ -206,7 +208,7 @@ fn free_bytes(path: &Path) -> u64 {
     }
     // SAFETY: statvfs returned 0, so it filled the buffer.
     let st = unsafe { st.assume_init() };
-    u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize))
+    st.f_bavail.saturating_mul(st.f_frsize)
 }
 
 /// Copies the image `source` into the raw disk file `dest` (created; replaced if present),
@@ -250,9 +252,7 @@ async fn copy_local(src: &Path, dest: &Path, budget: u64) -> Result<u64, DiskErr
     let name = src.display().to_string();
     let meta = match std::fs::metadata(src) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(DiskError::Missing(name))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DiskError::Missing(name)),
         Err(e) => return Err(io(src)(e)),
     };
     if !meta.is_file() {
@@ -275,20 +275,18 @@ async fn copy_local(src: &Path, dest: &Path, budget: u64) -> Result<u64, DiskErr
     Ok(meta.len())
 }
 
-async fn fetch_mesh(
-    path: &str,
-    dest: &Path,
-    budget: u64,
-    socket: &Path,
-) -> Result<u64, DiskError> {
+async fn fetch_mesh(path: &str, dest: &Path, budget: u64, socket: &Path) -> Result<u64, DiskError> {
     let name = format!("{MESH_PREFIX}{path}");
     let store = |message: String| DiskError::Store {
         path: path.to_string(),
         message,
     };
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| store(format!("chunkstore not reachable at {}: {e}", socket.display())))?;
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        store(format!(
+            "chunkstore not reachable at {}: {e}",
+            socket.display()
+        ))
+    })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| store(e.to_string()))?;
@@ -380,7 +378,14 @@ mod tests {
             DiskSource::parse("/srv/img.raw").unwrap(),
             DiskSource::Local("/srv/img.raw".into())
         );
-        for bad in ["mesh:", "mesh:/", "mesh:/a//b", "mesh:/a/../b", "img.raw", "/a\nb"] {
+        for bad in [
+            "mesh:",
+            "mesh:/",
+            "mesh:/a//b",
+            "mesh:/a/../b",
+            "img.raw",
+            "/a\nb",
+        ] {
             assert!(DiskSource::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -404,8 +409,14 @@ mod tests {
     #[test]
     fn sizes_are_checked() {
         check_size("d", 8192, 8192).unwrap();
-        assert!(matches!(check_size("d", 0, 1 << 20), Err(DiskError::Size { .. })));
-        assert!(matches!(check_size("d", 4097, 1 << 20), Err(DiskError::Size { .. })));
+        assert!(matches!(
+            check_size("d", 0, 1 << 20),
+            Err(DiskError::Size { .. })
+        ));
+        assert!(matches!(
+            check_size("d", 4097, 1 << 20),
+            Err(DiskError::Size { .. })
+        ));
         assert!(matches!(
             check_size("d", 1 << 21, 1 << 20),
             Err(DiskError::TooBig { .. })
@@ -420,7 +431,10 @@ mod tests {
         let good = dir.path().join("good.raw");
         std::fs::write(&good, vec![7u8; 3 * PAGE as usize]).unwrap();
         let src = DiskSource::Local(good);
-        assert_eq!(prepare(&src, &dest, 1 << 20, &sock).await.unwrap(), 3 * PAGE);
+        assert_eq!(
+            prepare(&src, &dest, 1 << 20, &sock).await.unwrap(),
+            3 * PAGE
+        );
         assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 3 * PAGE as usize]);
         let qcow = dir.path().join("img.qcow2");
         let mut q = b"QFI\xfb".to_vec();
@@ -446,7 +460,10 @@ mod tests {
         let err = prepare(&DiskSource::Mesh("/x.raw".into()), &dest, 1 << 20, &sock)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("chunkstore not reachable"), "{err}");
+        assert!(
+            err.to_string().contains("chunkstore not reachable"),
+            "{err}"
+        );
         assert!(!dest.exists());
     }
 }

@@ -61,7 +61,10 @@ async fn wait_disk_counter(serial: &Path, at_least: u64, limit: Duration) -> Vec
     let deadline = Instant::now() + limit;
     loop {
         let (lines, mismatch) = disk_lines(serial);
-        assert!(!mismatch, "the guest found its disk out of step with its RAM");
+        assert!(
+            !mismatch,
+            "the guest found its disk out of step with its RAM"
+        );
         if lines.iter().any(|&(c, _)| c >= at_least) {
             return lines;
         }
@@ -234,7 +237,16 @@ async fn bad_disks_are_refused_and_leave_nothing() {
         .expect("qemu-img");
     assert!(made.success());
     let err = refuse(DiskSource::Local(qcow), 1 << 30).await;
-    assert!(matches!(err, DiskError::NotRaw { format: "qcow2", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DiskError::NotRaw {
+                format: "qcow2",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("qemu-img convert"), "{err}");
     // Larger than the budget.
     let big = dir.path().join("big.raw");
@@ -264,7 +276,10 @@ async fn bad_disks_are_refused_and_leave_nothing() {
         disk: Some("disk.raw".into()),
     };
     let err = spec.validate(1024).unwrap_err();
-    assert!(err.to_string().contains("absolute path or mesh:/PATH"), "{err}");
+    assert!(
+        err.to_string().contains("absolute path or mesh:/PATH"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(shm.path()).unwrap().collect();
     assert!(left.is_empty(), "files left in /dev/shm: {left:?}");
 }
