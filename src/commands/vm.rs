@@ -106,10 +106,16 @@ fn parse_mem_mib(s: &str) -> anyhow::Result<u64> {
 
 fn body(a: &CreateArgs) -> anyhow::Result<Value> {
     let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
-    // A mesh file is named as is; a local file by its absolute path (memrep runs elsewhere).
+    // A mesh file is named as is; a local file by its absolute path (memrep runs elsewhere),
+    // which need not exist here (`resume` takes the disk from the replica, not the image).
     let disk = match a.disk.as_deref() {
         Some(d) if d.starts_with("mesh:") => Some(d.to_string()),
-        Some(d) => Some(abs(Path::new(d))?.display().to_string()),
+        Some(d) => Some(
+            std::path::absolute(d)
+                .with_context(|| d.to_string())?
+                .display()
+                .to_string(),
+        ),
         None => None,
     };
     Ok(json!({
