@@ -30,8 +30,9 @@ pub struct VmSpec {
     pub vcpus: u32,
     /// The disk image the VM starts from: an absolute local path or `mesh:/PATH` (a file in
     /// the mesh store). Copied into a raw file beside the RAM file and replicated with it
-    /// (`vm_disk`); `None`: no disk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`vm_disk`); `None`: no disk. (Always serialized: the spec also travels in postcard,
+    /// which cannot skip fields; `default` reads records written before disks existed.)
+    #[serde(default)]
     pub disk: Option<String>,
 }
 
@@ -439,6 +440,19 @@ mod tests {
         let mut s = good;
         s.vcpus = 0;
         assert!(s.validate(1024).is_err());
+    }
+
+    #[test]
+    fn a_spec_round_trips_through_postcard_and_old_json() {
+        // The spec travels inside `memrep.takeover` (postcard): no field may be skipped.
+        let dir = tempfile::tempdir().unwrap();
+        for disk in [None, Some("mesh:/vm/d.raw".to_string())] {
+            let s = VmSpec { disk, ..spec(dir.path()) };
+            let b = postcard::to_stdvec(&s).unwrap();
+            assert_eq!(postcard::from_bytes::<VmSpec>(&b).unwrap(), s);
+        }
+        let old = r#"{"name":"a","kernel":"/k","initrd":null,"append":"","mem_mib":64,"vcpus":1}"#;
+        assert_eq!(serde_json::from_str::<VmSpec>(old).unwrap().disk, None);
     }
 
     #[test]
