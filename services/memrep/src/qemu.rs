@@ -447,7 +447,10 @@ mod tests {
         // The spec travels inside `memrep.takeover` (postcard): no field may be skipped.
         let dir = tempfile::tempdir().unwrap();
         for disk in [None, Some("mesh:/vm/d.raw".to_string())] {
-            let s = VmSpec { disk, ..spec(dir.path()) };
+            let s = VmSpec {
+                disk,
+                ..spec(dir.path())
+            };
             let b = postcard::to_stdvec(&s).unwrap();
             assert_eq!(postcard::from_bytes::<VmSpec>(&b).unwrap(), s);
         }
