@@ -43,6 +43,9 @@ packages+=(glslang-tools libvulkan1 mesa-vulkan-drivers libopenblas-dev python3-
 # qemu-system-x86 + cpio: memrep runs QEMU VMs, and its tests build and boot a tiny guest
 # (services/memrep/guest/build.sh: Debian's kernel package + a static /init in a cpio).
 packages+=(qemu-system-x86 cpio)
+# qemu-utils: qemu-img, which memrep's disk tests use to make a qcow2 image that must be
+# refused (services/memrep/tests/qemu_disk.rs) and which users need to convert images to raw.
+packages+=(qemu-utils)
 # libvulkan1 + mesa-vulkan-drivers: the Vulkan loader and lavapipe (a CPU Vulkan device), so
 # the beacon's hardware profile lists a GPU with heaps and VRAM use (VK_EXT_memory_budget) on a
 # machine without a real GPU (tests/discovery_mesh.rs; the compute service uses them too).

@@ -1,7 +1,8 @@
 //! The gateway's VM routes over HTTPS on a harness node: a VM (the project's test guest) is
 //! created through `POST /api/v1/vms`, listed, its console read until the guest counts,
-//! stopped, and deleted; without a login the routes refuse, and a bad name is refused by the
-//! gateway before it reaches memrep.
+//! stopped, and deleted; without a login the routes refuse, a bad name is refused by the
+//! gateway before it reaches memrep, and a disk image missing from the mesh store is refused
+//! by memrep with nothing left in /dev/shm.
 
 mod support;
 
@@ -102,6 +103,31 @@ fn a_vm_is_created_listed_read_stopped_and_deleted_over_https() -> Result<()> {
             "missing kernel: {} {}",
             a.status,
             text(&a)
+        );
+        // A disk image the mesh store does not have: refused, nothing left in /dev/shm.
+        let mut bad = spec.clone();
+        bad["name"] = "api3".into();
+        bad["disk"] = "mesh:/no/such/image.raw".into();
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(bad.to_string())).await?;
+        ensure!(
+            a.status == 400 && text(&a).contains("mesh:/no/such/image.raw: not found"),
+            "missing disk image: {} {}",
+            a.status,
+            text(&a)
+        );
+        let shm = support::memrep::memrep_status(n)?.context("memrep status")?["shm_dir"]
+            .as_str()
+            .map(PathBuf::from)
+            .context("shm_dir")?;
+        let leaked: Vec<_> = std::fs::read_dir(&shm)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        ensure!(
+            !leaked
+                .iter()
+                .any(|f| f.to_string_lossy().starts_with("hyphae-memrep-api3")),
+            "a refused disk left files in {}: {leaked:?}",
+            shm.display()
         );
 
         for proto in [Proto::H1, Proto::H3] {

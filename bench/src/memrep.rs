@@ -77,6 +77,7 @@ async fn measure(args: MemrepArgs) -> Result<()> {
         ),
         mem_mib: args.mem_mib,
         vcpus: 1,
+        disk: None,
     };
     let q = QemuProcess::start(Launch {
         spec: spec.clone(),

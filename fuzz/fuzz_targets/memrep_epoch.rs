@@ -1,6 +1,6 @@
 //! Fuzzes what a backup accepts from the network: a sequence of epoch parts (length-prefixed
 //! in the input) fed to the epoch assembler must be refused or assembled — never panic, never
-//! assemble an epoch whose pages fall outside its RAM — and a QMP line must parse or fail.
+//! assemble an epoch whose pages fall outside its RAM and disk — and a QMP line must parse or fail.
 #![no_main]
 
 use hyphae_memrep::epoch::assembler::{Assembler, Committed};
@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
             generation: 1,
             epoch: 3,
             ram_bytes: 0,
+            disk_bytes: 0,
         },
     );
     let mut rest = data;
@@ -25,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[part.len()..];
         match asm.push(part) {
             Ok(Some(epoch)) => {
-                let pages = epoch.header.ram_bytes / 4096;
+                let pages = (epoch.header.ram_bytes + epoch.header.disk_bytes) / 4096;
                 assert!(epoch.indices.iter().all(|&i| u64::from(i) < pages));
                 assert_eq!(epoch.data.len(), epoch.indices.len() * 4096);
                 return;

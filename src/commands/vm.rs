@@ -64,6 +64,10 @@ pub struct CreateArgs {
     /// Initramfs.
     #[arg(long)]
     initrd: Option<PathBuf>,
+    /// A raw disk image attached as virtio-blk (/dev/vda), replicated with the RAM: a local
+    /// file or `mesh:/PATH` (a file stored with `hyphae put`). Copied into /dev/shm.
+    #[arg(long, value_name = "FILE|mesh:/PATH")]
+    disk: Option<String>,
     /// Kernel command line.
     #[arg(long, default_value = "console=ttyS0")]
     append: String,
@@ -102,7 +106,20 @@ fn parse_mem_mib(s: &str) -> anyhow::Result<u64> {
 
 fn body(a: &CreateArgs) -> anyhow::Result<Value> {
     let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
+    // A mesh file is named as is; a local file by its absolute path (memrep runs elsewhere),
+    // which need not exist here (`resume` takes the disk from the replica, not the image).
+    let disk = match a.disk.as_deref() {
+        Some(d) if d.starts_with("mesh:") => Some(d.to_string()),
+        Some(d) => Some(
+            std::path::absolute(d)
+                .with_context(|| d.to_string())?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
     Ok(json!({
+        "disk": disk,
         "name": a.name,
         "kernel": abs(&a.kernel)?,
         "initrd": a.initrd.as_deref().map(abs).transpose()?,

@@ -50,7 +50,7 @@ pub async fn list(
 }
 
 /// `POST /api/v1/vms`: start a VM here (JSON: name, kernel, initrd, append, mem_mib, vcpus,
-/// backups, mode, interval_ms).
+/// disk (local path or `mesh:/PATH`), backups, mode, interval_ms).
 #[tracing::instrument(level = "debug", skip(state, headers, body))]
 pub async fn create(
     State(state): State<Arc<GatewayState>>,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds memrep's test guest: Debian's amd64 kernel + an initramfs whose /init is wave.c (a
-# static program writing a counter and a page-wave pattern). Prints the directory holding
+# static program writing a counter and a page-wave pattern, and with wave_disk=1 a counter ring
+# on /dev/vda) and the kernel's virtio-blk modules under /lib/modules. Prints the directory holding
 # `vmlinuz` and `initrd.cpio`. Cached by content under $HYPHAE_GUEST_CACHE (default
 # /var/cache/hyphae/memrep-guest): a second call with the same inputs does no work.
 #
@@ -39,7 +40,22 @@ dpkg-deb -x "$kernel_deb" "$work/kernel"
 cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
 mkdir -p "$work/root"
 gcc -static -O2 -Wall -o "$work/root/init" "$here/wave.c"
-(cd "$work/root" && echo init | cpio --quiet -o -H newc > "$work/initrd.cpio")
+# The virtio-blk driver is a module in Debian's kernel: ship it (and what it needs) flat under
+# /lib/modules; wave.c loads them in this order.
+mkdir -p "$work/root/lib/modules"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+  f="$(find "$work"/kernel/lib/modules -name "$m.ko*" | head -n1)"
+  if [ -z "$f" ]; then
+    continue # built into this kernel
+  fi
+  case "$f" in
+    *.ko) cp "$f" "$work/root/lib/modules/$m.ko" ;;
+    *.ko.xz) xz -dc "$f" > "$work/root/lib/modules/$m.ko" ;;
+    *.ko.zst) zstd -qdc "$f" > "$work/root/lib/modules/$m.ko" ;;
+    *) echo "memrep guest: unknown module format $f" >&2; exit 1 ;;
+  esac
+done
+(cd "$work/root" && find . -mindepth 1 | sed 's|^\./||' | cpio --quiet -o -H newc > "$work/initrd.cpio")
 mkdir -p "$out.tmp"
 mv "$work/vmlinuz" "$work/initrd.cpio" "$out.tmp/"
 rm -rf "$out"

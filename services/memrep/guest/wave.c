@@ -12,7 +12,19 @@
  *   word 4: CTRL_MAGIC ^ counter (written last: a control page is complete when it checks).
  * Parameters come from the kernel command line (the kernel hands `k=v` words to init as
  * environment): wave_region=<pages> wave_pages=<pages per iteration> wave_sleep_us=<us>.
+ *
+ * With wave_disk=1 the program also uses the VM's disk (/dev/vda, virtio-blk; the modules are
+ * in the initramfs under /lib/modules, loaded in dependency order). Disk blocks 0..15 (4096
+ * bytes) form a ring: at iteration c, block c % 16 gets DISK_MAGIC ^ block, c, DISK_MAGIC ^ c ^
+ * block, written with O_DIRECT and fdatasync. Before that, block (c - 1) % 16 is read back and
+ * must hold c - 1, the value the program's RAM says it wrote last: after a failover this proves
+ * that the resumed disk and RAM come from the same moment (else "wave disk MISMATCH").
+ * Block 16 holds a seed text put there when the image was made; it is printed once
+ * ("wave disk seed=..."), which shows the image the VM booted with. Every 100 iterations:
+ * "wave disk counter=<c> mismatches=<n>".
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +60,36 @@ static unsigned long param(const char *name, unsigned long dflt) {
     return strtoul(v, NULL, 10);
 }
 
+#define RING 16
+
+/* The virtio-blk driver and what it needs, in dependency order (build.sh copies them). */
+static const char *const MODULES[] = {"virtio_ring.ko", "virtio.ko", "virtio_pci_modern_dev.ko",
+                                      "virtio_pci_legacy_dev.ko", "virtio_pci.ko", "virtio_blk.ko"};
+
+static int open_disk(void) {
+    char path[128];
+    for (unsigned i = 0; i < sizeof MODULES / sizeof MODULES[0]; i++) {
+        snprintf(path, sizeof path, "/lib/modules/%s", MODULES[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue; /* built in, or not shipped */
+        if (syscall(SYS_finit_module, fd, "", 0) != 0)
+            printf("wave disk: loading %s failed: %s\n", path, strerror(errno));
+        close(fd);
+    }
+    for (int tries = 0; tries < 200; tries++) {
+        int fd = open("/dev/vda", O_RDWR | O_DIRECT | O_CLOEXEC);
+        if (fd >= 0) return fd;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    printf("wave disk: no /dev/vda\n");
+    return -1;
+}
+
+static int block_holds(const uint64_t *b, uint64_t block, uint64_t c, uint64_t disk_magic) {
+    return b[0] == (disk_magic ^ block) && b[1] == c && b[2] == (disk_magic ^ c ^ block);
+}
+
 int main(void) {
     mkdir("/dev", 0755);
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
@@ -71,7 +114,25 @@ int main(void) {
     }
     mlock(mem, (region + 1) * PAGE);
     uint64_t *ctrl = mem + region * WORDS;
-    uint64_t wave_magic = magic(1), ctrl_magic = magic(2);
+    uint64_t wave_magic = magic(1), ctrl_magic = magic(2), disk_magic = magic(3);
+
+    int disk = param("wave_disk", 0) ? open_disk() : -1;
+    uint64_t *dbuf = NULL;
+    uint64_t disk_last = 0, disk_have_last = 0, mismatches = 0;
+    if (disk >= 0) {
+        dbuf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                    -1, 0);
+        if (dbuf == MAP_FAILED || pread(disk, dbuf, PAGE, RING * PAGE) != PAGE) {
+            printf("wave disk: cannot read the seed block\n");
+            disk = -1;
+        } else {
+            char seed[65];
+            memcpy(seed, dbuf, 64);
+            seed[64] = 0;
+            seed[strcspn(seed, "\n")] = 0;
+            printf("wave disk seed=%s\n", seed);
+        }
+    }
 
     /* Iteration 0 writes every page, so every page has a defined stamp from then on. */
     for (uint64_t counter = 0;; counter++) {
@@ -94,7 +155,31 @@ int main(void) {
         ctrl[2] = wave;
         ctrl[3] = counter;
         __atomic_store_n(&ctrl[4], ctrl_magic ^ counter, __ATOMIC_RELEASE);
+        if (disk >= 0) {
+            if (disk_have_last) {
+                uint64_t b = disk_last % RING;
+                if (pread(disk, dbuf, PAGE, b * PAGE) != PAGE ||
+                    !block_holds(dbuf, b, disk_last, disk_magic)) {
+                    mismatches++;
+                    printf("wave disk MISMATCH ram=%llu disk=%llu\n", (unsigned long long)disk_last,
+                           (unsigned long long)dbuf[1]);
+                }
+            }
+            uint64_t b = counter % RING;
+            memset(dbuf, 0, PAGE);
+            dbuf[0] = disk_magic ^ b;
+            dbuf[1] = counter;
+            dbuf[2] = disk_magic ^ counter ^ b;
+            if (pwrite(disk, dbuf, PAGE, b * PAGE) != PAGE || fdatasync(disk) != 0) {
+                printf("wave disk: write failed\n");
+            }
+            disk_last = counter;
+            disk_have_last = 1;
+        }
         if (counter % 100 == 0) printf("wave counter=%llu\n", (unsigned long long)counter);
+        if (disk >= 0 && counter % 100 == 0)
+            printf("wave disk counter=%llu mismatches=%llu\n", (unsigned long long)counter,
+                   (unsigned long long)mismatches);
         if (sleep_us) {
             struct timespec ts = {sleep_us / 1000000, (sleep_us % 1000000) * 1000};
             nanosleep(&ts, NULL);

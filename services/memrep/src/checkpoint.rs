@@ -1,4 +1,6 @@
-//! The primary's checkpoint: QMP `stop` → collect the dirty pages into a staging buffer →
+//! The primary's checkpoint: QMP `stop` (which drains and flushes the block layer, so the
+//! VM's disk file holds every write the guest saw complete) → collect the dirty RAM pages, then
+//! the changed disk pages (compare scan of the mapped disk file), into a staging buffer →
 //! device state through a `migrate` with `x-ignore-shared` (RAM is shared, so only devices are
 //! written, a few hundred KB) → `cont`. The pause covers only those steps; encoding and sending
 //! happen after the guest runs again.
@@ -6,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::dirty::{self, DirtyError, DirtyPages, DirtyTracker, TrackerKind};
+use crate::dirty::{self, CompareScan, DirtyError, DirtyPages, DirtyTracker, TrackerKind, PAGE};
 use crate::epoch::wire::{encode_epoch, EpochHeader};
 use crate::qemu::{LaunchError, QemuProcess};
 use crate::qmp::QmpError;
@@ -43,6 +45,8 @@ pub struct Checkpoint {
     pub pages: usize,
     /// Page bytes carried.
     pub bytes: u64,
+    /// How many of the pages are disk pages.
+    pub disk_pages: usize,
     /// The encoded epoch stream (see `epoch::wire`).
     pub parts: Vec<Vec<u8>>,
 }
@@ -54,10 +58,30 @@ pub struct Primary {
     pub qemu: QemuProcess,
     ram: RamMap,
     tracker: Box<dyn DirtyTracker>,
+    disk: Option<Disk>,
     staging: DirtyPages,
     device_path: PathBuf,
     /// The generation this primary writes under.
     pub generation: u64,
+}
+
+/// The VM's disk file as the primary scans it. QEMU writes the file with `pwrite`, not
+/// through a mapping of its own, so soft-dirty bits never see those writes: the disk is always
+/// compare-scanned.
+#[derive(Debug)]
+struct Disk {
+    map: RamMap,
+    tracker: CompareScan,
+}
+
+impl Disk {
+    fn open(path: &std::path::Path, ram_len: usize) -> Result<Disk, CheckpointError> {
+        let map = RamMap::open_read(path)?;
+        let base = u32::try_from(ram_len / PAGE)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "RAM too large"))?;
+        let tracker = CompareScan::with_base(map.len(), base);
+        Ok(Disk { map, tracker })
+    }
 }
 
 impl std::fmt::Debug for Box<dyn DirtyTracker> {
@@ -77,15 +101,25 @@ impl Primary {
         let ram = RamMap::open_read(&qemu.launch.paths.ram)?;
         let pid = qemu.pid().unwrap_or(0);
         let tracker = dirty::choose(pid, &qemu.launch.paths.ram, ram.len());
+        let disk = match &qemu.launch.paths.disk {
+            Some(path) => Some(Disk::open(path, ram.len())?),
+            None => None,
+        };
         qemu.qmp.set_capability("x-ignore-shared", true).await?;
         Ok(Primary {
             qemu,
             ram,
             tracker,
+            disk,
             staging: DirtyPages::default(),
             device_path,
             generation,
         })
+    }
+
+    /// The disk's size in bytes (0: no disk).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.map.len() as u64)
     }
 
     /// Which dirty tracker is in use.
@@ -130,6 +164,9 @@ impl Primary {
     pub fn rebase(&mut self, generation: u64) {
         let pid = self.qemu.pid().unwrap_or(0);
         self.tracker = dirty::choose(pid, &self.qemu.launch.paths.ram, self.ram.len());
+        if let Some(d) = &mut self.disk {
+            d.tracker = CompareScan::with_base(d.map.len(), (self.ram.len() / PAGE) as u32);
+        }
         self.generation = generation;
     }
 
@@ -145,23 +182,38 @@ impl Primary {
             generation: self.generation,
             epoch,
             ram_bytes: self.ram.len() as u64,
+            disk_bytes: self.disk_bytes(),
             pages: self.staging.indices.len() as u32,
             device_bytes: device.len() as u32,
         };
         let parts = encode_epoch(header, &self.staging.indices, &self.staging.data, device)?;
+        let ram_pages = (self.ram.len() / PAGE) as u32;
+        let disk_pages = self
+            .staging
+            .indices
+            .iter()
+            .rev()
+            .take_while(|&&i| i >= ram_pages)
+            .count();
         Ok(Checkpoint {
             epoch,
             pause,
+            disk_pages,
             pages: self.staging.indices.len(),
             bytes: self.staging.bytes() as u64,
             parts,
         })
     }
 
-    /// While paused: dirty pages into staging, device state into a file.
+    /// While paused: dirty pages (RAM, then disk) into staging, device state into a file.
     async fn stage(&mut self) -> Result<Vec<u8>, CheckpointError> {
         self.staging.clear();
         self.tracker.collect(self.ram.bytes(), &mut self.staging)?;
+        if let Some(d) = &mut self.disk {
+            // `stop` returned after QEMU drained and flushed every block request: the file
+            // is exactly the disk the guest (paused) has seen.
+            d.tracker.collect(d.map.bytes(), &mut self.staging)?;
+        }
         let _ = std::fs::remove_file(&self.device_path);
         self.qemu
             .qmp
@@ -178,6 +230,7 @@ impl Primary {
     pub async fn shutdown(self) {
         let _ = std::fs::remove_file(&self.device_path);
         drop(self.ram);
+        drop(self.disk);
         self.qemu.shutdown().await;
     }
 }

@@ -139,6 +139,7 @@ mod tests {
                 append: String::new(),
                 mem_mib: 64,
                 vcpus: 1,
+                disk: None,
             },
             mode: Mode::Consistent,
             interval_ms: None,

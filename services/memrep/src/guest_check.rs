@@ -163,6 +163,66 @@ pub fn check(image: &[u8]) -> Result<GuestState, CheckError> {
     Ok(state)
 }
 
+/// Blocks of the guest's disk counter ring (wave.c `RING`).
+pub const DISK_RING: u64 = 16;
+
+/// Why a disk image does not belong with a RAM image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiskCheckError {
+    /// A ring block that is neither zero nor a valid counter block.
+    #[error("disk block {0} is corrupt")]
+    Corrupt(u64),
+    /// A ring block in the wrong place.
+    #[error("disk block {block} holds counter {counter}, which belongs in block {}", counter % DISK_RING)]
+    Misplaced {
+        /// The block.
+        block: u64,
+        /// Its counter.
+        counter: u64,
+    },
+    /// The disk's newest counter does not match the RAM's (a torn RAM/disk snapshot).
+    #[error("disk counter {disk:?} does not go with RAM counter {ram} (expected {ram} or {})", ram.saturating_sub(1))]
+    Mismatch {
+        /// The newest counter on the disk.
+        disk: Option<u64>,
+        /// The counter in RAM.
+        ram: u64,
+    },
+}
+
+/// Checks the test guest's disk (wave.c with `wave_disk=1`) against the RAM counter of the same
+/// snapshot: the guest writes disk block `c % 16` with `c` after it publishes `c` in RAM and
+/// before it starts `c + 1`, so the disk's newest counter is `c` or `c - 1`. Returns it.
+pub fn check_disk(disk: &[u8], ram_counter: u64) -> Result<Option<u64>, DiskCheckError> {
+    let dm = magic(3);
+    let mut newest: Option<u64> = None;
+    for block in 0..DISK_RING.min((disk.len() / PAGE) as u64) {
+        let b = block as usize;
+        let (w0, c, w2) = (word(disk, b, 0), word(disk, b, 1), word(disk, b, 2));
+        if w0 == 0 && c == 0 && w2 == 0 {
+            continue;
+        }
+        if w0 != dm ^ block || w2 != dm ^ c ^ block {
+            return Err(DiskCheckError::Corrupt(block));
+        }
+        if c % DISK_RING != block {
+            return Err(DiskCheckError::Misplaced { block, counter: c });
+        }
+        newest = newest.max(Some(c));
+    }
+    let ok = match newest {
+        None => ram_counter == 0,
+        Some(d) => d == ram_counter || d + 1 == ram_counter,
+    };
+    if !ok {
+        return Err(DiskCheckError::Mismatch {
+            disk: newest,
+            ram: ram_counter,
+        });
+    }
+    Ok(newest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +358,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn disk_with(counters: &[u64]) -> Vec<u8> {
+        let mut d = vec![0u8; 20 * PAGE];
+        let dm = magic(3);
+        for &c in counters {
+            let b = (c % DISK_RING) as usize;
+            for (w, v) in [dm ^ b as u64, c, dm ^ c ^ b as u64]
+                .into_iter()
+                .enumerate()
+            {
+                d[b * PAGE + w * 8..b * PAGE + w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn a_disk_goes_with_its_ram_counter_or_the_one_before() {
+        let d = disk_with(&(0..=40).collect::<Vec<_>>());
+        assert_eq!(check_disk(&d, 40), Ok(Some(40)));
+        assert_eq!(check_disk(&d, 41), Ok(Some(40)));
+        assert!(matches!(
+            check_disk(&d, 39),
+            Err(DiskCheckError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            check_disk(&d, 45),
+            Err(DiskCheckError::Mismatch { .. })
+        ));
+        assert_eq!(check_disk(&disk_with(&[]), 0), Ok(None));
+        let mut torn = d.clone();
+        torn[3 * PAGE + 16] ^= 1;
+        assert_eq!(check_disk(&torn, 40), Err(DiskCheckError::Corrupt(3)));
     }
 }

@@ -22,6 +22,7 @@ pub mod service;
 pub mod supervisor;
 pub mod tables;
 pub mod takeover;
+pub mod vm_disk;
 pub mod vm_runner;
 pub mod vm_throttle;
 pub use service::{run, MemrepError};

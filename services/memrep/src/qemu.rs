@@ -28,6 +28,12 @@ pub struct VmSpec {
     pub mem_mib: u64,
     /// Virtual CPUs.
     pub vcpus: u32,
+    /// The disk image the VM starts from: an absolute local path or `mesh:/PATH` (a file in
+    /// the mesh store). Copied into a raw file beside the RAM file and replicated with it
+    /// (`vm_disk`); `None`: no disk. (Always serialized: the spec also travels in postcard,
+    /// which cannot skip fields; `default` reads records written before disks existed.)
+    #[serde(default)]
+    pub disk: Option<String>,
 }
 
 /// Why a VM could not be started or restored.
@@ -104,6 +110,10 @@ impl VmSpec {
         if self.vcpus == 0 || self.vcpus > 64 {
             return Err(LaunchError::Invalid("vcpus must be 1..=64".into()));
         }
+        if let Some(d) = &self.disk {
+            crate::vm_disk::DiskSource::parse(d)
+                .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        }
         if self.append.contains(['\n', '\0']) {
             return Err(LaunchError::Invalid(
                 "kernel command line has control characters".into(),
@@ -129,6 +139,8 @@ pub struct InstancePaths {
     pub serial: PathBuf,
     /// QEMU's own stderr.
     pub stderr: PathBuf,
+    /// The raw disk file attached as virtio-blk (in /dev/shm beside the RAM file), if any.
+    pub disk: Option<PathBuf>,
 }
 
 impl InstancePaths {
@@ -139,7 +151,13 @@ impl InstancePaths {
             qmp: dir.join(format!("{name}-{tag}.qmp")),
             serial: dir.join(format!("{name}-{tag}.serial")),
             stderr: dir.join(format!("{name}-{tag}.stderr")),
+            disk: None,
         }
+    }
+
+    /// Where instance `tag` of VM `name` keeps its disk (beside its RAM file).
+    pub fn disk_file(shm: &Path, name: &str, tag: &str) -> PathBuf {
+        shm.join(format!("hyphae-memrep-{name}-{tag}.disk"))
     }
 }
 
@@ -154,7 +172,7 @@ pub struct Launch {
     pub paths: InstancePaths,
     /// Restore: start with `-incoming defer` on an existing RAM file instead of booting.
     pub incoming: bool,
-    /// Whether dropping the process removes the RAM file (false when the RAM file is a
+    /// Whether dropping the process removes the RAM file and the disk file (false when they are a
     /// replica that must outlive the process). A fresh boot (not `incoming`) always starts
     /// from a new RAM file; an incoming launch requires the file to exist.
     pub owns_ram: bool,
@@ -206,6 +224,16 @@ impl Launch {
             a.push("-initrd".into());
             a.push(i.display().to_string());
         }
+        if let Some(d) = &self.paths.disk {
+            // Raw, written through the host page cache (tmpfs: the file itself), so that once
+            // QMP `stop` has drained and flushed the block layer the file holds every write
+            // the guest saw complete. `cache=none` (O_DIRECT) is not used: tmpfs may refuse it.
+            a.push("-drive".into());
+            a.push(format!(
+                "file={},format=raw,if=virtio,cache=writeback,aio=threads,discard=ignore",
+                d.display().to_string().replace(',', ",,")
+            ));
+        }
         if self.incoming {
             a.push("-incoming".into());
             a.push("defer".into());
@@ -238,6 +266,14 @@ impl QemuProcess {
                 what: "replica RAM file",
                 path: p.ram.display().to_string(),
             });
+        }
+        if let Some(d) = &p.disk {
+            if !d.is_file() {
+                return Err(LaunchError::MissingFile {
+                    what: "disk file",
+                    path: d.display().to_string(),
+                });
+            }
         }
         let stderr = std::fs::File::create(&p.stderr)
             .map_err(|e| LaunchError::Process(format!("{}: {e}", p.stderr.display())))?;
@@ -332,6 +368,9 @@ fn remove_files(launch: &Launch) {
     let _ = std::fs::remove_file(&launch.paths.qmp);
     if launch.owns_ram {
         let _ = std::fs::remove_file(&launch.paths.ram);
+        if let Some(d) = &launch.paths.disk {
+            let _ = std::fs::remove_file(d);
+        }
     }
 }
 
@@ -377,6 +416,7 @@ mod tests {
             append: "console=ttyS0".into(),
             mem_mib: 128,
             vcpus: 1,
+            disk: None,
         }
     }
 
@@ -400,6 +440,22 @@ mod tests {
         let mut s = good;
         s.vcpus = 0;
         assert!(s.validate(1024).is_err());
+    }
+
+    #[test]
+    fn a_spec_round_trips_through_postcard_and_old_json() {
+        // The spec travels inside `memrep.takeover` (postcard): no field may be skipped.
+        let dir = tempfile::tempdir().unwrap();
+        for disk in [None, Some("mesh:/vm/d.raw".to_string())] {
+            let s = VmSpec {
+                disk,
+                ..spec(dir.path())
+            };
+            let b = postcard::to_stdvec(&s).unwrap();
+            assert_eq!(postcard::from_bytes::<VmSpec>(&b).unwrap(), s);
+        }
+        let old = r#"{"name":"a","kernel":"/k","initrd":null,"append":"","mem_mib":64,"vcpus":1}"#;
+        assert_eq!(serde_json::from_str::<VmSpec>(old).unwrap().disk, None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A backup's replica of one VM: the RAM file (in /dev/shm, so QEMU can resume on it), the
-//! device state and what was committed. An epoch is applied through a redo journal: the
+//! disk file if the VM has one (beside the RAM file, same name ending `.disk`), the device
+//! state and what was committed. RAM, disk and device state of an epoch are applied together. An epoch is applied through a redo journal: the
 //! verified epoch is written whole to `journal.bin` first, then applied to the RAM file and the
 //! device state, then `meta.json` names it committed and the journal goes. If the process dies
 //! mid-apply, opening the replica replays the journal, so the replica is always one committed
@@ -51,6 +52,9 @@ pub struct ReplicaMeta {
     pub epoch: u64,
     /// RAM size.
     pub ram_bytes: u64,
+    /// Disk size (0: the VM has no disk).
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,12 +72,15 @@ pub struct ReplicaStore {
     dir: PathBuf,
     ram_path: PathBuf,
     ram: Option<RamMap>,
+    disk_path: PathBuf,
+    disk: Option<RamMap>,
     meta: Option<ReplicaMeta>,
 }
 
 impl ReplicaStore {
-    /// Opens (or creates) the replica of `vm`: state under `dir`, RAM file at `ram_path`.
-    /// Replays an unfinished journal.
+    /// Opens (or creates) the replica of `vm`: state under `dir`, RAM file at `ram_path`, disk
+    /// file (if the VM has a disk) beside it with the extension `disk`. Replays an unfinished
+    /// journal.
     pub fn open(vm: &str, dir: &Path, ram_path: &Path) -> Result<ReplicaStore, ReplicaError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let meta_path = dir.join("meta.json");
@@ -90,6 +97,8 @@ impl ReplicaStore {
             dir: dir.to_path_buf(),
             ram_path: ram_path.to_path_buf(),
             ram: None,
+            disk_path: ram_path.with_extension("disk"),
+            disk: None,
             meta,
         };
         let journal = dir.join("journal.bin");
@@ -113,11 +122,13 @@ impl ReplicaStore {
                 generation: m.generation,
                 epoch: m.epoch,
                 ram_bytes: m.ram_bytes,
+                disk_bytes: m.disk_bytes,
             },
             None => Committed {
                 generation: 0,
                 epoch: 0,
                 ram_bytes: 0,
+                disk_bytes: 0,
             },
         }
     }
@@ -130,6 +141,11 @@ impl ReplicaStore {
     /// The RAM file.
     pub fn ram_path(&self) -> &Path {
         &self.ram_path
+    }
+
+    /// The disk file (present when the committed epochs carry a disk).
+    pub fn disk_path(&self) -> &Path {
+        &self.disk_path
     }
 
     /// The committed device state file.
@@ -187,11 +203,38 @@ impl ReplicaStore {
             // the new primary, so the replica starts from zero (replay-safe).
             ram.fill(0);
         }
+        let disk_len =
+            usize::try_from(h.disk_bytes).map_err(|_| ReplicaError::Corrupt("disk size".into()))?;
+        let mut disk: Option<&mut [u8]> = None;
+        if disk_len == 0 {
+            self.disk = None;
+        } else {
+            if h.epoch == 1 {
+                // Zeroed by truncation: the pages of a sparse tmpfs file are freed, not
+                // written (a disk is mostly zeros).
+                self.disk = None;
+                reset_file(&self.disk_path, disk_len).map_err(io(&self.disk_path))?;
+            }
+            if self.disk.as_ref().is_none_or(|d| d.len() != disk_len) {
+                self.disk = Some(
+                    RamMap::open_write(&self.disk_path, disk_len).map_err(io(&self.disk_path))?,
+                );
+            }
+            disk = self.disk.as_mut().and_then(RamMap::bytes_mut);
+            if disk.is_none() {
+                return Err(ReplicaError::Corrupt("replica disk not writable".into()));
+            }
+        }
+        let ram_pages = len / PAGE;
         for (i, page) in rec.indices.iter().zip(rec.data.chunks_exact(PAGE)) {
-            let at = *i as usize * PAGE;
-            let dst = ram
-                .get_mut(at..at + PAGE)
-                .ok_or_else(|| ReplicaError::Corrupt("journal page index".into()))?;
+            let i = *i as usize;
+            let dst = if i < ram_pages {
+                ram.get_mut(i * PAGE..(i + 1) * PAGE)
+            } else {
+                let at = (i - ram_pages) * PAGE;
+                disk.as_deref_mut().and_then(|d| d.get_mut(at..at + PAGE))
+            }
+            .ok_or_else(|| ReplicaError::Corrupt("journal page index".into()))?;
             dst.copy_from_slice(page);
         }
         let dev = self.device_path();
@@ -202,6 +245,7 @@ impl ReplicaStore {
             generation: h.generation,
             epoch: h.epoch,
             ram_bytes: h.ram_bytes,
+            disk_bytes: h.disk_bytes,
         };
         self.write_meta(meta)?;
         let journal = self.dir.join("journal.bin");
@@ -227,8 +271,15 @@ impl ReplicaStore {
     /// Removes the replica's files (VM deleted, or this node no longer a backup).
     pub fn destroy(mut self) -> Result<(), ReplicaError> {
         self.ram = None;
+        self.disk = None;
         let _ = std::fs::remove_file(&self.ram_path);
+        let _ = std::fs::remove_file(&self.disk_path);
         std::fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
+    }
+
+    /// The committed disk, for checks (None without a disk).
+    pub fn disk(&self) -> Option<&[u8]> {
+        self.disk.as_ref().map(RamMap::bytes)
     }
 
     /// The VM this replica belongs to.
@@ -244,6 +295,16 @@ impl ReplicaStore {
     }
 }
 
+/// Empties `path` and gives it `len` bytes of zeros (a hole: nothing allocated).
+fn reset_file(path: &Path, len: usize) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    f.set_len(len as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +316,7 @@ mod tests {
                 generation: 1,
                 epoch: n,
                 ram_bytes: 16 * PAGE as u64,
+                disk_bytes: 0,
                 pages: pages.len() as u32,
                 device_bytes: dev.len() as u32,
             },
@@ -279,6 +341,54 @@ mod tests {
         let s = ReplicaStore::open("vm1", &dir.path().join("st"), &ram).unwrap();
         assert_eq!(s.require_committed().unwrap().epoch, 2);
         assert_eq!(std::fs::read(s.device_path()).unwrap(), b"d2");
+    }
+
+    #[test]
+    fn disk_pages_go_to_the_disk_file_with_the_ram() {
+        let dir = tempfile::tempdir().unwrap();
+        let ram = dir.path().join("r.ram");
+        let mut s = ReplicaStore::open("vm1", &dir.path().join("st"), &ram).unwrap();
+        let with_disk = |n: u64, pages: &[(u32, u8)]| {
+            let mut e = epoch(n, pages, b"d");
+            e.header.disk_bytes = 4 * PAGE as u64;
+            e
+        };
+        // RAM has 16 pages: index 16 is disk page 0, 19 disk page 3.
+        s.commit(with_disk(1, &[(2, 1), (16, 5), (19, 6)])).unwrap();
+        s.commit(with_disk(2, &[(16, 7)])).unwrap();
+        assert_eq!(s.ram().unwrap()[2 * PAGE], 1);
+        let d = s.disk().unwrap();
+        assert_eq!((d[0], d[3 * PAGE]), (7, 6));
+        assert_eq!(
+            std::fs::metadata(s.disk_path()).unwrap().len(),
+            4 * PAGE as u64
+        );
+        assert_eq!(s.meta().unwrap().disk_bytes, 4 * PAGE as u64);
+        // A new base epoch starts the disk from zero too.
+        s.commit(with_disk(1, &[(17, 8)]).tap_generation(2))
+            .unwrap();
+        let d = s.disk().unwrap();
+        assert_eq!((d[0], d[PAGE], d[3 * PAGE]), (0, 8, 0));
+        // Beyond the disk (the assembler refuses it before; a corrupt journal): an error, and
+        // the committed epoch is still 1.
+        assert!(s
+            .commit(with_disk(2, &[(20, 1)]).tap_generation(2))
+            .is_err());
+        assert_eq!(s.meta().unwrap().epoch, 1);
+        let disk_path = s.disk_path().to_path_buf();
+        s.destroy().unwrap();
+        assert!(!disk_path.exists() && !ram.exists());
+    }
+
+    trait TapGeneration {
+        fn tap_generation(self, g: u64) -> Self;
+    }
+
+    impl TapGeneration for CompleteEpoch {
+        fn tap_generation(mut self, g: u64) -> Self {
+            self.header.generation = g;
+            self
+        }
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub(crate) struct MemrepState {
     pub(crate) coordinator_socket: PathBuf,
     /// Where VM cgroups go (the CPU throttle).
     pub(crate) throttle: ThrottleEnv,
+    /// This node's chunkstore socket (disk images from the mesh store).
+    pub(crate) chunkstore_socket: PathBuf,
 }
 
 pub(crate) type Shared = Arc<MemrepState>;
@@ -126,17 +128,19 @@ fn max_vm_mem_mib() -> u64 {
         .unwrap_or(512)
 }
 
-/// RAM files of primaries that were running when this node died (kill -9, power loss of the
-/// process) are garbage: the VM has failed over or will be resumed from a replica. Replica
-/// RAM files are kept.
+/// RAM and disk files of primaries that were running when this node died (kill -9, power loss
+/// of the process) are garbage: the VM has failed over or will be resumed from a replica.
+/// Replica files are kept.
 fn remove_stale_primaries(shm_dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(shm_dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".ram") && !name.ends_with("-replica.ram") {
-            tracing::info!(file = %name, "removing a stale primary RAM file");
+        let primary_ram = name.ends_with(".ram") && !name.ends_with("-replica.ram");
+        let primary_disk = name.ends_with(".disk") && !name.ends_with("-replica.disk");
+        if primary_ram || primary_disk {
+            tracing::info!(file = %name, "removing a stale primary RAM or disk file");
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -204,6 +208,7 @@ pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) -> Result<(
         max_mem_mib: max_vm_mem_mib(),
         shutdown: shutdown.clone(),
         throttle,
+        chunkstore_socket: ctx.paths.socket("chunkstore"),
     });
     let rpc_task = tokio::spawn(rpc::serve(
         state.endpoint.clone(),
@@ -641,16 +646,25 @@ async fn create(s: &Shared, req: CreateVm) -> Result<serde_json::Value, ApiError
     let started = async {
         std::fs::create_dir_all(&s.shm_dir)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let tag = format!("g{generation}");
+        let mut paths = InstancePaths::new(&s.shm_dir, &s.run_dir, &name, &tag);
+        if let Some(d) = &req.spec.disk {
+            paths.disk = Some(prepare_disk(s, d, &req.spec, &tag).await?);
+        }
+        let disk = paths.disk.clone();
         let launch = Launch {
             spec: req.spec.clone(),
             accel: s.accel,
-            paths: InstancePaths::new(&s.shm_dir, &s.run_dir, &name, &format!("g{generation}")),
+            paths,
             incoming: false,
             owns_ram: true,
         };
-        let q = QemuProcess::start(launch)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let q = QemuProcess::start(launch).await.map_err(|e| {
+            if let Some(d) = &disk {
+                let _ = std::fs::remove_file(d);
+            }
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e)
+        })?;
         start_runner(s, &name, req.mode, req.interval_ms, q, generation, backups).await
     }
     .await;
@@ -668,6 +682,30 @@ async fn create(s: &Shared, req: CreateVm) -> Result<serde_json::Value, ApiError
         .await
         .map_err(table_error)?;
     Ok(json!({ "name": name, "generation": generation, "backups": record.backups }))
+}
+
+/// Copies the VM's disk image (local file or `mesh:/PATH`) into its raw disk file beside the
+/// RAM file; returns that file. Refusals are the user's (400: missing, not raw, too big).
+async fn prepare_disk(
+    s: &MemrepState,
+    disk: &str,
+    spec: &VmSpec,
+    tag: &str,
+) -> Result<PathBuf, ApiError> {
+    use crate::vm_disk::{self, DiskError, DiskSource};
+    let code = |e: &DiskError| match e {
+        DiskError::Store { .. } => StatusCode::BAD_GATEWAY,
+        DiskError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let source = DiskSource::parse(disk).map_err(|e| ApiError::new(code(&e), e))?;
+    let dest = InstancePaths::disk_file(&s.shm_dir, &spec.name, tag);
+    let budget = vm_disk::tmpfs_budget(&s.shm_dir, spec.mem_bytes());
+    let size = vm_disk::prepare(&source, &dest, budget, &s.chunkstore_socket)
+        .await
+        .map_err(|e| ApiError::new(code(&e), e))?;
+    tracing::info!(vm = %spec.name, disk = %source.display(), size, "disk prepared");
+    Ok(dest)
 }
 
 /// Starts the primary loop of a VM whose QEMU runs here.

@@ -298,6 +298,7 @@ mod tests {
                 append: "console=ttyS0".into(),
                 mem_mib: 256,
                 vcpus: 1,
+                disk: None,
             },
             mode: Mode::BestEffort,
             interval_ms: Some(100),

@@ -94,17 +94,33 @@ pub(crate) async fn resume_here(s: &Shared, p: ResumeParams) -> Result<TakeoverA
         .get(&vm)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message))?;
-    let (meta, ram, device) = {
+    let (meta, ram, disk, device) = {
         let st = store.lock().await;
         let m = st
             .require_committed()
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
-        (m, st.ram_path().to_path_buf(), st.device_path())
+        (
+            m,
+            st.ram_path().to_path_buf(),
+            st.disk_path().to_path_buf(),
+            st.device_path(),
+        )
     };
     if meta.ram_bytes != spec.mem_bytes() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "memory size differs from the replica's",
+        ));
+    }
+    // The disk comes from the replica (committed with the RAM), never from the image again.
+    if spec.disk.is_some() != (meta.disk_bytes > 0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            if meta.disk_bytes > 0 {
+                "the replica has a disk the spec does not name"
+            } else {
+                "the spec names a disk the replica does not have"
+            },
         ));
     }
     if let Some(epoch) = p.require_epoch {
@@ -157,6 +173,7 @@ pub(crate) async fn resume_here(s: &Shared, p: ResumeParams) -> Result<TakeoverA
     // 3. Resume QEMU on the replica.
     let mut paths = InstancePaths::new(&s.shm_dir, &s.run_dir, &vm, &format!("g{generation}"));
     paths.ram = ram;
+    paths.disk = (meta.disk_bytes > 0).then_some(disk);
     let launch = Launch {
         spec: spec.clone(),
         accel: s.accel,

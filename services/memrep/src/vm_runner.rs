@@ -55,6 +55,13 @@ pub struct VmStats {
     pub backups: Vec<String>,
     /// Bytes of page data in the last epoch.
     pub last_epoch_bytes: u64,
+    /// Size of the VM's disk in bytes (0: no disk); its changed pages go in the same epochs
+    /// as the RAM's.
+    pub disk_bytes: u64,
+    /// Disk pages in the last epoch (of its `last_epoch_bytes`).
+    pub last_epoch_disk_pages: u64,
+    /// Disk pages sent in all epochs of this generation.
+    pub disk_pages_total: u64,
     /// Highest replication lag seen, ms.
     pub lag_max_ms: f64,
     /// Highest lag at the moment a checkpoint let the guest run on, ms: in consistent mode
@@ -299,6 +306,7 @@ pub async fn run(
         s.state = "running".into();
         s.generation = generation;
         s.tracker = format!("{:?}", primary.tracker());
+        s.disk_bytes = primary.disk_bytes();
         s.backups = names.clone();
         s.throttle_cgroup = throttle.description.clone();
         s.cpu_quota = throttle.apply(0);
@@ -334,6 +342,8 @@ pub async fn run(
                         s.pause_p50_ms = percentile(&sorted, 0.5);
                         s.pause_p99_ms = percentile(&sorted, 0.99);
                         s.last_epoch_bytes = cp.bytes;
+                        s.last_epoch_disk_pages = cp.disk_pages as u64;
+                        s.disk_pages_total += cp.disk_pages as u64;
                     }
                     Err(e) => break Err(format!("checkpoint {epoch}: {e}")),
                 }

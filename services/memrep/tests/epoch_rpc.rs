@@ -56,6 +56,7 @@ fn header(generation: u64, epoch: u64, pages: u32) -> EpochHeader {
         generation,
         epoch,
         ram_bytes: 1024 * PAGE as u64,
+        disk_bytes: 0,
         pages,
         device_bytes: 4,
     }

@@ -32,6 +32,7 @@ fn spec(kernel: PathBuf, initrd: Option<PathBuf>) -> VmSpec {
         append: "console=ttyS0".into(),
         mem_mib: 64,
         vcpus: 1,
+        disk: None,
     }
 }
 

@@ -8,14 +8,22 @@ use super::{DirtyError, DirtyPages, DirtyTracker, TrackerKind, PAGE};
 #[derive(Debug)]
 pub struct CompareScan {
     shadow: Vec<u8>,
+    base: u32,
 }
 
 impl CompareScan {
     /// A tracker for `len` bytes of RAM. The shadow starts zeroed, matching a fresh sparse
     /// replica file, so the first epoch carries exactly the non-zero pages.
     pub fn new(len: usize) -> CompareScan {
+        Self::with_base(len, 0)
+    }
+
+    /// A tracker whose pages are numbered from `base` on: how a VM's disk shares the epoch's
+    /// page index space with its RAM (disk page `i` is index `base + i`, `base` = RAM pages).
+    pub fn with_base(len: usize, base: u32) -> CompareScan {
         CompareScan {
             shadow: vec![0; len],
+            base,
         }
     }
 }
@@ -34,7 +42,7 @@ impl DirtyTracker for CompareScan {
         {
             if live != shadow {
                 shadow.copy_from_slice(live);
-                out.push(i as u32, live);
+                out.push(self.base + i as u32, live);
             }
         }
         Ok(())
@@ -61,5 +69,15 @@ mod tests {
         out.clear();
         t.collect(&ram, &mut out).unwrap();
         assert!(out.indices.is_empty());
+    }
+
+    #[test]
+    fn a_base_shifts_the_indices() {
+        let mut disk = vec![0u8; PAGE * 4];
+        disk[PAGE * 2] = 9;
+        let mut t = CompareScan::with_base(disk.len(), 100);
+        let mut out = DirtyPages::default();
+        t.collect(&disk, &mut out).unwrap();
+        assert_eq!(out.indices, vec![102]);
     }
 }

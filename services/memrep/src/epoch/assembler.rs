@@ -57,6 +57,8 @@ pub struct Committed {
     pub epoch: u64,
     /// The replica's RAM size (0: no replica yet, any size accepted).
     pub ram_bytes: u64,
+    /// The replica's disk size (checked with the RAM size: a VM keeps its disk size).
+    pub disk_bytes: u64,
 }
 
 /// Assembles one epoch stream.
@@ -117,13 +119,29 @@ impl Assembler {
                         "RAM size not a whole number of pages",
                     ));
                 }
+                if h.disk_bytes % PAGE as u64 != 0 {
+                    return Err(AssembleError::Malformed(
+                        "disk size not a whole number of pages",
+                    ));
+                }
                 if c.ram_bytes != 0 && h.ram_bytes != c.ram_bytes {
                     return Err(AssembleError::Malformed(
                         "RAM size differs from the replica",
                     ));
                 }
-                if u64::from(h.pages) > h.ram_bytes / PAGE as u64 {
-                    return Err(AssembleError::Malformed("more pages than RAM"));
+                if c.ram_bytes != 0 && h.disk_bytes != c.disk_bytes {
+                    return Err(AssembleError::Malformed(
+                        "disk size differs from the replica",
+                    ));
+                }
+                let total_pages = h
+                    .ram_bytes
+                    .checked_add(h.disk_bytes)
+                    .map(|b| b / PAGE as u64)
+                    .filter(|&p| p <= u64::from(u32::MAX))
+                    .ok_or(AssembleError::Malformed("RAM and disk beyond 16 TiB"))?;
+                if u64::from(h.pages) > total_pages {
+                    return Err(AssembleError::Malformed("more pages than RAM and disk"));
                 }
                 self.hasher.update(bytes);
                 self.header = Some(h);
@@ -142,11 +160,11 @@ impl Assembler {
                 if self.indices.len() + indices.len() > h.pages as usize {
                     return Err(AssembleError::Malformed("more pages than announced"));
                 }
-                let max = h.ram_bytes / PAGE as u64;
+                let max = h.ram_bytes.saturating_add(h.disk_bytes) / PAGE as u64;
                 let mut prev = self.indices.last().copied();
                 for &i in &indices {
                     if u64::from(i) >= max {
-                        return Err(AssembleError::Malformed("page index beyond RAM"));
+                        return Err(AssembleError::Malformed("page index beyond RAM and disk"));
                     }
                     if prev.is_some_and(|p| p >= i) {
                         return Err(AssembleError::Malformed("page indices not ascending"));
@@ -210,6 +228,7 @@ mod tests {
             generation: 1,
             epoch,
             ram_bytes: 64 * PAGE as u64,
+            disk_bytes: 0,
             pages,
             device_bytes: 3,
         }
@@ -220,6 +239,7 @@ mod tests {
             generation: 0,
             epoch: 0,
             ram_bytes: 0,
+            disk_bytes: 0,
         }
     }
 
@@ -287,6 +307,7 @@ mod tests {
             generation: 2,
             epoch: 10,
             ram_bytes: 64 * PAGE as u64,
+            disk_bytes: 0,
         };
         let data = vec![1u8; PAGE];
         // An old primary (generation 1) is refused even with a higher epoch number.
@@ -309,6 +330,38 @@ mod tests {
         assert!(run(&mut Assembler::new("vm1", committed), &parts)
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn disk_pages_follow_ram_pages_in_one_epoch() {
+        let mut h = header(1, 3);
+        h.disk_bytes = 8 * PAGE as u64;
+        let data = vec![3u8; 3 * PAGE];
+        // RAM page 5, disk pages 0 and 7 (indices 64 and 71).
+        let parts = encode_epoch(h.clone(), &[5, 64, 71], &data, b"dev").unwrap();
+        let e = run(&mut Assembler::new("vm1", none()), &parts)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.indices, vec![5, 64, 71]);
+        // Beyond the disk: refused.
+        let parts = encode_epoch(h.clone(), &[5, 64, 72], &data, b"dev").unwrap();
+        assert!(matches!(
+            run(&mut Assembler::new("vm1", none()), &parts),
+            Err(AssembleError::Malformed(_))
+        ));
+        // A replica with another disk size refuses it.
+        let committed = Committed {
+            generation: 1,
+            epoch: 0,
+            ram_bytes: 64 * PAGE as u64,
+            disk_bytes: 4 * PAGE as u64,
+        };
+        let parts = encode_epoch(h.clone(), &[5], &data[..PAGE], b"dev").unwrap();
+        assert!(Assembler::new("vm1", committed).push(&parts[0]).is_err());
+        // Sizes that overflow are refused, not a panic.
+        h.disk_bytes = u64::MAX - 4095;
+        let parts = encode_epoch(h, &[5], &data[..PAGE], b"dev").unwrap();
+        assert!(Assembler::new("vm1", none()).push(&parts[0]).is_err());
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct EpochHeader {
     pub epoch: u64,
     /// Size of the guest RAM file in bytes.
     pub ram_bytes: u64,
+    /// Size of the VM's disk file in bytes (0: no disk). Page indices address RAM, then disk:
+    /// index `i < ram_bytes / 4096` is RAM page `i`, index `ram_bytes / 4096 + j` is disk page
+    /// `j`, so RAM and disk of one checkpoint travel (and are applied) as one epoch.
+    pub disk_bytes: u64,
     /// Pages this epoch carries.
     pub pages: u32,
     /// Bytes of device state.
@@ -31,7 +35,8 @@ pub struct EpochHeader {
 pub enum EpochPart {
     /// First part.
     Header(EpochHeader),
-    /// A batch of pages: indices ascending across the whole epoch, data = indices × 4096.
+    /// A batch of pages (RAM, then disk: see [`EpochHeader::disk_bytes`]): indices ascending
+    /// across the whole epoch, data = indices × 4096.
     Pages {
         /// Page indices.
         indices: Vec<u32>,

@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { del, describe, get, post } from "../api";
 import { TimeChart } from "../components/chart";
 import { Badge, Card, Empty, ErrorNote, PageHead, Stat } from "../components/ui";
+import { bytes } from "../format";
 import { useLive } from "../store";
 import { nodeLabel } from "../components/topology";
 
@@ -29,10 +30,15 @@ interface VmStats {
   tracker: string;
   backups: string[];
   last_epoch_bytes: number;
+  /// The VM's disk (0: none); its changed pages travel in the same epochs as the RAM's.
+  disk_bytes?: number;
+  last_epoch_disk_pages?: number;
 }
 
 /// The VM's record in the mesh's VM table (every node lists every VM).
 interface VmRecord {
+  /// What the VM is made of; `disk` is a local path or mesh:/PATH.
+  spec?: { mem_mib?: number; vcpus?: number; disk?: string | null };
   primary: string;
   backups: string[];
   generation: number;
@@ -158,6 +164,11 @@ function VmCard(props: { vm: LocalVm; host: string; history?: History; onChange:
         <Stat label="Pause" value={`${s.pause_p50_ms.toFixed(0)} ms`} hint={`p99 ${s.pause_p99_ms.toFixed(0)} ms`} />
         <Stat label="Lag" value={`${s.lag_ms.toFixed(0)} ms`} hint={`interval ${s.interval_ms.toFixed(0)} ms`} tone={s.lag_ms > 2000 ? "bad" : s.lag_ms > 400 ? "warn" : undefined} />
         <Stat label="Throttle" value={throttleText(s)} hint={s.throttle_cgroup ?? ""} tone={s.cpu_quota && s.cpu_quota.throttle_pct > 0 ? "warn" : undefined} />
+        <Stat
+          label="Disk"
+          value={s.disk_bytes ? bytes(s.disk_bytes) : "none"}
+          hint={s.disk_bytes ? `${s.last_epoch_disk_pages ?? 0} pages last epoch · ${props.vm.record?.spec?.disk ?? ""}` : "RAM only"}
+        />
       </div>
       {h && h.t.length > 2 ? (
         <TimeChart
