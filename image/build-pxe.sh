@@ -65,7 +65,9 @@ rm -rf "$pxe_root/etc/initramfs-tools/scripts/hyphae-ram" \
 say "squashing the root file system"
 carry=$work/pxe-carry
 rm -rf "$carry" && mkdir -p "$carry"
-# HYPHAE_PXE_ZSTD_LEVEL (default 15; CI uses 3: a few MiB bigger, minutes faster on 2 cores).
+# HYPHAE_PXE_ZSTD_LEVEL (default 15). Lower levels are minutes faster on 2 cores but the
+# initrd grows (level 3: 293 MiB instead of 257 with the debug binary) and then no longer
+# unpacks in a 1 GiB node ("Initramfs unpacking failed: write error"): keep 15 for the test.
 mksquashfs "$pxe_root" "$carry/hyphae-root.squashfs" -comp zstd \
   -Xcompression-level "${HYPHAE_PXE_ZSTD_LEVEL:-15}" \
   -noappend -quiet -no-progress

@@ -35,7 +35,7 @@ case $kind in
   pxe)
     if [ "$(cat "$out/pxe.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/pxe/initrd.img" ]; then
       echo "ci-artifacts: building the PXE set (key ${key:0:12})" >&2
-      HYPHAE_PXE_ZSTD_LEVEL=${HYPHAE_PXE_ZSTD_LEVEL:-3} "$repo/image/build-pxe.sh" "$out" >&2
+      "$repo/image/build-pxe.sh" "$out" >&2
       echo "$key" >"$out/pxe.key"
     fi
     echo "$out/pxe"
