@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::memrep::{guest, memrep_status};
+use support::memrep::{guest, memrep_nodes, memrep_status};
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
@@ -84,13 +83,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
     form_mesh_with(&c, 2, FAST)?;
-    let mut shm = Vec::new();
-    let mut ids = Vec::new();
-    for n in c.nodes() {
-        let s = wait_for(Duration::from_secs(60), "memrep ready", || memrep_status(n))?;
-        shm.push(PathBuf::from(s["shm_dir"].as_str().unwrap_or_default()));
-        ids.push(s["node_id"].as_str().unwrap_or_default().to_string());
-    }
+    let (shm, ids) = memrep_nodes(&c)?;
     let index_of = |id: &str| ids.iter().position(|i| i == id);
     let vm = "wave";
     let k = kernel.to_str().context("kernel path")?;

@@ -8,9 +8,8 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
-use support::memrep::{guest, memrep_status};
+use support::memrep::{guest, memrep_nodes};
 
 use anyhow::{bail, Context, Result};
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
@@ -62,13 +61,7 @@ fn a_vm_with_a_disk_from_the_mesh_fails_over_with_ram_and_disk_in_step() -> Resu
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
     form_mesh_with(&c, 2, FAST)?;
-    let mut shm = Vec::new();
-    let mut ids = Vec::new();
-    for n in c.nodes() {
-        let s = wait_for(Duration::from_secs(60), "memrep ready", || memrep_status(n))?;
-        shm.push(PathBuf::from(s["shm_dir"].as_str().unwrap_or_default()));
-        ids.push(s["node_id"].as_str().unwrap_or_default().to_string());
-    }
+    let (shm, ids) = memrep_nodes(&c)?;
 
     // The image, stored in the mesh from n0: 1 MiB, the counter ring empty, a seed in block 16.
     let seed = format!("mesh-seed-{}", std::process::id());

@@ -1,9 +1,10 @@
 //! The memory replicator's test guest and status, shared by the tests that run VMs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
-use hyphae_harness::{uds_get, Node};
+use hyphae_harness::{uds_get, wait_for, Cluster, Node};
 use serde_json::Value;
 
 /// The project's test guest (kernel, initramfs: `services/memrep/guest/build.sh`), built once
@@ -28,4 +29,17 @@ pub fn memrep_status(n: &Node) -> Result<Option<Value>> {
         Ok(r) if r.status == 200 => Ok(Some(r.json()?)),
         _ => Ok(None),
     }
+}
+
+/// Each node's memrep once it answers, by node index: its directory in /dev/shm (to check
+/// nothing is left there) and its node id (to find a VM's host among the nodes).
+pub fn memrep_nodes(c: &Cluster) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let mut shm = Vec::new();
+    let mut ids = Vec::new();
+    for n in c.nodes() {
+        let s = wait_for(Duration::from_secs(60), "memrep ready", || memrep_status(n))?;
+        shm.push(PathBuf::from(s["shm_dir"].as_str().unwrap_or_default()));
+        ids.push(s["node_id"].as_str().unwrap_or_default().to_string());
+    }
+    Ok((shm, ids))
 }

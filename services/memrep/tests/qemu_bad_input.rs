@@ -1,6 +1,9 @@
 //! Bad input against a real QEMU: clear errors, and nothing left behind (no QEMU process, no
 //! RAM file in /dev/shm). No guest boot is needed, so this runs in seconds.
 
+mod support;
+use support::guest;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,20 +12,6 @@ use hyphae_memrep::checkpoint::Primary;
 use hyphae_memrep::qemu::{InstancePaths, Launch, LaunchError, QemuProcess, VmSpec};
 use hyphae_memrep::qmp::{QmpClient, QmpError};
 use hyphae_memrep::restore;
-
-fn guest() -> (PathBuf, PathBuf) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
-    let out = std::process::Command::new(&script)
-        .output()
-        .expect("build.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    (dir.join("vmlinuz"), dir.join("initrd.cpio"))
-}
 
 fn spec(kernel: PathBuf, initrd: Option<PathBuf>) -> VmSpec {
     VmSpec {

@@ -9,7 +9,10 @@
 //!
 //! Needs root (for /dev/shm and QEMU), qemu-system-x86_64, gcc, cpio (scripts/deps.sh).
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::guest;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hyphae_memrep::accel;
@@ -20,20 +23,6 @@ use hyphae_memrep::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
 use hyphae_memrep::replica_store::ReplicaStore;
 use hyphae_memrep::restore;
 use hyphae_memrep::vm_disk::{self, DiskError, DiskSource};
-
-fn guest() -> (PathBuf, PathBuf) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
-    let out = std::process::Command::new(&script)
-        .output()
-        .expect("run guest/build.sh");
-    assert!(
-        out.status.success(),
-        "guest build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    (dir.join("vmlinuz"), dir.join("initrd.cpio"))
-}
 
 /// A 1 MiB raw image: the counter ring (blocks 0..15) empty, the seed text in block 16.
 fn write_image(path: &Path, seed: &str) {

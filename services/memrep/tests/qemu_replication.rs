@@ -5,6 +5,9 @@
 //!
 //! Needs root (for /dev/shm and QEMU), qemu-system-x86_64, gcc, cpio (scripts/deps.sh).
 
+mod support;
+use support::guest;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,20 +19,6 @@ use hyphae_memrep::guest_check;
 use hyphae_memrep::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
 use hyphae_memrep::replica_store::ReplicaStore;
 use hyphae_memrep::restore;
-
-fn guest() -> (PathBuf, PathBuf) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/build.sh");
-    let out = std::process::Command::new(&script)
-        .output()
-        .expect("run guest/build.sh");
-    assert!(
-        out.status.success(),
-        "guest build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    (dir.join("vmlinuz"), dir.join("initrd.cpio"))
-}
 
 fn spec(name: &str) -> VmSpec {
     let (kernel, initrd) = guest();
