@@ -11,8 +11,8 @@
 #   make pxe-serve    serve out/pxe over HTTP for a LAN's PXE boot (PXE_PORT, default 8069)
 #   make pxe-test     build the PXE set and network-boot it in QEMU (tests/image/pxe-boot-test.sh)
 #   make image-rpi    the Raspberry Pi 3/4 image: out/hyphae-rpi-arm64.img.xz + .sha256
-#   make image-rpi-test   build it, check its partitions and boot files, boot it under
-#                     qemu-system-aarch64 -M virt (TCG; slow)
+#   make image-rpi-test   build it (debug binary), check its partitions and boot files, boot
+#                     it under qemu-system-aarch64 -M virt (TCG; slow)
 #   make vm-cluster N=3   boot N VMs of the x86 image on one virtual LAN (they form a mesh)
 #   make vm-cluster-test N=3   those VMs form one mesh and share a file (not in make test: slow)
 #   make image-ci     what `make test` runs of the above (see the target)
@@ -115,7 +115,11 @@ image-rpi: image-deps
 	wait $$rootfs; \
 	HYPHAE_IMAGE_REUSE_ROOTFS=1 image/build-rpi-arm64.sh "$$bin" "$(IMAGE_OUT)"
 
-image-rpi-test: image-rpi
+# The test image: the debug binary at opt-level 0 (HYPHAE_CROSS_QUICK=1: a cold aarch64 build
+# of the dev profile's opt-level 2 dependencies takes hours on a 2-core machine), no xz (the
+# tests read the raw image).
+image-rpi-test: image-deps
+	HYPHAE_IMAGE_XZ=0 HYPHAE_CROSS_QUICK=1 $(MAKE) --no-print-directory image-rpi IMAGE_PROFILE=dev
 	tests/image/rpi-image-test.sh "$(RPI_IMAGE)"
 	tests/image/rpi-boot-test.sh "$(RPI_IMAGE)"
 

@@ -11,6 +11,11 @@
 #
 #   image/cross-build-aarch64.sh [PROFILE]     PROFILE: dev (default) or release
 #
+# HYPHAE_CROSS_QUICK=1 (with dev) builds every crate at opt-level 0 without debug info: the
+# workspace's dev profile compiles all dependencies at opt-level 2, which on a shared 2-core
+# machine makes a cold aarch64 build take hours (docs/benchmarks.md); the boot test only needs
+# the services to come up, not to be fast. Images people flash use release.
+#
 # Prints the path of the binary on stdout. scripts/image-deps.sh rpi installs the toolchain.
 set -euo pipefail
 
@@ -52,8 +57,17 @@ export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=$target --sy
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 
+quick=()
+if [ "${HYPHAE_CROSS_QUICK:-0}" = 1 ]; then
+  [ "$profile" = dev ] || die "HYPHAE_CROSS_QUICK=1 is for the dev profile only"
+  quick=(--config 'profile.dev.debug=0' --config 'profile.dev.package."*".opt-level=0')
+  for p in hyphae-chunkstore hyphae-compute hyphae-memrep; do
+    quick+=(--config "profile.dev.package.$p.opt-level=0")
+  done
+fi
+
 cd "$repo"
-cargo build --profile "$profile" --target "$target" -p hyphae --bin hyphae >&2
+cargo build "${quick[@]}" --profile "$profile" --target "$target" -p hyphae --bin hyphae >&2
 dir=$profile
 [ "$profile" = dev ] && dir=debug
 echo "${CARGO_TARGET_DIR:-$repo/target}/$target/$dir/hyphae"

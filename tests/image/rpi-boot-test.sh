@@ -3,8 +3,10 @@
 # initrd (taken from its boot partition) under qemu-system-aarch64 -M virt (TCG: no arm64 KVM
 # on an x86 host), and reads the serial console, where hyphae-console-report.service prints the
 # node's state once boot has settled. It asserts every Hyphae unit is active (first boot ran),
-# the data file system followed its partition grown offline to a card 512 MiB larger than the
-# image, `systemctl --failed` is empty, and the agent answers `hyphae status`.
+# first boot applied the settings an operator leaves on the boot partition (hyphae.toml, and a
+# hyphae.* option appended to cmdline.txt), the data file system followed its partition grown
+# offline to a card 512 MiB larger than the image, `systemctl --failed` is empty, and the agent
+# answers `hyphae status`.
 #
 # QEMU cannot emulate a Pi's boot firmware, so the GPU firmware, config.txt and DTBs are not
 # exercised here (tests/image/rpi-image-test.sh checks them); cmdline.txt's options are used,
@@ -45,6 +47,14 @@ boot_off=$(($(sfdisk --json "$disk" | python3 -c \
   "import json,sys; print(json.load(sys.stdin)['partitiontable']['partitions'][0]['start'])") * 512))
 export MTOOLS_SKIP_CHECK=1
 fat="$disk@@$boot_off"
+# First-boot settings, the way an operator leaves them on the card: hyphae.toml on the boot
+# partition and a hyphae.* option on cmdline.txt's line. auto_init: alone on its network, the
+# node founds its own mesh.
+printf '[node]\nname = "rpi-boot-test"\n\n[discovery]\nauto_init = true\n' >"$work/hyphae.toml"
+mcopy -i "$fat" "$work/hyphae.toml" ::/hyphae.toml
+mtype -i "$fat" ::/cmdline.txt | tr -d '\r\n' >"$work/cmdline.txt"
+echo " hyphae.log.level=debug" >>"$work/cmdline.txt"
+mcopy -o -i "$fat" "$work/cmdline.txt" ::/cmdline.txt
 mtype -i "$fat" ::/config.txt | tr -d '\r' >"$work/config.txt"
 kernel=$(sed -n 's/^kernel=//p' "$work/config.txt")
 initramfs=$(sed -nE 's/^initramfs ([^ ]+).*/\1/p' "$work/config.txt")
@@ -84,6 +94,8 @@ for u in hyphae.target hyphae-agent.service hyphae-firstboot.service; do
 done
 [ "$(field failed)" = - ] || fail "failed units: $(field failed)"
 grep -q '^HYPHAE-STATUS .*"ready": *true' "$r" || fail "hyphae status did not answer ready"
+grep -q '^HYPHAE-STATUS .*"name": *"rpi-boot-test"' "$r" || fail "hyphae.toml from the boot partition not applied"
+grep -q '^HYPHAE-CONFIG .*level = "debug"' "$r" || fail "hyphae.log.level from cmdline.txt not applied"
 data_mib=$(sed -nE 's/^HYPHAE-DATA size_mib=([0-9]+).*/\1/p' "$r")
 [ -n "$data_mib" ] || fail "the data partition is not mounted on /var/lib/hyphae"
 ((data_mib > 1280)) || fail "data file system is ${data_mib} MiB; it did not follow its grown partition"
