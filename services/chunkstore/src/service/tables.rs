@@ -57,6 +57,10 @@ impl StorageNode {
     }
 }
 
+/// Placement weight of a suspect node against 1.0 for one that is up: chosen only when the up
+/// nodes are too few for the layout, or far emptier.
+const SUSPECT_HEALTH: f64 = 0.25;
+
 /// The storage nodes of the mesh at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct MeshView {
@@ -106,7 +110,10 @@ impl MeshView {
         self.get(node).map(|n| n.is_up()).unwrap_or(false)
     }
 
-    /// Nodes that can take new shards, as placement candidates.
+    /// Nodes that can take new shards, as placement candidates. A suspect node stays one, with
+    /// less weight: suspicion is a few missed heartbeats (a loaded machine), not death, and
+    /// dropping it would make a write pick a weaker default layout for the whole file (a 3-node
+    /// mesh writing 1+0). If it really is gone, its shard upload fails and goes elsewhere.
     pub fn candidates(&self) -> Vec<Candidate> {
         self.nodes
             .iter()
@@ -117,6 +124,7 @@ impl MeshView {
                 share: n.record.share,
                 health: match n.status.as_str() {
                     "up" => 1.0,
+                    "suspect" => SUSPECT_HEALTH,
                     _ => 0.0,
                 },
                 domain: n.record.domain.clone(),
@@ -124,11 +132,49 @@ impl MeshView {
             .collect()
     }
 
-    /// Number of nodes that can take shards now.
+    /// Number of nodes that can take shards now (up or suspect, with room and a share).
     pub fn usable(&self) -> usize {
         self.candidates()
             .iter()
             .filter(|c| c.health > 0.0 && c.share > 0.0 && c.free_bytes > 0)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redundancy::Redundancy;
+
+    fn node(i: u8, status: &str) -> StorageNode {
+        StorageNode {
+            node: NodeId::from_public_key(&[i]),
+            addr: Some(SocketAddr::from(([10, 0, 0, i], 7000))),
+            status: status.into(),
+            record: StorageNodeRecord {
+                port: 7000,
+                capacity_bytes: 1 << 30,
+                free_bytes: 1 << 30,
+                share: 1.0,
+                domain: None,
+                updated_unix: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_suspect_node_still_counts_for_the_layout_but_a_down_one_does_not() {
+        let view = MeshView {
+            nodes: vec![
+                node(1, "up"),
+                node(2, "suspect"),
+                node(3, "suspect"),
+                node(4, "down"),
+            ],
+        };
+        assert_eq!(view.usable(), 3);
+        assert_eq!(Redundancy::default_for(view.usable()).total(), 3, "2+1, not 1+0");
+        let weights: Vec<f64> = view.candidates().iter().map(|c| c.health).collect();
+        assert_eq!(weights, [1.0, SUSPECT_HEALTH, SUSPECT_HEALTH, 0.0]);
     }
 }
