@@ -155,6 +155,42 @@ impl CoordinatorClient {
         Ok(v["version"].as_u64().unwrap_or(0))
     }
 
+    /// [`Self::put`] that settles an unknown outcome (the coordinator's 503/504 when its queen
+    /// changed or no quorum answered while the write was in flight) by reading the key back
+    /// linearizably: our value there means the write landed; the key still as it was means it
+    /// did not, and it is tried again (up to five attempts); anything else is a conflict.
+    pub async fn put_settled(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+        expect_version: Option<u64>,
+    ) -> Result<u64, CoordError> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.put(table, key, value, expect_version).await {
+                Err(CoordError::Failed { status, message })
+                    if (status == 503 || status == 504) && attempts < ATTEMPTS =>
+                {
+                    tracing::debug!(table, key, status, %message, "write outcome unknown; reading back");
+                }
+                other => return other,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempts))).await;
+            let Ok(now) = self.get(table, key, true).await else {
+                continue;
+            };
+            match (now, expect_version) {
+                (Some((text, version)), _) if text == value => return Ok(version),
+                (None, Some(0)) | (None, None) | (Some(_), None) => continue,
+                (Some((_, version)), Some(expected)) if version == expected => continue,
+                _ => return Err(CoordError::Conflict),
+            }
+        }
+    }
+
     /// Removes a key (no error when absent).
     pub async fn delete(&self, table: &str, key: &str) -> Result<(), CoordError> {
         let uri = format!("/kv/{}/{}", enc(table), enc(key));

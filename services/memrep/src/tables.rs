@@ -202,31 +202,10 @@ impl Tables {
             key: name.clone(),
             message: e.to_string(),
         })?;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let err = match self.coord.put(VMS, name, &text, expect_version).await {
-                Ok(v) => return Ok(v),
-                Err(CoordError::Failed { status, message })
-                    if (status == 504 || status == 503) && attempts < 5 =>
-                {
-                    CoordError::Failed { status, message }
-                }
-                Err(e) => return Err(e.into()),
-            };
-            tracing::debug!(vm = %name, error = %err, "VM record write outcome unknown; reading back");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let Ok(now) = self.coord.get(VMS, name, true).await else {
-                continue;
-            };
-            match (now, expect_version) {
-                (Some((t, v)), _) if t == text => return Ok(v),
-                (None, Some(0)) | (None, None) => continue,
-                (Some((_, v)), Some(e)) if v == e => continue,
-                (Some(_), None) => continue,
-                _ => return Err(CoordError::Conflict.into()),
-            }
-        }
+        Ok(self
+            .coord
+            .put_settled(VMS, name, &text, expect_version)
+            .await?)
     }
 
     /// Forgets a VM: its record and every replica row.

@@ -102,7 +102,7 @@ pub async fn commit(store: &Shared, manifest: &Manifest, expect: u64) -> Result<
     if !needs_split(manifest, max) {
         store
             .coord
-            .put(FILES, path, &manifest.to_json(), Some(expect))
+            .put_settled(FILES, path, &manifest.to_json(), Some(expect))
             .await
             .map_err(conflict)?;
         return Ok(());
@@ -115,7 +115,7 @@ pub async fn commit(store: &Shared, manifest: &Manifest, expect: u64) -> Result<
     for (seg, r) in segments.iter().zip(&root.segments) {
         if let Err(e) = store
             .coord
-            .put(FILE_SEGMENTS, &r.key, &seg.to_json(), Some(0))
+            .put_settled(FILE_SEGMENTS, &r.key, &seg.to_json(), Some(0))
             .await
         {
             delete_segments(store, &written).await;
@@ -125,7 +125,7 @@ pub async fn commit(store: &Shared, manifest: &Manifest, expect: u64) -> Result<
     }
     if let Err(e) = store
         .coord
-        .put(FILES, path, &root.to_json(), Some(expect))
+        .put_settled(FILES, path, &root.to_json(), Some(expect))
         .await
     {
         delete_segments(store, &written).await;

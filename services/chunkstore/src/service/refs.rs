@@ -48,7 +48,7 @@ impl Chunkstore {
             serde_json::to_string(record).map_err(|e| FilesError::Internal(e.to_string()))?;
         match self
             .coord
-            .put(CHUNKS, &id.to_hex(), &text, Some(version))
+            .put_settled(CHUNKS, &id.to_hex(), &text, Some(version))
             .await
         {
             Ok(_) => Ok(true),
