@@ -16,22 +16,11 @@ use hyphae_core::early_answer_io::EarlyAnswerIo;
 use hyphae_core::paths::NodePaths;
 use hyphae_core::transport::ServiceSpec;
 use indicatif::{ProgressBar, ProgressStyle};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use hyphae_core::mesh_path::route_uri;
+use percent_encoding::utf8_percent_encode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Characters escaped in a file path inside a URL (`/` stays, it separates segments).
-const PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'?')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
 /// Transfers smaller than this get no progress bar.
 const BAR_MIN: u64 = 8 << 20;
 
@@ -93,13 +82,6 @@ pub struct ScrubArgs {
 
 pub(super) fn socket(paths: &NodePaths) -> PathBuf {
     paths.socket(ServiceSpec::CHUNKSTORE.name)
-}
-
-fn file_uri(prefix: &str, path: &str) -> String {
-    format!(
-        "{prefix}/{}",
-        utf8_percent_encode(path.trim_start_matches('/'), PATH)
-    )
 }
 
 pub(super) type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
@@ -214,7 +196,7 @@ pub fn put(paths: &NodePaths, args: &PutArgs) -> anyhow::Result<ExitCode> {
             }
         });
         let body = StreamBody::new(stream).boxed_unsync();
-        let mut uri = file_uri("/files", &args.path);
+        let mut uri = route_uri("/files", &args.path);
         match (args.k, args.m) {
             (Some(k), Some(m)) => uri.push_str(&format!("?k={k}&m={m}")),
             (None, None) => {}
@@ -235,7 +217,7 @@ pub fn get(paths: &NodePaths, args: &GetArgs) -> anyhow::Result<ExitCode> {
             Some(r) => vec![("range", format!("bytes={r}"))],
             None => vec![],
         };
-        let uri = file_uri("/files", &args.path);
+        let uri = route_uri("/files", &args.path);
         let resp = send(&socket(paths), hyper::Method::GET, &uri, &headers, empty()).await?;
         if !resp.status().is_success() {
             json_answer(resp).await?;
@@ -323,7 +305,7 @@ pub fn ls(paths: &NodePaths, args: &LsArgs) -> anyhow::Result<ExitCode> {
 /// Runs `hyphae rm`.
 pub fn rm(paths: &NodePaths, args: &PathArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async {
-        let uri = file_uri("/files", &args.path);
+        let uri = route_uri("/files", &args.path);
         let v = json_answer(send(&socket(paths), hyper::Method::DELETE, &uri, &[], empty()).await?)
             .await?;
         if args.json {
@@ -338,7 +320,7 @@ pub fn rm(paths: &NodePaths, args: &PathArgs) -> anyhow::Result<ExitCode> {
 /// Runs `hyphae stat`.
 pub fn stat(paths: &NodePaths, args: &PathArgs) -> anyhow::Result<ExitCode> {
     super::block_on(async {
-        let uri = file_uri("/stat", &args.path);
+        let uri = route_uri("/stat", &args.path);
         let v = json_answer(send(&socket(paths), hyper::Method::GET, &uri, &[], empty()).await?)
             .await?;
         if args.json {

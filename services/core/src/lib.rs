@@ -22,6 +22,7 @@ pub mod context;
 pub mod early_answer_io;
 pub mod identity;
 pub mod ipc;
+pub mod mesh_path;
 pub mod metrics;
 pub mod notify;
 pub mod paths;

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::io::AsyncWriteExt;
 
 /// Disk files are scanned and replicated in pages of this size.
@@ -18,18 +17,6 @@ pub const PAGE: u64 = 4096;
 /// The prefix naming a file of the mesh store (`hyphae put` paths).
 pub const MESH_PREFIX: &str = "mesh:";
 
-/// Characters escaped in a mesh path inside a URL (`/` stays: it separates segments).
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'?')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
 
 /// Where a VM's disk image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,10 +280,7 @@ async fn fetch_mesh(path: &str, dest: &Path, budget: u64, socket: &Path) -> Resu
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let uri = format!(
-        "/files/{}",
-        utf8_percent_encode(path.trim_start_matches('/'), SEGMENT)
-    );
+    let uri = hyphae_core::mesh_path::route_uri("/files", path);
     let req = hyper::Request::get(uri)
         .header(hyper::header::HOST, "localhost")
         .body(Empty::<Bytes>::new())

@@ -3,14 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use hyphae_core::ipc::{self, Method};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-/// Escapes all but unreserved characters within one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use hyphae_core::mesh_path::route_uri;
 
 /// Why a mesh file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +22,6 @@ pub struct MeshFiles {
     socket: PathBuf,
 }
 
-fn uri(path: &str) -> String {
-    let segs: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-        .collect();
-    format!("/files/{}", segs.join("/"))
-}
-
 impl MeshFiles {
     /// Talks to the chunkstore at `socket`.
     pub fn new(socket: &Path) -> MeshFiles {
@@ -48,7 +32,7 @@ impl MeshFiles {
 
     /// The whole file.
     pub async fn get(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::GET, &uri(path), None)
+        let (status, body) = ipc::request(&self.socket, Method::GET, &route_uri("/files", path), None)
             .await
             .map_err(|e| FileError::Store(e.to_string()))?;
         match status.as_u16() {
@@ -63,7 +47,7 @@ impl MeshFiles {
 
     /// Writes (replaces) the file.
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::PUT, &uri(path), Some(bytes))
+        let (status, body) = ipc::request(&self.socket, Method::PUT, &route_uri("/files", path), Some(bytes))
             .await
             .map_err(|e| FileError::Store(e.to_string()))?;
         if status.is_success() {
@@ -78,7 +62,7 @@ impl MeshFiles {
 
     /// Removes the file (no error when absent).
     pub async fn delete(&self, path: &str) -> Result<(), FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::DELETE, &uri(path), None)
+        let (status, body) = ipc::request(&self.socket, Method::DELETE, &route_uri("/files", path), None)
             .await
             .map_err(|e| FileError::Store(e.to_string()))?;
         if status.is_success() || status.as_u16() == 404 {
