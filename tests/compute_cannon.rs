@@ -16,7 +16,9 @@ use anyhow::{bail, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, kv_scan, wait_job, FAST};
+use support::compute::{
+    assert_product, compute_mesh_with, fetch_result, kv_scan, put_matrix, submit, wait_job, FAST,
+};
 
 /// How long the slow worker holds every block it passes on.
 const SLOW: &str = "[compute]\ntest_cannon_delay = \"15s\"\n";
@@ -32,43 +34,8 @@ fn mesh(n: usize, slow: usize) -> Result<Cluster> {
     })
 }
 
-fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
-    let local = dir.join(path.replace('/', "_"));
-    std::fs::write(&local, matrix_file::encode(m))?;
-    let out = n.cli_timeout(
-        &["put", local.to_str().unwrap_or(""), path],
-        Duration::from_secs(120),
-    )?;
-    if !out.success() {
-        bail!("put {path}: {out}");
-    }
-    Ok(())
-}
 
-fn submit(n: &Node, a: &str, b: &str, out: &str, mode: &str) -> Result<String> {
-    submit_tiled(n, a, b, out, mode, 64)
-}
 
-fn submit_tiled(n: &Node, a: &str, b: &str, out: &str, mode: &str, tile: usize) -> Result<String> {
-    let r = n.cli_timeout(
-        &[
-            "job",
-            "submit",
-            a,
-            b,
-            out,
-            "--tile",
-            &tile.to_string(),
-            "--mode",
-            mode,
-        ],
-        Duration::from_secs(120),
-    )?;
-    if !r.success() {
-        bail!("job submit: {r}");
-    }
-    Ok(r.stdout.trim().to_string())
-}
 
 fn status(n: &Node, id: &str) -> Result<Value> {
     let r = n.cli_ok(&["job", "status", id])?;
@@ -76,16 +43,7 @@ fn status(n: &Node, id: &str) -> Result<Value> {
 }
 
 fn check_result(n: &Node, id: &str, dir: &Path, a: &Matrix, b: &Matrix) -> Result<()> {
-    // `n` may be a follower that has not applied the job's last record yet.
-    wait_job(n, id)?;
-    let dest = dir.join(format!("result-{id}"));
-    n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
-    let c = matrix_file::decode(&std::fs::read(&dest)?)?;
-    assert_eq!(
-        tolerance::check_product(a, b, &c)?,
-        None,
-        "product differs from the reference"
-    );
+    assert_product(a, b, &fetch_result(n, id, dir)?);
     Ok(())
 }
 
@@ -115,7 +73,7 @@ fn cannon_on_four_workers_matches_survives_a_slow_one_and_a_killed_one() -> Resu
     let (sa, sb) = (Matrix::random(40, 30, 3)?, Matrix::random(30, 20, 4)?);
     put_matrix(&c[0], tmp.path(), "cn/sa", &sa)?;
     put_matrix(&c[0], tmp.path(), "cn/sb", &sb)?;
-    let id = submit(&c[0], "cn/sa", "cn/sb", "cn/t", "auto")?;
+    let id = submit(&c[0], ("cn/sa", "cn/sb", "cn/t"), 64, Some("auto"))?;
     let rec = wait_job(&c[0], &id)?;
     assert_eq!(rec["mode"], "tiles", "{rec:#}");
     assert!(
@@ -125,7 +83,7 @@ fn cannon_on_four_workers_matches_survives_a_slow_one_and_a_killed_one() -> Resu
     check_result(&c[0], &id, tmp.path(), &sa, &sb)?;
 
     // Forced Cannon: a 2×2 pulse; the slow worker's neighbours fetch from the origin.
-    let id = submit(&c[0], "cn/a", "cn/b", "cn/c", "cannon")?;
+    let id = submit(&c[0], ("cn/a", "cn/b", "cn/c"), 64, Some("cannon"))?;
     let rec = wait_job(&c[0], &id)?;
     assert_eq!(rec["mode"], "cannon", "{rec:#}");
     assert_eq!(rec["cannon"]["state"], "done", "{rec:#}");
@@ -138,7 +96,7 @@ fn cannon_on_four_workers_matches_survives_a_slow_one_and_a_killed_one() -> Resu
     eprintln!("cannon record: {}", rec["cannon"]);
 
     // Kill the slow worker while it holds its C block: its block falls back to tiles.
-    let id = submit(&c[0], "cn/a", "cn/b", "cn/k", "cannon")?;
+    let id = submit(&c[0], ("cn/a", "cn/b", "cn/k"), 64, Some("cannon"))?;
     wait_for(Duration::from_secs(60), "the pulse started", || {
         let v = status(&c[0], &id)?;
         Ok((v["cannon"]["state"] == "pulsing" || v["state"] != "running").then_some(()))
@@ -174,7 +132,7 @@ fn a_lying_cannon_worker_is_caught_and_its_lie_counts_towards_quarantine() -> Re
     put_matrix(&c[0], tmp.path(), "cl/b", &b)?;
     // Tiles of 16: the liar's 100×85 block falls back to 42 tiles, more than the three honest
     // workers run at once, so the liar (trust cut by its Cannon lie) is given tiles too.
-    let id = submit_tiled(&c[0], "cl/a", "cl/b", "cl/c", "cannon", 16)?;
+    let id = submit(&c[0], ("cl/a", "cl/b", "cl/c"), 16, Some("cannon"))?;
     let rec = wait_job(&c[0], &id)?;
     assert_eq!(rec["cannon"]["state"], "fallback", "{rec:#}");
     assert_eq!(

@@ -16,7 +16,10 @@ use anyhow::{bail, Context, Result};
 use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
-use support::compute::{compute_mesh_with, compute_status, kv_scan, wait_job, FAST};
+use support::compute::{
+    assert_product, compute_mesh_with, compute_status, fetch_result, kv_scan, put_bytes, put_matrix,
+    submit, wait_job, FAST,
+};
 
 const FAULTY: &str = "[compute]\ntest_corrupt_results = true\n";
 /// Every worker holds each tile 50 ms before answering (`test_tile_delay`), so a job of 1024
@@ -40,33 +43,8 @@ fn slow_mesh(n: usize) -> Result<Cluster> {
     compute_mesh_with(n, |_| format!("{FAST}{SLOW_TILES}"))
 }
 
-fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
-    put_bytes(n, dir, path, &matrix_file::encode(m))
-}
 
-fn put_bytes(n: &Node, dir: &Path, path: &str, bytes: &[u8]) -> Result<()> {
-    let local = dir.join(path.replace('/', "_"));
-    std::fs::write(&local, bytes)?;
-    let out = n.cli_timeout(
-        &["put", local.to_str().unwrap_or(""), path],
-        Duration::from_secs(120),
-    )?;
-    if !out.success() {
-        bail!("put {path}: {out}");
-    }
-    Ok(())
-}
 
-fn submit(n: &Node, a: &str, b: &str, out: &str, tile: usize) -> Result<String> {
-    let r = n.cli_timeout(
-        &["job", "submit", a, b, out, "--tile", &tile.to_string()],
-        Duration::from_secs(120),
-    )?;
-    if !r.success() {
-        bail!("job submit: {r}");
-    }
-    Ok(r.stdout.trim().to_string())
-}
 
 /// The index in `c` of the queen according to `n`'s coordinator (waiting while it names none:
 /// right after an election, or while leadership moves on a loaded machine).
@@ -86,21 +64,7 @@ fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
     bail!("queen {queen} is not a node of the cluster")
 }
 
-fn result(n: &Node, id: &str, dir: &Path) -> Result<Matrix> {
-    // `n` may be a follower that has not applied the job's last record yet.
-    wait_job(n, id)?;
-    let dest = dir.join(format!("result-{id}"));
-    n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
-    Ok(matrix_file::decode(&std::fs::read(&dest)?)?)
-}
 
-fn assert_product(a: &Matrix, b: &Matrix, c: &Matrix) {
-    assert_eq!(
-        tolerance::check_product(a, b, c).expect("shapes"),
-        None,
-        "product differs from the reference"
-    );
-}
 
 #[test]
 fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() -> Result<()> {
@@ -112,9 +76,9 @@ fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() ->
     put_matrix(&c[0], tmp.path(), "m/a", &a)?;
     put_matrix(&c[0], tmp.path(), "m/b", &b)?;
 
-    let id = submit(&c[0], "m/a", "m/b", "m/c", 64)?;
+    let id = submit(&c[0], ("m/a", "m/b", "m/c"), 64, None)?;
     let rec = wait_job(&c[0], &id)?;
-    assert_product(&a, &b, &result(&c[1], &id, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[1], &id, tmp.path())?);
     assert!(
         rec["rejected"].as_u64().unwrap_or(0) >= 2,
         "the faulty worker was never caught: {rec:#}"
@@ -134,11 +98,11 @@ fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() ->
         )?;
     }
     // A second job never schedules on the quarantined worker.
-    let id2 = submit(&c[1], "m/a", "m/b", "m/c2", 100)?;
+    let id2 = submit(&c[1], ("m/a", "m/b", "m/c2"), 100, None)?;
     let rec2 = wait_job(&c[1], &id2)?;
     assert!(rec2["workers"].get(&faulty_id).is_none(), "{rec2:#}");
     assert_eq!(rec2["rejected"], 0);
-    assert_product(&a, &b, &result(&c[1], &id2, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[1], &id2, tmp.path())?);
 
     // Bad input: a clear error at submission, nothing crashes.
     put_bytes(&c[0], tmp.path(), "m/junk", b"this is not a matrix")?;
@@ -177,7 +141,7 @@ fn killing_a_worker_mid_job_still_completes() -> Result<()> {
     let b = Matrix::random(384, 512, 4)?;
     put_matrix(&c[0], tmp.path(), "k/a", &a)?;
     put_matrix(&c[0], tmp.path(), "k/b", &b)?;
-    let id = submit(&c[0], "k/a", "k/b", "k/c", 16)?;
+    let id = submit(&c[0], ("k/a", "k/b", "k/c"), 16, None)?;
     // Kill the victim once it has verified a tile (it is certainly in the job then).
     let before = wait_for(
         Duration::from_secs(120),
@@ -198,7 +162,7 @@ fn killing_a_worker_mid_job_still_completes() -> Result<()> {
         rec["failed_calls"].as_u64().unwrap_or(0) >= 1,
         "no call to the dead worker failed: {rec:#}"
     );
-    assert_product(&a, &b, &result(&c[0], &id, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[0], &id, tmp.path())?);
     eprintln!("job record after the kill: {}", rec["workers"]);
     Ok(())
 }
@@ -226,7 +190,7 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
             Ok(r.status == 200 && r.json()?["health"] == "healthy")
         })?;
     }
-    let id = submit(&c[bee], "q/a", "q/b", "q/c", 16)?;
+    let id = submit(&c[bee], ("q/a", "q/b", "q/c"), 16, None)?;
     // Kill the queen once she runs the job and has checkpointed verified tiles.
     let before = wait_for(
         Duration::from_secs(120),
@@ -269,7 +233,7 @@ fn a_job_submitted_on_a_bee_runs_on_the_queen_and_survives_her_death() -> Result
         rec["restored"].as_u64().unwrap_or(0) >= 1,
         "no checkpointed tile was kept: {rec:#}"
     );
-    assert_product(&a, &b, &result(&c[watcher], &id, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[watcher], &id, tmp.path())?);
     Ok(())
 }
 
@@ -380,7 +344,7 @@ fn a_tile_lost_with_its_worker_is_rebuilt_from_its_rows_parity() -> Result<()> {
     }
     assert_eq!(rec["parity"]["rows"], 16, "{rec:#}");
     assert_eq!(rec["tiles_done"], rec["tiles_total"], "{rec:#}");
-    assert_product(&a, &b, &result(&c[0], &id, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[0], &id, tmp.path())?);
     // And the metric, on the node(s) that coordinated the job (every live node is asked: after a
     // take-over the rebuild may have happened on an earlier coordinator).
     let mut rebuilt_metric = 0.0;
@@ -500,7 +464,7 @@ fn quorum_job_over_https_outvotes_a_faulty_worker_and_inference_matches_numpy() 
     })?;
     assert_eq!(rec["state"], "done", "{rec:#}");
     assert_eq!(rec["request"]["verify"], "quorum");
-    assert_product(&a, &b, &result(&c[1], &id, tmp.path())?);
+    assert_product(&a, &b, &fetch_result(&c[1], &id, tmp.path())?);
     assert!(
         rec["rejected"].as_u64().unwrap_or(0) >= 2,
         "the faulty worker was never outvoted: {rec:#}"

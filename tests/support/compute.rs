@@ -2,9 +2,11 @@
 //! own extra configuration, ready once every worker is advertised and every chunkstore is
 //! published (inputs can go in).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use hyphae_compute::{matrix_file, tolerance, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 
@@ -85,4 +87,60 @@ pub fn wait_job(n: &Node, id: &str) -> Result<Value> {
         bail!("job {id} did not finish: {v:#}");
     }
     Ok(v)
+}
+
+/// Stores `bytes` in the mesh at `path` through `n`'s CLI (`hyphae put`), staging them in `dir`.
+pub fn put_bytes(n: &Node, dir: &Path, path: &str, bytes: &[u8]) -> Result<()> {
+    let local = dir.join(path.replace('/', "_"));
+    std::fs::write(&local, bytes)?;
+    let out = n.cli_timeout(
+        &["put", local.to_str().unwrap_or(""), path],
+        Duration::from_secs(120),
+    )?;
+    if !out.success() {
+        bail!("put {path}: {out}");
+    }
+    Ok(())
+}
+
+/// Stores a matrix in the mesh in the job's input format.
+pub fn put_matrix(n: &Node, dir: &Path, path: &str, m: &Matrix) -> Result<()> {
+    put_bytes(n, dir, path, &matrix_file::encode(m))
+}
+
+/// Submits `a × b → out` on `n` with tiles of `tile` and, when given, `--mode`; the job's id.
+pub fn submit(
+    n: &Node,
+    (a, b, out): (&str, &str, &str),
+    tile: usize,
+    mode: Option<&str>,
+) -> Result<String> {
+    let tile = tile.to_string();
+    let mut args = vec!["job", "submit", a, b, out, "--tile", &tile];
+    if let Some(mode) = mode {
+        args.extend(["--mode", mode]);
+    }
+    let r = n.cli_timeout(&args, Duration::from_secs(120))?;
+    if !r.success() {
+        bail!("job submit: {r}");
+    }
+    Ok(r.stdout.trim().to_string())
+}
+
+/// The stored result of job `id`, read through `n` once `n` sees the job done (`n` may be a
+/// follower that has not applied the job's last record yet).
+pub fn fetch_result(n: &Node, id: &str, dir: &Path) -> Result<Matrix> {
+    wait_job(n, id)?;
+    let dest = dir.join(format!("result-{id}"));
+    n.cli_ok(&["job", "result", id, dest.to_str().unwrap_or("")])?;
+    Ok(matrix_file::decode(&std::fs::read(&dest)?)?)
+}
+
+/// Fails unless `c` is `a × b` within the documented tolerance.
+pub fn assert_product(a: &Matrix, b: &Matrix, c: &Matrix) {
+    assert_eq!(
+        tolerance::check_product(a, b, c).expect("shapes"),
+        None,
+        "product differs from the reference"
+    );
 }
