@@ -110,28 +110,96 @@ pub fn check_widened(
     Ok(None)
 }
 
+/// Which two sums a pass over a row computes.
+#[derive(Clone, Copy)]
+enum RowSums {
+    /// `(x·r, Σ (x_j·r_j)²)`: a row of `B` or `C` against the random vector.
+    DotAndSquare,
+    /// `(x·y, ‖x‖₂²)`: a row of `A` against `y = B·r`.
+    DotAndNorm,
+}
+
 /// `(x·r, Σ (x_j·r_j)²)` in `f64`.
 fn dot_and_square(x: &[f32], r: &[f64]) -> (f64, f64) {
-    let mut s = 0.0;
-    let mut t = 0.0;
-    for (&xi, &ri) in x.iter().zip(r) {
-        let v = f64::from(xi) * ri;
-        s += v;
-        t += v * v;
-    }
-    (s, t)
+    row_sums(RowSums::DotAndSquare, x, r)
 }
 
 /// `(x·y, ‖x‖₂²)` in `f64`.
 fn dot_and_norm(x: &[f32], y: &[f64]) -> (f64, f64) {
-    let mut s = 0.0;
-    let mut t = 0.0;
-    for (&xi, &yi) in x.iter().zip(y) {
-        let xi = f64::from(xi);
-        s += xi * yi;
-        t += xi * xi;
+    row_sums(RowSums::DotAndNorm, x, y)
+}
+
+/// [`RowSums`] on the widest vector unit the CPU has (the binary's baseline is plain x86-64,
+/// SSE2, so the wider code paths are chosen at run time).
+fn row_sums(kind: RowSums, x: &[f32], v: &[f64]) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { x86::row_sums_avx512(kind, x, v) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { x86::row_sums_avx2(kind, x, v) };
+        }
+    }
+    row_sums_lanes(kind, x, v)
+}
+
+#[inline(always)]
+fn row_sums_lanes(kind: RowSums, x: &[f32], v: &[f64]) -> (f64, f64) {
+    match kind {
+        RowSums::DotAndSquare => two_sums(x, v, |xi, ri| {
+            let p = xi * ri;
+            (p, p * p)
+        }),
+        RowSums::DotAndNorm => two_sums(x, v, |xi, yi| (xi * yi, xi * xi)),
+    }
+}
+
+/// Independent `f64` accumulators per sum: a single running sum is one long dependency chain
+/// (an add's latency per element) that the compiler may not reorder; eight lanes let it keep
+/// whole vector registers busy, so a pass goes at the speed of memory.
+const LANES: usize = 8;
+
+/// `(Σ p_j, Σ q_j)` with `(p_j, q_j) = terms(x_j, v_j)`, in [`LANES`] accumulators each.
+#[inline(always)]
+fn two_sums(x: &[f32], v: &[f64], terms: impl Fn(f64, f64) -> (f64, f64)) -> (f64, f64) {
+    let (xs, x_rest) = x.as_chunks::<LANES>();
+    let (vs, v_rest) = v.as_chunks::<LANES>();
+    let mut s = [0.0f64; LANES];
+    let mut t = [0.0f64; LANES];
+    for (xc, vc) in xs.iter().zip(vs) {
+        for (((s, t), &xi), &vi) in s.iter_mut().zip(t.iter_mut()).zip(xc).zip(vc) {
+            let (p, q) = terms(f64::from(xi), vi);
+            *s += p;
+            *t += q;
+        }
+    }
+    let (mut s, mut t) = (s.iter().sum::<f64>(), t.iter().sum::<f64>());
+    for (&xi, &vi) in x_rest.iter().zip(v_rest) {
+        let (p, q) = terms(f64::from(xi), vi);
+        s += p;
+        t += q;
     }
     (s, t)
+}
+
+/// [`row_sums_lanes`] compiled for wider vector units.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{row_sums_lanes, RowSums};
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn row_sums_avx512(kind: RowSums, x: &[f32], v: &[f64]) -> (f64, f64) {
+        row_sums_lanes(kind, x, v)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn row_sums_avx2(kind: RowSums, x: &[f32], v: &[f64]) -> (f64, f64) {
+        row_sums_lanes(kind, x, v)
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +232,47 @@ mod tests {
         assert!(check(&a, &b, &c, 1, 1).unwrap().is_some());
         let wrong = Matrix::zeros(3, 4).unwrap();
         assert!(check(&a, &b, &wrong, 1, 1).is_err());
+    }
+
+    #[test]
+    fn every_vector_path_sums_like_a_plain_loop() {
+        for len in [0usize, 1, 7, 8, 9, 63, 100, 1000] {
+            let x: Vec<f32> = (0..len).map(|j| ((j * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let v: Vec<f64> = (0..len).map(|j| ((j * 53 % 97) as f64 - 48.0) / 11.0).collect();
+            let (mut dot, mut sq, mut norm) = (0.0f64, 0.0f64, 0.0f64);
+            for (&xi, &vi) in x.iter().zip(&v) {
+                let p = f64::from(xi) * vi;
+                dot += p;
+                sq += p * p;
+                norm += f64::from(xi) * f64::from(xi);
+            }
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+            let mut paths: Vec<(&str, RowSums, (f64, f64))> = vec![
+                ("lanes", RowSums::DotAndSquare, row_sums_lanes(RowSums::DotAndSquare, &x, &v)),
+                ("lanes", RowSums::DotAndNorm, row_sums_lanes(RowSums::DotAndNorm, &x, &v)),
+                ("dispatch", RowSums::DotAndSquare, dot_and_square(&x, &v)),
+                ("dispatch", RowSums::DotAndNorm, dot_and_norm(&x, &v)),
+            ];
+            #[cfg(target_arch = "x86_64")]
+            for kind in [RowSums::DotAndSquare, RowSums::DotAndNorm] {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: checked just above.
+                    paths.push(("avx512", kind, unsafe { x86::row_sums_avx512(kind, &x, &v) }));
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: checked just above.
+                    paths.push(("avx2", kind, unsafe { x86::row_sums_avx2(kind, &x, &v) }));
+                }
+            }
+            for (name, kind, (s, t)) in paths {
+                let want = match kind {
+                    RowSums::DotAndSquare => (dot, sq),
+                    RowSums::DotAndNorm => (dot, norm),
+                };
+                assert!(close(s, want.0) && close(t, want.1), "{name} len {len}: {s} {t} vs {want:?}");
+            }
+        }
     }
 }
