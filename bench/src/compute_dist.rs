@@ -35,9 +35,11 @@ pub struct ComputeDistArgs {
     /// Workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Tile edge of the tile mode.
-    #[arg(long, default_value_t = 512)]
-    tile: usize,
+    /// Tile edge of the tile mode; default n / 4 per size (16 tiles, four per worker: each
+    /// tile carries its rows of `A` and columns of `B` out of the job's node, so smaller tiles
+    /// multiply what crosses its link).
+    #[arg(long)]
+    tile: Option<usize>,
     /// Where to write the JSON result.
     #[arg(long, default_value = "bench/results/compute_dist.json")]
     out: PathBuf,
@@ -145,6 +147,8 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         drop((a, b));
         let mut row = json!({"n": n, "single_node_secs": t1,
             "single_node_gflops": 2.0 * (n as f64).powi(3) / t1 / 1e9});
+        let tile = args.tile.unwrap_or((n / 4).max(16));
+        row["tile"] = json!(tile);
         for mode in ["tiles", "cannon"] {
             let rec = job(
                 &cluster[0],
@@ -152,7 +156,7 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
                 &format!("cd/b{n}"),
                 &format!("cd/c{n}-{mode}"),
                 mode,
-                args.tile,
+                tile,
             )?;
             let tp = rec["elapsed_secs"].as_f64().unwrap_or(f64::NAN);
             let eff = t1 / (p as f64 * tp);
@@ -180,10 +184,9 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         "link": args.rate,
         "tbf_burst": args.burst,
         "cores": cores,
-        "tile": args.tile,
         "rows": rows,
         "definition": "efficiency = T1 / (p * Tp); efficiency_vs_cores = T1 / Tp (the p workers share this machine's cores)",
-        "date": std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
+        "date": crate::host::utc_now(),
         "load_before": load_before.trim(),
     });
     if let Some(dir) = args.out.parent() {
