@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds memrep's cgroup v2 test guest: the test guest's Debian kernel (build.sh) and an
+# initramfs whose /init is PROGRAM (the workspace's `memrep-cgroup-v2-guest`, dynamically
+# linked: it goes in stripped, with the shared libraries `ldd` names at their own paths).
+# Prints the directory holding `vmlinuz` and `initrd.cpio`. Cached by content under
+# $HYPHAE_GUEST_CACHE/cgroup-v2/<key> (default /var/cache/hyphae/memrep-guest); every other key
+# there is removed, since each rebuild of PROGRAM makes a new one.
+#
+#   services/memrep/guest/build-cgroup-v2.sh PROGRAM   -> /var/cache/hyphae/memrep-guest/cgroup-v2/<key>
+#
+# Needs what build.sh needs, plus binutils (strip) and ldd (libc-bin).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+program="${1:?usage: build-cgroup-v2.sh PROGRAM}"
+cache="${HYPHAE_GUEST_CACHE:-/var/cache/hyphae/memrep-guest}/cgroup-v2"
+kernel_dir="$("$here/build.sh")"
+mkdir -p "$cache"
+
+key="$( (sha256sum "$program" "$here/build-cgroup-v2.sh"; echo "$kernel_dir") | sha256sum | cut -c1-16)"
+out="$cache/$key"
+if [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.cpio" ]; then
+  echo "$out"
+  exit 0
+fi
+
+work="$(mktemp -d "$cache/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/root"
+strip -o "$work/root/init" "$program"
+# The loader and libraries at the paths the binary asks for (ldd: "name => /path (addr)" and
+# the loader's own "/lib64/ld-linux-x86-64.so.2 (addr)").
+ldd "$program" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u |
+  while read -r lib; do
+    cp -L --parents "$lib" "$work/root/"
+  done
+(cd "$work/root" && find . -mindepth 1 | sed 's|^\./||' | cpio --quiet -o -H newc > "$work/initrd.cpio")
+mkdir -p "$out.tmp"
+cp "$kernel_dir/vmlinuz" "$out.tmp/vmlinuz"
+mv "$work/initrd.cpio" "$out.tmp/"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+# Older keys (earlier builds of the program) are of no further use.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build.*' -exec rm -rf {} +
+echo "$out"
