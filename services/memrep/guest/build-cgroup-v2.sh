@@ -41,5 +41,5 @@ mv "$work/initrd.cpio" "$out.tmp/"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 # Older keys (earlier builds of the program) are of no further use.
-find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build.*' -exec rm -rf {} +
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build.*' ! -name '*.tmp' -exec rm -rf {} +
 echo "$out"
