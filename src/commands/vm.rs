@@ -214,4 +214,28 @@ mod tests {
         assert_eq!(super::parse_mem_mib("64").unwrap(), 64);
         assert!(super::parse_mem_mib("lots").is_err());
     }
+
+    /// `create` needs a kernel or a disk; initrd and command line only go with a kernel, and
+    /// without one the request asks memrep to boot the disk (no kernel, empty command line).
+    #[test]
+    fn create_without_a_kernel_boots_the_disk() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            vm: super::VmCommand,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(["vm"].iter().chain(args)).map(|c| c.vm);
+        let Ok(super::VmCommand::Create(a)) = parse(&["create", "v", "--disk", "mesh:/vm/b.raw"])
+        else {
+            panic!("--disk alone is refused");
+        };
+        let body = super::body(&a).unwrap();
+        assert_eq!(body["kernel"], serde_json::Value::Null);
+        assert_eq!(body["append"], "");
+        assert_eq!(body["disk"], "mesh:/vm/b.raw");
+        assert!(parse(&["create", "v"]).is_err(), "neither kernel nor disk");
+        assert!(parse(&["create", "v", "--disk", "/d.raw", "--initrd", "/i"]).is_err());
+        assert!(parse(&["create", "v", "--disk", "/d.raw", "--append", "x"]).is_err());
+    }
 }

@@ -537,7 +537,10 @@ mod tests {
         };
         let a = l.args().join(" ");
         assert!(!a.contains("-kernel") && !a.contains("-append"), "{a}");
-        assert!(a.contains("-drive file=/dev/shm/a,,b.disk,format=raw"), "{a}");
+        assert!(
+            a.contains("-drive file=/dev/shm/a,,b.disk,format=raw"),
+            "{a}"
+        );
         assert!(a.contains("if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=1"));
     }
 }

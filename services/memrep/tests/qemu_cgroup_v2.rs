@@ -141,7 +141,11 @@ async fn memrep_cgroup_code_throttles_on_a_cgroup_v2_kernel() {
         "{created}"
     );
     assert_eq!(field(created, "type"), "domain threaded", "{created}");
-    assert_eq!(field(created, "procs"), pid, "the process in the VM's cgroup");
+    assert_eq!(
+        field(created, "procs"),
+        pid,
+        "the process in the VM's cgroup"
+    );
     assert_eq!(field(created, "vcpus_type"), "threaded");
     let unlimited = line("cg2 unlimited");
     assert_eq!(field(unlimited, "cpu_max"), "max 100000");
@@ -150,7 +154,11 @@ async fn memrep_cgroup_code_throttles_on_a_cgroup_v2_kernel() {
     let applied = line("cg2 applied");
     assert_eq!(field(applied, "throttle_pct"), "80");
     assert_eq!(field(applied, "cpu_max"), "20000 100000");
-    assert_eq!(field(applied, "kernel_cpu_max"), "20000 100000", "{applied}");
+    assert_eq!(
+        field(applied, "kernel_cpu_max"),
+        "20000 100000",
+        "{applied}"
+    );
     assert_eq!(field(applied, "threads"), threads);
 
     // Unthrottled, the burner takes (nearly) the whole vCPU and is never throttled.

@@ -81,7 +81,8 @@ async fn a_vm_boots_from_its_disk_replicates_and_resumes_after_kill_9() {
         vcpus: 1,
         disk: Some(image.display().to_string()),
     };
-    spec.validate(1024).expect("a disk without a kernel is a valid spec");
+    spec.validate(1024)
+        .expect("a disk without a kernel is a valid spec");
     let (acc, why) = accel::probe();
     eprintln!("accelerator: {acc:?} ({why})");
     let mut paths = InstancePaths::new(shm.path(), dir.path(), &name, "g1");
@@ -139,7 +140,10 @@ async fn a_vm_boots_from_its_disk_replicates_and_resumes_after_kill_9() {
     }
     // The disk went with the RAM: the replica's disk starts with the image's boot sector.
     let boot_sector = std::fs::read(&image).unwrap()[..512].to_vec();
-    assert_eq!(&store.disk().expect("replica disk")[..512], &boot_sector[..]);
+    assert_eq!(
+        &store.disk().expect("replica disk")[..512],
+        &boot_sector[..]
+    );
     // The ROMs are in the device-state stream (they are not in the shared RAM file).
     let state = std::fs::read(store.device_path()).expect("committed device state");
     assert!(
