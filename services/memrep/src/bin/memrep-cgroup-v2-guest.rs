@@ -1,36 +1,34 @@
 //! The `/init` of memrep's cgroup v2 test guest (`guest/build-cgroup-v2.sh`,
 //! `tests/qemu_cgroup_v2.rs`). Our CI hosts have only cgroup v1's `cpu` controller, so the v2
 //! path of [`hyphae_memrep::cgroup_throttle`] is proven inside a small Linux guest whose kernel
-//! has the unified hierarchy: this program mounts `cgroup2` at `/sys/fs/cgroup`, starts a
-//! CPU-burning process (a main thread that idles, like QEMU's main loop, and a few burning
-//! threads standing in for vCPU threads), and puts it under memrep's own cgroup code — the
-//! same `probe`, `ThrottleRoot::create`, `VmCgroup::apply`/`read_back` and drop the service
-//! uses. It reports on the serial console, one `cg2 KEY VALUE...` line per fact, what the
-//! kernel says (`cpu.max` read back, `cpu.stat` usage and throttling over a measured window,
-//! the cgroups left at the end), then powers the guest off. The host test parses and judges;
-//! this program asserts nothing itself, so a failure shows up as a wrong figure, not a hang.
-//!
-//! Run as `memrep-cgroup-v2-guest burn N` it is the burner: N busy threads, forever.
+//! has the unified hierarchy: this program mounts `cgroup2` at `/sys/fs/cgroup`, starts a QEMU
+//! (TCG, inside the guest) and throttles it with memrep's own code — the same `probe`,
+//! `QemuProcess::start`, `VmThrottle::start` (vCPU threads found through QMP), `apply` and
+//! `finish` the service uses. It reports on the serial console, one `cg2 KEY VALUE...` line per
+//! fact, what the kernel says (`cpu.max` read back, `cpu.stat` usage and throttling over
+//! measured windows, the cgroups left at the end), then powers the guest off. The host test
+//! parses and judges; this program asserts nothing itself, so a failure shows up as a wrong
+//! figure, not a hang.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hyphae_memrep::cgroup_throttle::{self, CgroupVersion};
+use std::sync::Arc;
 
-/// Burning threads in the throttled process (the stand-ins for vCPU threads).
-const BURN_THREADS: usize = 3;
+use hyphae_memrep::accel::Accel;
+use hyphae_memrep::cgroup_throttle::{self, CgroupVersion};
+use hyphae_memrep::qemu::{InstancePaths, Launch, QemuProcess, VmSpec};
+use hyphae_memrep::vm_throttle::{ThrottleEnv, ThrottleMetrics, VmThrottle};
+
 /// The throttle asked for: 80 % taken away, so the quota is 20 % of one CPU.
 const THROTTLE_PCT: u8 = 80;
-/// How long each measured window lasts.
+/// How long the throttled window lasts.
 const WINDOW: Duration = Duration::from_secs(3);
+/// How long the window after the release lasts.
+const RELEASED_WINDOW: Duration = Duration::from_millis(800);
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("burn") {
-        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
-        burn(n);
-    }
     if std::process::id() == 1 {
         init_mounts();
     }
@@ -43,21 +41,6 @@ fn main() {
             libc::sync();
             libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF);
         }
-    }
-}
-
-/// The burner: `n` threads spinning, the main thread asleep.
-fn burn(n: usize) -> ! {
-    for _ in 0..n {
-        std::thread::spawn(|| {
-            let mut x: u64 = 1;
-            loop {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-        });
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -100,6 +83,7 @@ fn init_mounts() {
     mount("sysfs", "/sys");
     mount("cgroup2", "/sys/fs/cgroup");
     mount("tmpfs", "/run");
+    mount("tmpfs", "/dev/shm");
 }
 
 /// `cpu.stat` of a cgroup as `(key, value)` pairs.
@@ -121,10 +105,10 @@ fn stat_of(stat: &[(String, u64)], key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// One measured window: the deltas of `cpu.stat` over [`WINDOW`] and the elapsed time.
-fn window(label: &str, quota_dir: &Path) {
+/// One measured window: the deltas of `cpu.stat` over `length` and the elapsed time.
+async fn window(label: &str, quota_dir: &Path, length: Duration) {
     let (t0, s0) = (Instant::now(), cpu_stat(quota_dir));
-    std::thread::sleep(WINDOW);
+    tokio::time::sleep(length).await;
     let (elapsed, s1) = (t0.elapsed(), cpu_stat(quota_dir));
     let d = |k: &str| stat_of(&s1, k).saturating_sub(stat_of(&s0, k));
     println!(
@@ -162,25 +146,6 @@ fn cgroups_below(top: &Path) -> Vec<String> {
     out
 }
 
-/// The threads of process `pid` other than its main thread, once all `want` have started.
-fn worker_threads(pid: u32, want: usize) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .filter(|&t| t != pid)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if tids.len() >= want || Instant::now() > deadline {
-            return tids;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn report() {
     let top = PathBuf::from("/sys/fs/cgroup");
     println!(
@@ -212,80 +177,138 @@ fn report() {
     if root.version != CgroupVersion::V2 {
         return;
     }
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
-    let mut burner = match std::process::Command::new(&exe)
-        .args(["burn", &BURN_THREADS.to_string()])
-        .spawn()
+    let root = Arc::new(root);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
     {
-        Ok(c) => c,
+        Ok(r) => r,
         Err(e) => {
-            println!("cg2 burner-failed {e}");
+            println!("cg2 error runtime: {e}");
             return;
         }
     };
-    let pid = burner.id();
-    let tids = worker_threads(pid, BURN_THREADS);
-    println!("cg2 burner pid={pid} threads={tids:?}");
-    match throttled(&root, pid, &tids) {
-        Ok(()) => {}
-        Err(e) => println!("cg2 error {e}"),
-    }
-    // `throttled` killed the burner and dropped its cgroup; on an early error it is killed here.
-    let _ = burner.kill();
-    let _ = burner.wait();
+    runtime.block_on(throttled_qemu(root.clone()));
     root.remove();
     println!("cg2 left {:?}", cgroups_below(&top));
 }
 
-fn throttled(
-    root: &cgroup_throttle::ThrottleRoot,
-    pid: u32,
-    tids: &[u32],
-) -> Result<(), cgroup_throttle::CgroupError> {
-    let mut cg = root.create("burner", pid, tids, 1)?;
-    let vm_dir = cg.dir().to_path_buf();
+/// A QEMU (TCG, booting the guest's own kernel, which keeps its vCPU thread busy for
+/// minutes at this depth of emulation) started and throttled exactly as the service does:
+/// `QemuProcess::start`, `VmThrottle::start` (vCPU threads from QMP `query-cpus-fast`),
+/// `VmThrottle::apply`, `QemuProcess::shutdown`, `VmThrottle::finish`.
+async fn throttled_qemu(root: Arc<cgroup_throttle::ThrottleRoot>) {
+    let spec = VmSpec {
+        name: "inner".into(),
+        kernel: Some(PathBuf::from("/vmlinuz")),
+        initrd: None,
+        append: "console=ttyS0".into(),
+        mem_mib: 32,
+        vcpus: 1,
+        disk: None,
+    };
+    let _ = std::fs::create_dir_all("/dev/shm");
+    let launch = Launch {
+        paths: InstancePaths::new(Path::new("/dev/shm"), Path::new("/run"), "inner", "g1"),
+        spec,
+        accel: Accel::Tcg,
+        incoming: false,
+        owns_ram: true,
+    };
+    let mut q = match QemuProcess::start(launch).await {
+        Ok(q) => q,
+        Err(e) => {
+            println!("cg2 error qemu: {e}");
+            return;
+        }
+    };
+    let pid = q.pid().unwrap_or(0);
+    let env = ThrottleEnv {
+        root: Ok(root.clone()),
+        metrics: ThrottleMetrics::default(),
+    };
+    let mut t = VmThrottle::start(&env, "inner", &mut q).await;
+    let vm_dir = root.dir.join("vm-inner");
     let quota_dir = vm_dir.join("vcpus");
+    let threads = || read_trim(&quota_dir.join("cgroup.threads")).replace('\n', ",");
+    println!(
+        "cg2 qemu pid={pid} throttle={} all_threads={}",
+        t.description,
+        task_ids(pid)
+    );
     println!(
         "cg2 created {} type={} procs={} vcpus_type={}",
-        cg.hierarchy_path(),
+        t.description.strip_prefix("v2 ").unwrap_or(&t.description),
         read_trim(&vm_dir.join("cgroup.type")),
         read_trim(&vm_dir.join("cgroup.procs")).replace('\n', ","),
         read_trim(&quota_dir.join("cgroup.type")),
     );
-    let (quota, in_cg) = cg.read_back()?;
-    println!("cg2 unlimited cpu_max={quota} threads={in_cg:?}");
-    window("unlimited", &quota_dir);
-    let applied = cg.apply(THROTTLE_PCT)?.clone();
-    let (quota, in_cg) = cg.read_back()?;
     println!(
-        "cg2 applied throttle_pct={} cpu_max={} kernel_cpu_max={quota} threads={in_cg:?}",
-        applied.throttle_pct, applied.cpu_max
+        "cg2 unlimited cpu_max={} threads={}",
+        read_trim(&quota_dir.join("cpu.max")),
+        threads()
     );
-    window("throttled", &quota_dir);
-    let released = cg.apply(0)?.clone();
-    let (quota, _) = cg.read_back()?;
-    println!(
-        "cg2 released cpu_max={} kernel_cpu_max={quota}",
-        released.cpu_max
-    );
-    window("released", &quota_dir);
-    // Kill the burner before the cgroup goes (an occupied cgroup cannot be removed).
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}/task")).exists()
-        && !read_trim(&quota_dir.join("cgroup.threads")).is_empty()
-        && Instant::now() < deadline
-    {
-        // Reaped by the caller; here only the threads leaving the cgroup matter.
-        std::thread::sleep(Duration::from_millis(10));
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    // No unthrottled window first: the kernel this QEMU boots lives only ~2.5 CPU-seconds
+    // under nested TCG with `-cpu max` (it resets early in its start-up, and `-no-reboot`
+    // ends QEMU), so the quota goes on at once and the unthrottled figures come from a short
+    // window after the release (~1.5 CPU-seconds used in all).
+    match t.apply(THROTTLE_PCT) {
+        Some(a) => println!(
+            "cg2 applied throttle_pct={} cpu_max={} kernel_cpu_max={} threads={}",
+            a.throttle_pct,
+            a.cpu_max,
+            read_trim(&quota_dir.join("cpu.max")),
+            threads()
+        ),
+        None => println!("cg2 error apply: {}", t.description),
     }
-    drop(cg);
+    window("throttled", &quota_dir, WINDOW).await;
+    match t.apply(0) {
+        Some(a) => println!(
+            "cg2 released cpu_max={} kernel_cpu_max={}",
+            a.cpu_max,
+            read_trim(&quota_dir.join("cpu.max"))
+        ),
+        None => println!("cg2 error release: {}", t.description),
+    }
+    window("released", &quota_dir, RELEASED_WINDOW).await;
+    let serial = std::fs::read_to_string(&q.launch.paths.serial).unwrap_or_default();
+    let tail: String = serial
+        .chars()
+        .rev()
+        .take(400)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    println!(
+        "cg2 qemu-state exited={:?} all_threads={} stderr={:?} console_tail={:?}",
+        q.exited(),
+        task_ids(pid),
+        q.stderr_tail(),
+        tail
+    );
+    // As the runner does: QEMU goes first, then its cgroup.
+    q.shutdown().await;
+    t.finish().await;
     println!("cg2 removed vm_dir_exists={}", vm_dir.exists());
-    Ok(())
+}
+
+/// The thread ids of process `pid`, comma-separated.
+fn task_ids(pid: u32) -> String {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort_unstable();
+    tids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn read_trim(p: &Path) -> String {
