@@ -50,6 +50,9 @@ packages+=(qemu-utils)
 # the beacon's hardware profile lists a GPU with heaps and VRAM use (VK_EXT_memory_budget) on a
 # machine without a real GPU (tests/discovery_mesh.rs; the compute service uses them too).
 packages+=(libvulkan1 mesa-vulkan-drivers)
+# syslinux + syslinux-common + mtools + dosfstools: memrep's boot-from-disk test makes a
+# bootable FAT image of the test guest without loop mounts (services/memrep/guest/build-boot-disk.sh).
+packages+=(syslinux syslinux-common mtools dosfstools)
 
 . "$(dirname "$0")/lib/apt.sh"
 apt_ensure deps "${packages[@]}"

@@ -104,6 +104,30 @@ fn a_vm_is_created_listed_read_stopped_and_deleted_over_https() -> Result<()> {
             a.status,
             text(&a)
         );
+        // Neither a kernel nor a disk: nothing to boot.
+        let mut bad = spec.clone();
+        bad["name"] = "api4".into();
+        if let Some(o) = bad.as_object_mut() {
+            for k in ["kernel", "initrd", "append"] {
+                o.remove(k);
+            }
+        }
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(bad.to_string())).await?;
+        ensure!(
+            a.status == 400 && text(&a).contains("nothing to boot"),
+            "no kernel, no disk: {} {}",
+            a.status,
+            text(&a)
+        );
+        // A disk and no kernel is a disk boot: accepted as far as the disk, which is missing.
+        bad["disk"] = "mesh:/no/such/boot.raw".into();
+        let a = call(Proto::H2, "POST", "/api/v1/vms".into(), Some(bad.to_string())).await?;
+        ensure!(
+            a.status == 400 && text(&a).contains("mesh:/no/such/boot.raw: not found"),
+            "disk boot with a missing image: {} {}",
+            a.status,
+            text(&a)
+        );
         // A disk image the mesh store does not have: refused, nothing left in /dev/shm.
         let mut bad = spec.clone();
         bad["name"] = "api3".into();

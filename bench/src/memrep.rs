@@ -69,7 +69,7 @@ async fn measure(args: MemrepArgs) -> Result<()> {
     let name = "bench";
     let spec = VmSpec {
         name: name.into(),
-        kernel,
+        kernel: Some(kernel),
         initrd: Some(initrd),
         append: format!(
             "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=4096 wave_pages={} wave_sleep_us=1000",

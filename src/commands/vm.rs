@@ -58,19 +58,21 @@ pub struct MigrateArgs {
 pub struct CreateArgs {
     /// The VM's name.
     name: String,
-    /// Kernel to boot directly.
-    #[arg(long)]
-    kernel: PathBuf,
-    /// Initramfs.
-    #[arg(long)]
+    /// Kernel to boot directly. Without it the VM boots its --disk through the firmware
+    /// (SeaBIOS runs the disk's own boot loader).
+    #[arg(long, required_unless_present = "disk")]
+    kernel: Option<PathBuf>,
+    /// Initramfs (with --kernel).
+    #[arg(long, requires = "kernel")]
     initrd: Option<PathBuf>,
     /// A raw disk image attached as virtio-blk (/dev/vda), replicated with the RAM: a local
-    /// file or `mesh:/PATH` (a file stored with `hyphae put`). Copied into /dev/shm.
+    /// file or `mesh:/PATH` (a file stored with `hyphae put`). Copied into /dev/shm. Without
+    /// --kernel it must be bootable (a BIOS boot loader, e.g. syslinux) and the VM boots it.
     #[arg(long, value_name = "FILE|mesh:/PATH")]
     disk: Option<String>,
-    /// Kernel command line.
-    #[arg(long, default_value = "console=ttyS0")]
-    append: String,
+    /// Kernel command line (with --kernel; default console=ttyS0).
+    #[arg(long, requires = "kernel")]
+    append: Option<String>,
     /// Memory, e.g. 512M or 1G.
     #[arg(long, default_value = "512M")]
     mem: String,
@@ -121,9 +123,13 @@ fn body(a: &CreateArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "disk": disk,
         "name": a.name,
-        "kernel": abs(&a.kernel)?,
+        "kernel": a.kernel.as_deref().map(abs).transpose()?,
         "initrd": a.initrd.as_deref().map(abs).transpose()?,
-        "append": a.append,
+        "append": match (&a.kernel, &a.append) {
+            (Some(_), Some(ap)) => ap.as_str(),
+            (Some(_), None) => "console=ttyS0",
+            (None, _) => "",
+        },
         "mem_mib": parse_mem_mib(&a.mem)?,
         "vcpus": a.vcpus,
         "backups": a.backups,
@@ -207,5 +213,29 @@ mod tests {
         assert_eq!(super::parse_mem_mib("2G").unwrap(), 2048);
         assert_eq!(super::parse_mem_mib("64").unwrap(), 64);
         assert!(super::parse_mem_mib("lots").is_err());
+    }
+
+    /// `create` needs a kernel or a disk; initrd and command line only go with a kernel, and
+    /// without one the request asks memrep to boot the disk (no kernel, empty command line).
+    #[test]
+    fn create_without_a_kernel_boots_the_disk() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            vm: super::VmCommand,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(["vm"].iter().chain(args)).map(|c| c.vm);
+        let Ok(super::VmCommand::Create(a)) = parse(&["create", "v", "--disk", "mesh:/vm/b.raw"])
+        else {
+            panic!("--disk alone is refused");
+        };
+        let body = super::body(&a).unwrap();
+        assert_eq!(body["kernel"], serde_json::Value::Null);
+        assert_eq!(body["append"], "");
+        assert_eq!(body["disk"], "mesh:/vm/b.raw");
+        assert!(parse(&["create", "v"]).is_err(), "neither kernel nor disk");
+        assert!(parse(&["create", "v", "--disk", "/d.raw", "--initrd", "/i"]).is_err());
+        assert!(parse(&["create", "v", "--disk", "/d.raw", "--append", "x"]).is_err());
     }
 }

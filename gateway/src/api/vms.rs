@@ -50,7 +50,8 @@ pub async fn list(
 }
 
 /// `POST /api/v1/vms`: start a VM here (JSON: name, kernel, initrd, append, mem_mib, vcpus,
-/// disk (local path or `mesh:/PATH`), backups, mode, interval_ms).
+/// disk (local path or `mesh:/PATH`), backups, mode, interval_ms; kernel may be left out when
+/// disk is given: the VM then boots the disk through the firmware).
 #[tracing::instrument(level = "debug", skip(state, headers, body))]
 pub async fn create(
     State(state): State<Arc<GatewayState>>,

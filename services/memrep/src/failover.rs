@@ -134,7 +134,7 @@ mod tests {
         VmRecord {
             spec: VmSpec {
                 name: "vm".into(),
-                kernel: "/k".into(),
+                kernel: Some("/k".into()),
                 initrd: None,
                 append: String::new(),
                 mem_mib: 64,

@@ -18,11 +18,15 @@ use crate::qmp::{QmpClient, QmpError};
 pub struct VmSpec {
     /// The VM's name (unique in the mesh).
     pub name: String,
-    /// The kernel image booted directly (`-kernel`).
-    pub kernel: PathBuf,
-    /// The initramfs, if any.
+    /// The kernel image booted directly (`-kernel`); `None`: the VM boots its disk through
+    /// the firmware (SeaBIOS reads the disk's own boot loader), so `disk` is then required.
+    /// (`default`: an API request may leave it out when it gives a disk.)
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// The initramfs, if any (only with `kernel`).
     pub initrd: Option<PathBuf>,
-    /// The kernel command line.
+    /// The kernel command line (only with `kernel`; a disk's boot loader has its own).
+    #[serde(default)]
     pub append: String,
     /// Guest RAM in MiB.
     pub mem_mib: u64,
@@ -84,11 +88,27 @@ impl VmSpec {
                 self.name
             )));
         }
-        if !self.kernel.is_file() {
-            return Err(LaunchError::MissingFile {
-                what: "kernel",
-                path: self.kernel.display().to_string(),
-            });
+        match &self.kernel {
+            Some(k) if !k.is_file() => {
+                return Err(LaunchError::MissingFile {
+                    what: "kernel",
+                    path: k.display().to_string(),
+                });
+            }
+            Some(_) => {}
+            None if self.disk.is_none() => {
+                return Err(LaunchError::Invalid(
+                    "nothing to boot: give a kernel, or a disk with a boot loader".into(),
+                ));
+            }
+            None if self.initrd.is_some() || !self.append.is_empty() => {
+                return Err(LaunchError::Invalid(
+                    "an initrd or a kernel command line needs a kernel (a VM booting its disk \
+                     takes them from the disk's boot loader)"
+                        .into(),
+                ));
+            }
+            None => {}
         }
         if let Some(i) = &self.initrd {
             if !i.is_file() {
@@ -203,10 +223,6 @@ impl Launch {
             ),
             "-machine".into(),
             "q35,memory-backend=ram0".into(),
-            "-kernel".into(),
-            s.kernel.display().to_string(),
-            "-append".into(),
-            s.append.clone(),
             "-serial".into(),
             format!("file:{}", self.paths.serial.display()),
             "-qmp".into(),
@@ -220,19 +236,35 @@ impl Launch {
             "-global".into(),
             "apic-common.vapic=off".into(),
         ];
-        if let Some(i) = &s.initrd {
-            a.push("-initrd".into());
-            a.push(i.display().to_string());
+        if let Some(k) = &s.kernel {
+            a.push("-kernel".into());
+            a.push(k.display().to_string());
+            a.push("-append".into());
+            a.push(s.append.clone());
+            if let Some(i) = &s.initrd {
+                a.push("-initrd".into());
+                a.push(i.display().to_string());
+            }
         }
         if let Some(d) = &self.paths.disk {
             // Raw, written through the host page cache (tmpfs: the file itself), so that once
             // QMP `stop` has drained and flushed the block layer the file holds every write
             // the guest saw complete. `cache=none` (O_DIRECT) is not used: tmpfs may refuse it.
-            a.push("-drive".into());
-            a.push(format!(
-                "file={},format=raw,if=virtio,cache=writeback,aio=threads,discard=ignore",
+            let file = format!(
+                "file={},format=raw,cache=writeback,aio=threads,discard=ignore",
                 d.display().to_string().replace(',', ",,")
-            ));
+            );
+            if s.kernel.is_some() {
+                a.push("-drive".into());
+                a.push(format!("{file},if=virtio"));
+            } else {
+                // No kernel: the firmware (SeaBIOS, the q35 default) boots this disk, the only
+                // boot device (`bootindex`; -nodefaults leaves no NIC or CD-ROM to try first).
+                a.push("-drive".into());
+                a.push(format!("{file},if=none,id=disk0"));
+                a.push("-device".into());
+                a.push("virtio-blk-pci,drive=disk0,bootindex=1".into());
+            }
         }
         if self.incoming {
             a.push("-incoming".into());
@@ -411,7 +443,7 @@ mod tests {
         std::fs::write(&kernel, b"k").unwrap();
         VmSpec {
             name: "t1".into(),
-            kernel,
+            kernel: Some(kernel),
             initrd: None,
             append: "console=ttyS0".into(),
             mem_mib: 128,
@@ -426,7 +458,7 @@ mod tests {
         let good = spec(dir.path());
         good.validate(1024).unwrap();
         let mut s = good.clone();
-        s.kernel = dir.path().join("missing");
+        s.kernel = Some(dir.path().join("missing"));
         assert!(matches!(
             s.validate(1024),
             Err(LaunchError::MissingFile { .. })
@@ -437,8 +469,20 @@ mod tests {
         let mut s = good.clone();
         s.name = "../etc".into();
         assert!(s.validate(1024).is_err());
-        let mut s = good;
+        let mut s = good.clone();
         s.vcpus = 0;
+        assert!(s.validate(1024).is_err());
+        // Without a kernel: a disk is needed, and no initrd or command line.
+        let mut s = good;
+        s.kernel = None;
+        let err = s.validate(1024).unwrap_err().to_string();
+        assert!(err.contains("nothing to boot"), "{err}");
+        s.disk = Some("mesh:/vm/boot.raw".into());
+        let err = s.validate(1024).unwrap_err().to_string();
+        assert!(err.contains("needs a kernel"), "{err}");
+        s.append.clear();
+        s.validate(1024).unwrap();
+        s.initrd = Some(dir.path().join("vmlinuz"));
         assert!(s.validate(1024).is_err());
     }
 
@@ -472,5 +516,31 @@ mod tests {
         assert!(a.contains("mem-path=/dev/shm/hyphae-memrep-t1-g1.ram,share=on"));
         assert!(a.ends_with("-incoming defer"));
         assert!(a.contains("-accel tcg -cpu max"));
+        assert!(a.contains("-kernel"));
+    }
+
+    #[test]
+    fn without_a_kernel_the_firmware_boots_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path());
+        spec.kernel = None;
+        spec.append.clear();
+        spec.disk = Some("/img.raw".into());
+        let mut paths = InstancePaths::new(Path::new("/dev/shm"), dir.path(), "t1", "g1");
+        paths.disk = Some(PathBuf::from("/dev/shm/a,b.disk"));
+        let l = Launch {
+            spec,
+            accel: Accel::Tcg,
+            paths,
+            incoming: false,
+            owns_ram: true,
+        };
+        let a = l.args().join(" ");
+        assert!(!a.contains("-kernel") && !a.contains("-append"), "{a}");
+        assert!(
+            a.contains("-drive file=/dev/shm/a,,b.disk,format=raw"),
+            "{a}"
+        );
+        assert!(a.contains("if=none,id=disk0 -device virtio-blk-pci,drive=disk0,bootindex=1"));
     }
 }

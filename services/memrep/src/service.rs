@@ -838,3 +838,29 @@ async fn resume_replica(
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CreateVm;
+
+    /// `POST /vms` with a disk may leave out kernel, initrd and append (a disk boot); the
+    /// flattened spec still refuses unknown fields.
+    #[test]
+    fn a_create_request_may_leave_out_the_kernel() {
+        let r: CreateVm =
+            serde_json::from_str(r#"{"name":"v","disk":"mesh:/vm/b.raw","mem_mib":128,"vcpus":1}"#)
+                .unwrap();
+        assert_eq!(r.spec.kernel, None);
+        assert_eq!(r.spec.initrd, None);
+        assert_eq!(r.spec.append, "");
+        let r: CreateVm = serde_json::from_str(
+            r#"{"name":"v","kernel":"/k","append":"console=ttyS0","mem_mib":128,"vcpus":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.spec.kernel.as_deref(), Some(std::path::Path::new("/k")));
+        assert!(serde_json::from_str::<CreateVm>(
+            r#"{"name":"v","disk":"/d","mem_mib":1,"vcpus":1,"kernal":"/k"}"#
+        )
+        .is_err());
+    }
+}

@@ -272,7 +272,7 @@ mod tests {
         let r = VmRecord {
             spec: VmSpec {
                 name: "web".into(),
-                kernel: "/k".into(),
+                kernel: Some("/k".into()),
                 initrd: None,
                 append: "console=ttyS0".into(),
                 mem_mib: 256,

@@ -16,7 +16,7 @@ use hyphae_memrep::restore;
 fn spec(kernel: PathBuf, initrd: Option<PathBuf>) -> VmSpec {
     VmSpec {
         name: format!("bad{}", std::process::id()),
-        kernel,
+        kernel: Some(kernel),
         initrd,
         append: "console=ttyS0".into(),
         mem_mib: 64,

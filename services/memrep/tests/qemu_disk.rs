@@ -78,7 +78,7 @@ async fn disk_and_ram_replicate_together_and_resume_in_step() {
     write_image(&image, "seed-of-the-disk-test");
     let spec = VmSpec {
         name: name.clone(),
-        kernel,
+        kernel: Some(kernel),
         initrd: Some(initrd),
         append: "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=512 wave_pages=16 wave_sleep_us=2000 wave_disk=1".into(),
         mem_mib: 128,
@@ -257,7 +257,7 @@ async fn bad_disks_are_refused_and_leave_nothing() {
     let (kernel, initrd) = guest();
     let spec = VmSpec {
         name: "bad".into(),
-        kernel,
+        kernel: Some(kernel),
         initrd: Some(initrd),
         append: "console=ttyS0".into(),
         mem_mib: 64,

@@ -24,7 +24,7 @@ fn spec(name: &str) -> VmSpec {
     let (kernel, initrd) = guest();
     VmSpec {
         name: name.into(),
-        kernel,
+        kernel: Some(kernel),
         initrd: Some(initrd),
         append: "console=ttyS0 nokaslr mitigations=off panic=-1 quiet wave_region=2048 wave_pages=32 wave_sleep_us=2000".into(),
         mem_mib: 256,

@@ -228,7 +228,7 @@ export function Vms() {
         <Empty title="Loading…" />
       ) : vms.length === 0 ? (
         <Empty title="No VMs in the mesh">
-          Start one with <span class="mono">hyphae vm create NAME --kernel … --replicas 2</span> or <span class="mono">POST /api/v1/vms</span>.
+          Start one with <span class="mono">hyphae vm create NAME --disk IMAGE --replicas 2</span> or <span class="mono">POST /api/v1/vms</span>.
         </Empty>
       ) : (
         <>
