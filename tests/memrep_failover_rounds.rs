@@ -68,6 +68,57 @@ fn ids_of(list: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A round whose kill -> guest running took longer than this prints what the nodes logged
+/// about it (a CI run's only trace: the nodes' state is removed when the test passes).
+const SLOW_FAILOVER_MS: u64 = 5000;
+
+/// The failover's lines of every node's log, from `since_unix_ms` on.
+fn slow_round_log(c: &Cluster, since_unix_ms: u64) {
+    let since = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(since_unix_ms),
+    )
+    .to_string();
+    let wanted = [
+        "liveness transition",
+        "now the queen",
+        "failover",
+        "takeover",
+        "took the VM",
+        "primary gone",
+        "primary suspect",
+        "fenced",
+    ];
+    for n in c.nodes() {
+        let Ok(log) = n.log() else { continue };
+        for line in log.lines() {
+            let plain = without_colours(line);
+            // Log lines start with an RFC 3339 time.
+            let stamp = plain.get(..23).unwrap_or_default();
+            if stamp >= &since[..23] && wanted.iter().any(|w| plain.contains(w)) {
+                eprintln!("  n{}: {plain}", n.index());
+            }
+        }
+    }
+}
+
+/// `line` without its terminal colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 /// What one round did, for the summary.
 struct Round {
     victim: usize,
@@ -345,6 +396,9 @@ fn kill_rounds(c: &Cluster, shm: &[PathBuf], ids: &[String], rounds: u64, seed: 
             seen_after,
             r.round
         );
+        if r.kill_to_running_ms > SLOW_FAILOVER_MS {
+            slow_round_log(c, killed_ms);
+        }
         done.push(r);
         primary = new;
         generation = new_generation;
