@@ -8,72 +8,15 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::memrep::{guest, memrep_nodes, memrep_status};
+use support::memrep::{
+    acked_counter, guest, memrep_nodes, memrep_status, remove_memrep_leftovers, serial_counters,
+    unix_ms, vm_stats, vm_status, FAST_LIVENESS,
+};
 
 use anyhow::{bail, Context, Result};
-use hyphae_harness::{wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, wait_until, Cluster};
 use serde_json::Value;
 use support::form_mesh_with;
-
-/// Quick liveness (suspect after 1 s: the failure signal failover acts on).
-const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n";
-
-/// `hyphae vm status` on `n`: record, replicas, and stats when `n` runs the VM.
-fn vm_status(n: &Node, vm: &str) -> Result<Option<Value>> {
-    let out = n.cli(&["vm", "status", vm])?;
-    if !out.success() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str(out.stdout_trimmed())?))
-}
-
-/// The live figures of a VM running on `n`.
-fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
-    Ok(vm_status(n, vm)?
-        .map(|v| v["stats"].clone())
-        .filter(|s| !s.is_null()))
-}
-
-fn serial_counters(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("wave counter="))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect()
-}
-
-fn serial_counter(text: &str) -> Option<u64> {
-    serial_counters(text).into_iter().max()
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Waits until the guest on `n` has printed a counter and `epochs` more epochs are
-/// acknowledged by every backup after that; returns that counter (the acknowledged replicas
-/// hold at least it).
-fn acked_counter(n: &Node, vm: &str, epochs: u64) -> Result<u64> {
-    let counter = wait_for(Duration::from_secs(300), "guest counting", || {
-        if let Some(s) = vm_stats(n, vm)? {
-            if s["state"] == "failed" {
-                bail!("VM failed: {s}");
-            }
-        }
-        let console = n.cli(&["vm", "console", vm])?.stdout;
-        Ok(serial_counter(&console).filter(|&c| c >= 200))
-    })?;
-    let base = vm_stats(n, vm)?.context("stats")?["acknowledged"]
-        .as_u64()
-        .unwrap_or(0);
-    wait_until(Duration::from_secs(120), "more epochs acknowledged", || {
-        let s = vm_stats(n, vm)?.context("stats")?;
-        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= base + epochs)
-    })?;
-    Ok(counter)
-}
 
 #[test]
 fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
@@ -82,7 +25,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
         .nodes(4)
         .binary(env!("CARGO_BIN_EXE_hyphae"))
         .build()?;
-    form_mesh_with(&c, 2, FAST)?;
+    form_mesh_with(&c, 2, FAST_LIVENESS)?;
     let (shm, ids) = memrep_nodes(&c)?;
     let index_of = |id: &str| ids.iter().position(|i| i == id);
     let vm = "wave";
@@ -119,7 +62,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
 
     // The guest boots (TCG: minutes on a loaded machine) and counts; epochs taken after the
     // counter was read are acknowledged, so the replicas hold at least that counter.
-    let before = acked_counter(&c[1], vm, 3)?;
+    let before = acked_counter(&c[1], vm, 200, Some(2))?;
     let stats = vm_stats(&c[1], vm)?.context("stats")?;
     eprintln!("n1 primary: {stats}");
     assert_eq!(stats["backups"].as_array().map(Vec::len), Some(2));
@@ -205,7 +148,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     wait_for(Duration::from_secs(60), "n1's memrep ready", || {
         memrep_status(&c[1])
     })?;
-    let before = acked_counter(&c[new], vm, 2)?;
+    let before = acked_counter(&c[new], vm, 200, Some(2))?;
     let moved: Value = wait_for(Duration::from_secs(400), "the migration", || {
         let out = c[new].cli(&["vm", "migrate", vm, "--to", &ids[1]])?;
         if out.success() {
@@ -260,17 +203,8 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     c[1].cli_ok(&["vm", "delete", vm])?;
     assert!(vm_status(&c[0], vm)?.is_none(), "the record is gone");
     drop(c);
-    // n1 was killed with its RAM file in place; replicas stay until deleted: clean up.
-    for dir in shm {
-        // n0's VM cgroup (empty since QEMU died) stays too; the node tag ends the shm name.
-        if let Some(tag) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("hyphae-memrep-"))
-        {
-            hyphae_memrep::cgroup_throttle::remove_node_leftovers(tag);
-        }
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    // n1 was killed with its RAM file in place, n0's VM cgroup (empty since QEMU died) stays
+    // too, and replicas stay until deleted: clean up.
+    remove_memrep_leftovers(&shm);
     Ok(())
 }

@@ -92,6 +92,20 @@ pub async fn queen_loop(coord: Arc<Coordinator>, shutdown: CancellationToken) {
     }
 }
 
+/// Of `nodes`, those that have heartbeated this queen since she took over. The queen's
+/// calls to princes go only to them: a new queen's princes include the queen that just died,
+/// and every call to her waited for its timeout (2 s for each CA) before the next round of
+/// liveness could mark her suspect, which held up every failover that waits on it.
+pub(crate) fn heard_from(
+    coord: &Coordinator,
+    nodes: impl IntoIterator<Item = NodeId>,
+) -> Vec<NodeId> {
+    let Ok(l) = coord.liveness.lock() else {
+        return Vec::new();
+    };
+    nodes.into_iter().filter(|n| l.heard_from(n)).collect()
+}
+
 /// The founder's first act as queen: put itself in the directory.
 async fn register_self(coord: &Coordinator) -> Result<(), crate::error::CoordinatorError> {
     if coord.node(&coord.id).is_some() {
@@ -251,10 +265,12 @@ async fn reconcile_membership(coord: &Coordinator) {
 
 async fn give_ca_to_princes(coord: &Coordinator, given: &mut HashSet<NodeId>) {
     let (voters, _) = coord.raft_members();
-    let pending: Vec<NodeId> = voters
-        .into_iter()
-        .filter(|v| *v != coord.id && !given.contains(v))
-        .collect();
+    let pending: Vec<NodeId> = heard_from(
+        coord,
+        voters
+            .into_iter()
+            .filter(|v| *v != coord.id && !given.contains(v)),
+    );
     if pending.is_empty() {
         return;
     }

@@ -82,6 +82,13 @@ impl Liveness {
         (mad * 1000.0).round().min(u32::MAX as f64) as u32
     }
 
+    /// Whether `node` has sent a heartbeat since this queen took over. The queen's calls to
+    /// princes (CA handovers) go only to those: a call to a dead one waits for its timeout,
+    /// and the queen's duties, liveness among them, wait with it.
+    pub fn heard_from(&self, node: &NodeId) -> bool {
+        self.tracks.contains_key(node)
+    }
+
     /// The last reported uptime.
     pub fn uptime_s(&self, node: &NodeId) -> u64 {
         self.tracks.get(node).map(|t| t.uptime_s).unwrap_or(0)
@@ -192,6 +199,18 @@ mod tests {
         assert!(l
             .evaluate(t0 + Duration::from_secs(2), &committed, S, H)
             .is_empty());
+    }
+
+    #[test]
+    fn a_new_queen_has_heard_only_from_those_that_heartbeat_her() {
+        let t0 = Instant::now();
+        let alive = NodeKey::generate().unwrap().node_id();
+        let dead = NodeKey::generate().unwrap().node_id();
+        let mut l = Liveness::new(t0);
+        assert!(!l.heard_from(&alive) && !l.heard_from(&dead));
+        l.heartbeat(alive, t0 + Duration::from_millis(250), 9);
+        assert!(l.heard_from(&alive));
+        assert!(!l.heard_from(&dead));
     }
 
     #[test]

@@ -121,10 +121,12 @@ impl Coordinator {
     /// Hands the web CA to princes that have not had it from this queen yet.
     pub async fn give_web_ca_to_princes(&self, given: &mut HashSet<NodeId>) {
         let (voters, _) = self.raft_members();
-        let pending: Vec<NodeId> = voters
-            .into_iter()
-            .filter(|v| *v != self.id && !given.contains(v))
-            .collect();
+        let pending: Vec<NodeId> = crate::duties::heard_from(
+            self,
+            voters
+                .into_iter()
+                .filter(|v| *v != self.id && !given.contains(v)),
+        );
         if pending.is_empty() {
             return;
         }

@@ -125,9 +125,13 @@ impl Replicas {
     #[tracing::instrument(level = "debug", skip(self, ch))]
     pub async fn receive(&self, vm: &str, ch: &mut RpcChannel) -> Result<EpochAck, RpcFault> {
         let store = self.get(vm).await?;
-        // One epoch at a time per replica: epochs apply in order.
-        let mut guard = store.clone().lock_owned().await;
-        let mut asm = Assembler::new(vm, guard.committed());
+        // The replica is held only to read where it stands and, at the end, to commit: a
+        // stream lasts as long as its sender, and one from a primary killed mid-epoch until
+        // its connection times out. Meanwhile the replica must answer what it committed (the
+        // failover actor asks every backup) and take a fence (a takeover here). An epoch
+        // checked against a state that moved on meanwhile is refused at commit.
+        let start = store.lock().await.committed();
+        let mut asm = Assembler::new(vm, start);
         let complete = loop {
             let item: Option<PartItem> = ch
                 .recv_item()
@@ -145,7 +149,9 @@ impl Replicas {
                 Err(e) => return Err(RpcFault::new(ErrorCode::BadRequest, e.to_string())),
             }
         };
-        let meta = tokio::task::spawn_blocking(move || guard.commit(complete))
+        // One epoch at a time per replica: epochs apply in order.
+        let mut guard = store.clone().lock_owned().await;
+        let meta = tokio::task::spawn_blocking(move || guard.commit_onto(start, complete))
             .await
             .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?
             .map_err(|e| RpcFault::new(ErrorCode::Internal, e.to_string()))?;

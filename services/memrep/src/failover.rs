@@ -19,10 +19,15 @@ pub struct Committed {
 }
 
 /// The live backups to ask for their replica state when the VM's primary is no longer up;
-/// `None` when nothing is to be done (the VM is not running, or its primary is up). A VM
-/// found lost earlier is looked at again, in case a backup with a replica came back.
+/// `None` when nothing is to be done (the VM is stopped or failed, or its primary is up). A
+/// VM found lost earlier is looked at again, in case a backup with a replica came back. A VM
+/// whose record says `starting` counts too: a node that died between claiming the VM (a
+/// takeover's first step) and running it would otherwise hold it forever.
 pub fn needs_failover(record: &VmRecord, members: &[Member]) -> Option<Vec<NodeId>> {
-    if !matches!(record.state, VmState::Running | VmState::Lost) {
+    if !matches!(
+        record.state,
+        VmState::Running | VmState::Lost | VmState::Starting
+    ) {
         return None;
     }
     // A primary unknown to the directory (revoked and removed) counts as gone.
@@ -181,6 +186,25 @@ mod tests {
             needs_failover(&record(1, &[2, 3], 1), &ms),
             Some(vec![id(2), id(3)])
         );
+    }
+
+    #[test]
+    fn a_primary_that_died_while_starting_is_failed_over() {
+        // n2 claimed the VM (generation 2, state starting) and died before it ran it: the
+        // backups still hold generation 1's replicas and must be asked.
+        let mut r = record(2, &[3, 4], 2);
+        r.state = VmState::Starting;
+        let ms: Vec<Member> = (1..=4).map(|i| member(i, i != 2)).collect();
+        assert_eq!(needs_failover(&r, &ms), Some(vec![id(3), id(4)]));
+        let d = decide(&r, &ms, &[(id(3), c(1, 9)), (id(4), c(1, 8))]);
+        assert!(
+            matches!(d, Decision::Resume { on, generation: 3, .. } if on == id(3)),
+            "{d:?}"
+        );
+        // While the starting primary is up, it is left alone (a create or a takeover in
+        // progress).
+        let ms: Vec<Member> = (1..=4).map(|i| member(i, true)).collect();
+        assert_eq!(needs_failover(&r, &ms), None);
     }
 
     #[test]

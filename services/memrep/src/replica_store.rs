@@ -34,6 +34,17 @@ pub enum ReplicaError {
     /// No epoch committed yet.
     #[error("replica of {0} has no committed epoch")]
     Empty(String),
+    /// The replica moved on (fenced by a takeover, or another epoch committed) while this
+    /// epoch arrived: it was checked against a state that is gone.
+    #[error("replica of {vm} changed while the epoch arrived (now generation {generation} epoch {epoch})")]
+    Changed {
+        /// The VM.
+        vm: String,
+        /// Generation now.
+        generation: u64,
+        /// Epoch now.
+        epoch: u64,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReplicaError + '_ {
@@ -164,6 +175,25 @@ impl ReplicaStore {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::commit`] of an epoch that was assembled (checked for fencing, order and sizes)
+    /// against `checked_against`, refused if the replica is no longer there: epochs are
+    /// received without holding the replica, which stays readable and fenceable meanwhile.
+    pub fn commit_onto(
+        &mut self,
+        checked_against: Committed,
+        epoch: CompleteEpoch,
+    ) -> Result<ReplicaMeta, ReplicaError> {
+        let now = self.committed();
+        if now != checked_against {
+            return Err(ReplicaError::Changed {
+                vm: self.vm.clone(),
+                generation: now.generation,
+                epoch: now.epoch,
+            });
+        }
+        self.commit(epoch)
     }
 
     /// Applies a verified epoch atomically (journal first) and records it as committed.
@@ -324,6 +354,37 @@ mod tests {
             data: pages.iter().flat_map(|p| vec![p.1; PAGE]).collect(),
             device: dev.to_vec(),
         }
+    }
+
+    #[test]
+    fn an_epoch_checked_against_a_state_that_moved_on_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ram = dir.path().join("r.ram");
+        let mut s = ReplicaStore::open("vm1", &dir.path().join("st"), &ram).unwrap();
+        s.commit(epoch(1, &[(0, 1)], b"d1")).unwrap();
+        // Epoch 2 arrives (checked against epoch 1) while a takeover fences the replica.
+        let seen = s.committed();
+        s.fence(2).unwrap();
+        let e = s.commit_onto(seen, epoch(2, &[(0, 2)], b"d2"));
+        assert!(
+            matches!(
+                e,
+                Err(ReplicaError::Changed {
+                    generation: 2,
+                    epoch: 0,
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(s.ram().unwrap()[0], 1, "nothing applied");
+        // Checked against the state it lands on: committed.
+        let mut s =
+            ReplicaStore::open("vm2", &dir.path().join("st2"), &dir.path().join("r2.ram")).unwrap();
+        let seen = s.committed();
+        let mut e1 = epoch(1, &[(0, 7)], b"d1");
+        e1.header.vm = "vm2".into();
+        assert_eq!(s.commit_onto(seen, e1).unwrap().epoch, 1);
     }
 
     #[test]

@@ -26,24 +26,25 @@ use crate::takeover::{self, ResumeParams};
 
 /// How often the failover actor looks.
 const TICK: Duration = Duration::from_millis(200);
-/// Replica rows and fencing checks run every this many ticks (1 s).
-const SLOW_EVERY: u32 = 5;
+/// How often replica rows are published and fencing is checked.
+const SLOW: Duration = Duration::from_secs(1);
 /// How long a suspect primary's memrep has to answer before it is taken for dead.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a backup may take to answer `memrep.replica_state`.
 const STATE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs until memrep shuts down.
+/// Runs until memrep shuts down. The failover actor has a loop of its own: the slower
+/// duties (fencing checks, replica rows) write to the coordinator, and a write may wait up to
+/// 10 s while the mesh changes its queen or its princes, which is exactly when a failover is
+/// due (a kill of a queen that was also a VM's primary).
 pub(crate) async fn run(s: Shared) {
+    let housekeeping = tokio::spawn(housekeeping(s.clone()));
     let mut first_seen: HashMap<String, u64> = HashMap::new();
-    let mut published: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut tick: u32 = 0;
     loop {
         tokio::select! {
-            _ = s.shutdown.cancelled() => return,
+            _ = s.shutdown.cancelled() => break,
             _ = tokio::time::sleep(TICK) => {}
         }
-        tick = tick.wrapping_add(1);
         if is_queen(&s).await {
             if let Err(e) = failover_pass(&s, &mut first_seen).await {
                 tracing::debug!(error = %e, "failover pass");
@@ -51,10 +52,20 @@ pub(crate) async fn run(s: Shared) {
         } else {
             first_seen.clear();
         }
-        if tick.is_multiple_of(SLOW_EVERY) {
-            fence_local(&s).await;
-            publish_replicas(&s, &mut published).await;
+    }
+    let _ = housekeeping.await;
+}
+
+/// Fencing checks and replica rows, every [`SLOW`].
+async fn housekeeping(s: Shared) {
+    let mut published: HashMap<String, (u64, u64)> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = s.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SLOW) => {}
         }
+        fence_local(&s).await;
+        publish_replicas(&s, &mut published).await;
     }
 }
 
@@ -99,15 +110,35 @@ async fn fail_over(
     let name = record.spec.name.clone();
     // Suspect is a timing judgement; on a loaded host a live primary can miss heartbeats.
     // One direct question to its memrep settles it: if it answers, it is alive and keeps
-    // the VM (no ping-pong of takeovers between slow nodes).
-    if primary_answers(s, members, record.primary, &name).await {
+    // the VM (no ping-pong of takeovers between slow nodes). The backups are asked what they
+    // committed at the same time (a read): a dead primary costs one timeout, not the sum.
+    let started = std::time::Instant::now();
+    let asked = async {
+        let mut set = tokio::task::JoinSet::new();
+        for b in ask {
+            let (s, members, name) = (s.clone(), members.to_vec(), name.clone());
+            set.spawn(async move { (b, replica_state(&s, &members, b, &name).await) });
+        }
+        let mut states: Vec<(NodeId, Option<Committed>)> = Vec::new();
+        while let Some(answer) = set.join_next().await {
+            if let Ok(a) = answer {
+                states.push(a);
+            }
+        }
+        states
+    };
+    let (alive, states) = tokio::join!(primary_answers(s, members, record.primary, &name), asked);
+    if alive {
         tracing::info!(vm = %name, primary = %record.primary, "primary suspect but its memrep answers; no failover");
         return Some(false);
     }
-    let mut states: Vec<(NodeId, Option<Committed>)> = Vec::new();
-    for b in ask {
-        states.push((b, replica_state(s, members, b, &name).await));
-    }
+    tracing::info!(
+        vm = %name,
+        primary = %record.primary,
+        ?states,
+        asked_ms = started.elapsed().as_millis() as u64,
+        "primary gone; what its backups committed"
+    );
     match failover::decide(&record, members, &states) {
         Decision::NoLiveBackup => {
             if record.state != VmState::Lost {
