@@ -12,8 +12,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use hyphae_compute::{matrix_file, tolerance, Matrix};
+use anyhow::Result;
+use hyphae_compute::Matrix;
 use hyphae_harness::{wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 use support::compute::{
@@ -33,9 +33,6 @@ fn mesh(n: usize, slow: usize) -> Result<Cluster> {
         }
     })
 }
-
-
-
 
 fn status(n: &Node, id: &str) -> Result<Value> {
     let r = n.cli_ok(&["job", "status", id])?;

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hyphae_compute::{matrix_file, tolerance, Matrix};
+use hyphae_compute::{matrix_file, Matrix};
 use hyphae_harness::{uds_get, wait_for, wait_until, Cluster, Node};
 use serde_json::Value;
 use support::compute::{
-    assert_product, compute_mesh_with, compute_status, fetch_result, kv_scan, put_bytes, put_matrix,
-    submit, wait_job, FAST,
+    assert_product, compute_mesh_with, compute_status, fetch_result, kv_scan, put_bytes,
+    put_matrix, submit, wait_job, FAST,
 };
 
 const FAULTY: &str = "[compute]\ntest_corrupt_results = true\n";
@@ -43,9 +43,6 @@ fn slow_mesh(n: usize) -> Result<Cluster> {
     compute_mesh_with(n, |_| format!("{FAST}{SLOW_TILES}"))
 }
 
-
-
-
 /// The index in `c` of the queen according to `n`'s coordinator (waiting while it names none:
 /// right after an election, or while leadership moves on a loaded machine).
 fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
@@ -63,8 +60,6 @@ fn queen_index(c: &Cluster, n: &Node) -> Result<usize> {
     }
     bail!("queen {queen} is not a node of the cluster")
 }
-
-
 
 #[test]
 fn gemm_job_is_correct_a_faulty_worker_is_quarantined_and_bad_input_refused() -> Result<()> {

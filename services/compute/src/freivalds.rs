@@ -237,8 +237,12 @@ mod tests {
     #[test]
     fn every_vector_path_sums_like_a_plain_loop() {
         for len in [0usize, 1, 7, 8, 9, 63, 100, 1000] {
-            let x: Vec<f32> = (0..len).map(|j| ((j * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let v: Vec<f64> = (0..len).map(|j| ((j * 53 % 97) as f64 - 48.0) / 11.0).collect();
+            let x: Vec<f32> = (0..len)
+                .map(|j| ((j * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let v: Vec<f64> = (0..len)
+                .map(|j| ((j * 53 % 97) as f64 - 48.0) / 11.0)
+                .collect();
             let (mut dot, mut sq, mut norm) = (0.0f64, 0.0f64, 0.0f64);
             for (&xi, &vi) in x.iter().zip(&v) {
                 let p = f64::from(xi) * vi;
@@ -248,8 +252,16 @@ mod tests {
             }
             let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
             let mut paths: Vec<(&str, RowSums, (f64, f64))> = vec![
-                ("lanes", RowSums::DotAndSquare, row_sums_lanes(RowSums::DotAndSquare, &x, &v)),
-                ("lanes", RowSums::DotAndNorm, row_sums_lanes(RowSums::DotAndNorm, &x, &v)),
+                (
+                    "lanes",
+                    RowSums::DotAndSquare,
+                    row_sums_lanes(RowSums::DotAndSquare, &x, &v),
+                ),
+                (
+                    "lanes",
+                    RowSums::DotAndNorm,
+                    row_sums_lanes(RowSums::DotAndNorm, &x, &v),
+                ),
                 ("dispatch", RowSums::DotAndSquare, dot_and_square(&x, &v)),
                 ("dispatch", RowSums::DotAndNorm, dot_and_norm(&x, &v)),
             ];
@@ -257,7 +269,9 @@ mod tests {
             for kind in [RowSums::DotAndSquare, RowSums::DotAndNorm] {
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: checked just above.
-                    paths.push(("avx512", kind, unsafe { x86::row_sums_avx512(kind, &x, &v) }));
+                    paths.push(("avx512", kind, unsafe {
+                        x86::row_sums_avx512(kind, &x, &v)
+                    }));
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
@@ -271,7 +285,10 @@ mod tests {
                     RowSums::DotAndSquare => (dot, sq),
                     RowSums::DotAndNorm => (dot, norm),
                 };
-                assert!(close(s, want.0) && close(t, want.1), "{name} len {len}: {s} {t} vs {want:?}");
+                assert!(
+                    close(s, want.0) && close(t, want.1),
+                    "{name} len {len}: {s} {t} vs {want:?}"
+                );
             }
         }
     }

@@ -17,7 +17,6 @@ pub const PAGE: u64 = 4096;
 /// The prefix naming a file of the mesh store (`hyphae put` paths).
 pub const MESH_PREFIX: &str = "mesh:";
 
-
 /// Where a VM's disk image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskSource {

@@ -173,7 +173,11 @@ mod tests {
             ],
         };
         assert_eq!(view.usable(), 3);
-        assert_eq!(Redundancy::default_for(view.usable()).total(), 3, "2+1, not 1+0");
+        assert_eq!(
+            Redundancy::default_for(view.usable()).total(),
+            3,
+            "2+1, not 1+0"
+        );
         let weights: Vec<f64> = view.candidates().iter().map(|c| c.health).collect();
         assert_eq!(weights, [1.0, SUSPECT_HEALTH, SUSPECT_HEALTH, 0.0]);
     }

@@ -32,9 +32,10 @@ impl MeshFiles {
 
     /// The whole file.
     pub async fn get(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::GET, &route_uri("/files", path), None)
-            .await
-            .map_err(|e| FileError::Store(e.to_string()))?;
+        let (status, body) =
+            ipc::request(&self.socket, Method::GET, &route_uri("/files", path), None)
+                .await
+                .map_err(|e| FileError::Store(e.to_string()))?;
         match status.as_u16() {
             200 => Ok(body.to_vec()),
             404 => Err(FileError::Missing(path.to_string())),
@@ -47,9 +48,14 @@ impl MeshFiles {
 
     /// Writes (replaces) the file.
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::PUT, &route_uri("/files", path), Some(bytes))
-            .await
-            .map_err(|e| FileError::Store(e.to_string()))?;
+        let (status, body) = ipc::request(
+            &self.socket,
+            Method::PUT,
+            &route_uri("/files", path),
+            Some(bytes),
+        )
+        .await
+        .map_err(|e| FileError::Store(e.to_string()))?;
         if status.is_success() {
             Ok(())
         } else {
@@ -62,9 +68,14 @@ impl MeshFiles {
 
     /// Removes the file (no error when absent).
     pub async fn delete(&self, path: &str) -> Result<(), FileError> {
-        let (status, body) = ipc::request(&self.socket, Method::DELETE, &route_uri("/files", path), None)
-            .await
-            .map_err(|e| FileError::Store(e.to_string()))?;
+        let (status, body) = ipc::request(
+            &self.socket,
+            Method::DELETE,
+            &route_uri("/files", path),
+            None,
+        )
+        .await
+        .map_err(|e| FileError::Store(e.to_string()))?;
         if status.is_success() || status.as_u16() == 404 {
             Ok(())
         } else {
