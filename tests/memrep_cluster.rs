@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::memrep::{
     acked_counter, guest, memrep_nodes, memrep_status, remove_memrep_leftovers, serial_counters,
-    unix_ms, vm_stats, vm_status, FAST_LIVENESS,
+    unix_ms, vm_stats, vm_status, wait_new_primary, FAST_LIVENESS,
 };
 
 use anyhow::{bail, Context, Result};
@@ -76,18 +76,7 @@ fn a_vm_fails_over_by_itself_and_migrates() -> Result<()> {
     let killed_ms = unix_ms();
     let t0 = Instant::now();
     c[1].kill()?;
-    let record = wait_for(
-        Duration::from_secs(120),
-        "the record naming a new primary, running",
-        || {
-            let Some(s) = vm_status(&c[0], vm)? else {
-                return Ok(None);
-            };
-            let r = &s["record"];
-            let moved = r["primary"] != ids[1].as_str() && r["state"] == "running";
-            Ok(moved.then(|| r.clone()))
-        },
-    )?;
+    let record = wait_new_primary(&c[0], vm, &ids[1], 0, Duration::from_secs(120))?;
     let seen_after = t0.elapsed();
     eprintln!("record after failover: {record}");
     assert_eq!(record["generation"], 2, "{record}");

@@ -9,29 +9,17 @@
 mod support;
 
 use std::time::Duration;
-use support::memrep::{guest, memrep_nodes};
+use support::memrep::{
+    guest, memrep_nodes, remove_memrep_leftovers, vm_stats, vm_status, wait_new_primary,
+};
 
 use anyhow::{bail, Context, Result};
-use hyphae_harness::{wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, wait_until, Cluster};
 use serde_json::Value;
 use support::form_mesh_with;
 
 /// Quick liveness (suspect after 1 s: the failure signal failover acts on).
 const FAST: &str = "[coordinator]\nheartbeat_interval = \"250ms\"\nsuspect_after = \"1s\"\n";
-
-fn vm_status(n: &Node, vm: &str) -> Result<Option<Value>> {
-    let out = n.cli(&["vm", "status", vm])?;
-    if !out.success() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str(out.stdout_trimmed())?))
-}
-
-fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
-    Ok(vm_status(n, vm)?
-        .map(|v| v["stats"].clone())
-        .filter(|s| !s.is_null()))
-}
 
 /// The counters of `wave disk counter=N mismatches=M` lines, failing on any mismatch the
 /// guest reported.
@@ -148,18 +136,7 @@ fn a_vm_with_a_disk_from_the_mesh_fails_over_with_ram_and_disk_in_step() -> Resu
 
     // kill -9 of n1's node: memrep dies, QEMU with it. No resume call.
     c[1].kill()?;
-    let record = wait_for(
-        Duration::from_secs(120),
-        "the record naming a new primary, running",
-        || {
-            let Some(s) = vm_status(&c[0], vm)? else {
-                return Ok(None);
-            };
-            let r = &s["record"];
-            let moved = r["primary"] != ids[1].as_str() && r["state"] == "running";
-            Ok(moved.then(|| r.clone()))
-        },
-    )?;
+    let record = wait_new_primary(&c[0], vm, &ids[1], 0, Duration::from_secs(120))?;
     eprintln!("record after failover: {record}");
     let new = ids
         .iter()
@@ -196,15 +173,6 @@ fn a_vm_with_a_disk_from_the_mesh_fails_over_with_ram_and_disk_in_step() -> Resu
 
     c[new].cli_ok(&["vm", "delete", vm])?;
     drop(c);
-    for dir in shm {
-        if let Some(tag) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("hyphae-memrep-"))
-        {
-            hyphae_memrep::cgroup_throttle::remove_node_leftovers(tag);
-        }
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    remove_memrep_leftovers(&shm);
     Ok(())
 }

@@ -25,7 +25,8 @@ use serde_json::Value;
 use support::form_mesh_with;
 use support::memrep::{
     acked_counter, guest, memrep_nodes, memrep_status, primary_files_in, qemu_pids_in,
-    remove_memrep_leftovers, serial_counters, unix_ms, vm_stats, vm_status, FAST_LIVENESS,
+    remove_memrep_leftovers, serial_counters, unix_ms, vm_stats, vm_status, wait_new_primary,
+    FAST_LIVENESS,
 };
 
 /// Rounds when `HYPHAE_MEMREP_KILL_ROUNDS` is not set (issue 8: at least 20 in CI).
@@ -277,19 +278,12 @@ fn kill_rounds(c: &Cluster, shm: &[PathBuf], ids: &[String], rounds: u64, seed: 
             || Ok(qemu_pids_in(&shm[victim]).is_empty()),
         )?;
         let reader = (victim + 1) % c.len();
-        let record = wait_for(
+        let record = wait_new_primary(
+            &c[reader],
+            vm,
+            &ids[victim],
+            generation,
             Duration::from_secs(180),
-            "the record naming a new primary, running, under a higher generation",
-            || {
-                let Some(s) = vm_status(&c[reader], vm)? else {
-                    return Ok(None);
-                };
-                let r = &s["record"];
-                let moved = r["primary"] != ids[victim].as_str()
-                    && r["state"] == "running"
-                    && r["generation"].as_u64().unwrap_or(0) > generation;
-                Ok(moved.then(|| r.clone()))
-            },
         )
         .with_context(|| format!("round {round} (seed {seed})"))?;
         let seen_after = t_kill.elapsed();

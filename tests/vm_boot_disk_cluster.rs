@@ -9,10 +9,13 @@
 mod support;
 
 use std::time::Duration;
-use support::memrep::memrep_nodes;
+use support::memrep::{
+    acked_counter, memrep_nodes, remove_memrep_leftovers, serial_counters, vm_stats, vm_status,
+    wait_new_primary,
+};
 
 use anyhow::{bail, Context, Result};
-use hyphae_harness::{wait_for, wait_until, Cluster, Node};
+use hyphae_harness::{wait_for, Cluster, Node};
 use serde_json::Value;
 use support::form_mesh_with;
 
@@ -30,52 +33,6 @@ fn boot_disk() -> Result<String> {
         bail!("boot disk build: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn vm_status(n: &Node, vm: &str) -> Result<Option<Value>> {
-    let out = n.cli(&["vm", "status", vm])?;
-    if !out.success() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str(out.stdout_trimmed())?))
-}
-
-fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
-    Ok(vm_status(n, vm)?
-        .map(|v| v["stats"].clone())
-        .filter(|s| !s.is_null()))
-}
-
-fn serial_counters(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("wave counter="))
-        .filter_map(|n| n.trim().parse().ok())
-        .collect()
-}
-
-/// Waits until the guest on `n` has printed a counter of at least `from` and `epochs` more
-/// epochs are acknowledged after that; returns that counter (the replica holds at least it).
-fn acked_counter(n: &Node, vm: &str, from: u64, epochs: u64) -> Result<u64> {
-    let counter = wait_for(Duration::from_secs(300), "guest counting", || {
-        if let Some(s) = vm_stats(n, vm)? {
-            if s["state"] == "failed" {
-                bail!("VM failed: {s}");
-            }
-        }
-        let console = n.cli(&["vm", "console", vm])?.stdout;
-        Ok(serial_counters(&console)
-            .into_iter()
-            .max()
-            .filter(|&c| c >= from))
-    })?;
-    let base = vm_stats(n, vm)?.context("stats")?["acknowledged"]
-        .as_u64()
-        .unwrap_or(0);
-    wait_until(Duration::from_secs(120), "more epochs acknowledged", || {
-        let s = vm_stats(n, vm)?.context("stats")?;
-        Ok(s["acknowledged"].as_u64().unwrap_or(0) >= base + epochs)
-    })?;
-    Ok(counter)
 }
 
 /// The counters the guest printed on `n` once it prints at least two.
@@ -122,7 +79,7 @@ fn a_vm_booted_from_its_disk_migrates_and_fails_over() -> Result<()> {
     assert_eq!(spec["kernel"], Value::Null, "{spec}");
     assert_eq!(spec["disk"], image.as_str());
 
-    let before = acked_counter(&c[1], vm, 200, 3)?;
+    let before = acked_counter(&c[1], vm, 200, Some(1))?;
     let console = c[1].cli(&["vm", "console", vm])?.stdout;
     assert!(
         console.contains("SYSLINUX"),
@@ -160,20 +117,9 @@ fn a_vm_booted_from_its_disk_migrates_and_fails_over() -> Result<()> {
     assert!(stats["disk_bytes"].as_u64().unwrap_or(0) > 0, "{stats}");
 
     // kill -9 of n2's node, once its backup holds epochs taken after a counter reading.
-    let before = acked_counter(&c[2], vm, before + 100, 3)?;
+    let before = acked_counter(&c[2], vm, before + 100, Some(1))?;
     c[2].kill()?;
-    let record = wait_for(
-        Duration::from_secs(120),
-        "the record naming a new primary, running",
-        || {
-            let Some(s) = vm_status(&c[0], vm)? else {
-                return Ok(None);
-            };
-            let r = &s["record"];
-            let moved = r["primary"] != ids[2].as_str() && r["state"] == "running";
-            Ok(moved.then(|| r.clone()))
-        },
-    )?;
+    let record = wait_new_primary(&c[0], vm, &ids[2], 0, Duration::from_secs(120))?;
     eprintln!("record after failover: {record}");
     let new = ids
         .iter()
@@ -193,15 +139,6 @@ fn a_vm_booted_from_its_disk_migrates_and_fails_over() -> Result<()> {
 
     c[new].cli_ok(&["vm", "delete", vm])?;
     drop(c);
-    for dir in shm {
-        if let Some(tag) = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("hyphae-memrep-"))
-        {
-            hyphae_memrep::cgroup_throttle::remove_node_leftovers(tag);
-        }
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    remove_memrep_leftovers(&shm);
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct ComputeDistArgs {
     /// tbf bucket (tc units): at least rate / HZ, or the link never reaches its rate.
     #[arg(long, default_value = "8mbit")]
     burst: String,
+    /// tbf queue bound (tc units): how long a packet may wait before tbf drops it. A switch
+    /// port buffers a few milliseconds at 1 Gbit/s; tbf's 400 ms default is a 50 MB queue.
+    #[arg(long, default_value = "400ms")]
+    latency: String,
     /// Workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -130,7 +134,11 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         },
     )?;
     for node in cluster.nodes() {
-        node.limit_bandwidth(Tbf::rate(args.rate.as_str()).burst(args.burst.as_str()))?;
+        node.limit_bandwidth(
+            Tbf::rate(args.rate.as_str())
+                .burst(args.burst.as_str())
+                .latency(args.latency.as_str()),
+        )?;
     }
     let tmp = tempfile::tempdir()?;
     let cpu = CpuBackend::new(0);
@@ -183,6 +191,7 @@ pub fn run(args: ComputeDistArgs) -> Result<()> {
         "workers": p,
         "link": args.rate,
         "tbf_burst": args.burst,
+        "tbf_latency": args.latency,
         "cores": cores,
         "rows": rows,
         "definition": "efficiency = T1 / (p * Tp); efficiency_vs_cores = T1 / Tp (the p workers share this machine's cores)",

@@ -65,6 +65,32 @@ pub fn vm_stats(n: &Node, vm: &str) -> Result<Option<Value>> {
         .filter(|s| !s.is_null()))
 }
 
+/// Waits until `reader`'s view of the VM's record names a primary other than `old_primary`,
+/// running, under a generation above `above` (failover done, without any `vm resume`); the
+/// record.
+pub fn wait_new_primary(
+    reader: &Node,
+    vm: &str,
+    old_primary: &str,
+    above: u64,
+    limit: Duration,
+) -> Result<Value> {
+    wait_for(
+        limit,
+        "the record naming a new primary, running, under a higher generation",
+        || {
+            let Some(s) = vm_status(reader, vm)? else {
+                return Ok(None);
+            };
+            let r = &s["record"];
+            let moved = r["primary"] != old_primary
+                && r["state"] == "running"
+                && r["generation"].as_u64().unwrap_or(0) > above;
+            Ok(moved.then(|| r.clone()))
+        },
+    )
+}
+
 /// Now, in Unix milliseconds (the VM record's failover timings are in these).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
