@@ -43,6 +43,7 @@ mod heal;
 mod host;
 mod http_conn;
 mod memrep;
+mod memrep_slowdown;
 mod object_measure;
 mod pipeline;
 mod rpc_orchestrate;

@@ -2,7 +2,8 @@
 //! when usable, TCG otherwise): checkpoint pause p50/p99 (anchor: COLO 24 ms mean / 78 ms p99
 //! under load; Remus 25 ms epochs), replication lag (checkpoint to applied-on-the-replica;
 //! goal ≤ 2 × the interval), and failover time from "primary declared dead" to "guest running"
-//! on the replica (anchor: HydraVM 1.6 s restore; goal ≤ 1 s). The replica is a real replica
+//! on the replica (anchor: HydraVM 1.6 s restore; goal ≤ 1 s), and the slowdown of a CPU-bound
+//! guest under checkpoints (`memrep_slowdown`). The replica is a real replica
 //! store fed through the epoch assembler, on the same machine (no network in the lag).
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,10 @@ pub struct MemrepArgs {
     /// Failovers to measure.
     #[arg(long, default_value_t = 5)]
     failovers: usize,
+    /// Length of each window of the guest-slowdown measurement (free, replicated, free), in
+    /// seconds; 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    slowdown_secs: u64,
     /// Where to write the JSON result.
     #[arg(long, default_value = "bench/results/memrep.json")]
     out: PathBuf,
@@ -78,6 +83,18 @@ async fn measure(args: MemrepArgs) -> Result<()> {
         mem_mib: args.mem_mib,
         vcpus: 1,
         disk: None,
+    };
+    let slowdown = if args.slowdown_secs > 0 {
+        crate::memrep_slowdown::measure(
+            spec.clone(),
+            acc,
+            (dir.path(), shm.path()),
+            Duration::from_millis(args.interval_ms),
+            Duration::from_secs(args.slowdown_secs),
+        )
+        .await?
+    } else {
+        serde_json::Value::Null
     };
     let q = QemuProcess::start(Launch {
         spec: spec.clone(),
@@ -188,6 +205,7 @@ async fn measure(args: MemrepArgs) -> Result<()> {
         "lag": lag,
         "failover_to_running": failover,
         "median_epoch_bytes": median_bytes,
+        "guest_slowdown": slowdown,
         "anchors": {"colo_pause_mean_ms": 24, "colo_pause_p99_ms": 78, "hydravm_restore_s": 1.6},
     });
     if let Some(parent) = args.out.parent() {
