@@ -57,10 +57,6 @@ impl StorageNode {
     }
 }
 
-/// Placement weight of a suspect node against 1.0 for one that is up: chosen only when the up
-/// nodes are too few for the layout, or far emptier.
-const SUSPECT_HEALTH: f64 = 0.25;
-
 /// The storage nodes of the mesh at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct MeshView {
@@ -110,10 +106,7 @@ impl MeshView {
         self.get(node).map(|n| n.is_up()).unwrap_or(false)
     }
 
-    /// Nodes that can take new shards, as placement candidates. A suspect node stays one, with
-    /// less weight: suspicion is a few missed heartbeats (a loaded machine), not death, and
-    /// dropping it would make a write pick a weaker default layout for the whole file (a 3-node
-    /// mesh writing 1+0). If it really is gone, its shard upload fails and goes elsewhere.
+    /// Nodes that can take new shards, as placement candidates (only those up get weight).
     pub fn candidates(&self) -> Vec<Candidate> {
         self.nodes
             .iter()
@@ -124,7 +117,6 @@ impl MeshView {
                 share: n.record.share,
                 health: match n.status.as_str() {
                     "up" => 1.0,
-                    "suspect" => SUSPECT_HEALTH,
                     _ => 0.0,
                 },
                 domain: n.record.domain.clone(),
@@ -132,7 +124,12 @@ impl MeshView {
             .collect()
     }
 
-    /// Number of nodes that can take shards now (up or suspect, with room and a share).
+    /// Whether some node is suspect (missed heartbeats, not yet declared down).
+    pub fn has_suspects(&self) -> bool {
+        self.nodes.iter().any(|n| n.status == "suspect")
+    }
+
+    /// Number of nodes that can take shards now (up, with room and a share).
     pub fn usable(&self) -> usize {
         self.candidates()
             .iter()
@@ -144,7 +141,6 @@ impl MeshView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redundancy::Redundancy;
 
     fn node(i: u8, status: &str) -> StorageNode {
         StorageNode {
@@ -163,22 +159,17 @@ mod tests {
     }
 
     #[test]
-    fn a_suspect_node_still_counts_for_the_layout_but_a_down_one_does_not() {
+    fn only_up_nodes_take_shards_and_suspects_are_noticed() {
         let view = MeshView {
-            nodes: vec![
-                node(1, "up"),
-                node(2, "suspect"),
-                node(3, "suspect"),
-                node(4, "down"),
-            ],
+            nodes: vec![node(1, "up"), node(2, "suspect"), node(3, "down")],
         };
-        assert_eq!(view.usable(), 3);
-        assert_eq!(
-            Redundancy::default_for(view.usable()).total(),
-            3,
-            "2+1, not 1+0"
-        );
+        assert_eq!(view.usable(), 1);
+        assert!(view.has_suspects());
         let weights: Vec<f64> = view.candidates().iter().map(|c| c.health).collect();
-        assert_eq!(weights, [1.0, SUSPECT_HEALTH, SUSPECT_HEALTH, 0.0]);
+        assert_eq!(weights, [1.0, 0.0, 0.0]);
+        let calm = MeshView {
+            nodes: vec![node(1, "up"), node(3, "down")],
+        };
+        assert!(!calm.has_suspects());
     }
 }

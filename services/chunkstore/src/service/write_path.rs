@@ -46,6 +46,25 @@ pub struct PutOutcome {
     pub deduplicated_chunks: usize,
 }
 
+/// How long a write waits for suspect storage nodes to be up again before it leaves them out.
+const SUSPECT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The mesh as a write should see it. Suspicion is a few missed heartbeats, often just a loaded
+/// machine: choosing the default layout then, from the nodes up at that instant, let a busy
+/// 3-node mesh write a file as 1+0, with no redundancy (seen in CI). So while a node is suspect
+/// the write waits up to [`SUSPECT_WAIT`] for it; one still suspect after that is left out, as
+/// a dead one must be (its uploads would only time out).
+async fn settled_view(store: &Chunkstore) -> Result<MeshView, FilesError> {
+    let deadline = tokio::time::Instant::now() + SUSPECT_WAIT;
+    loop {
+        let view = MeshView::load(&store.coord).await?;
+        if !view.has_suspects() || tokio::time::Instant::now() >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// Picks the layout: the request's, else `[storage]`'s, else the default by mesh size.
 pub fn choose_redundancy(
     store: &Chunkstore,
@@ -257,7 +276,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let view = Arc::new(MeshView::load(&store.coord).await?);
+    let view = Arc::new(settled_view(&store).await?);
     let r = choose_redundancy(&store, &view, k, m)?;
     let previous = store.coord.get(FILES, &path, true).await?;
     let chunk_size = store.config.chunk_size as usize;
