@@ -125,15 +125,25 @@ fn a_limited_link_engages_the_cpu_throttle_and_consistent_mode_holds_the_bound()
             Ok((counting && s["acknowledged"].as_u64().unwrap_or(0) >= 3).then_some(()))
         },
     )?;
-    let before = vm_stats(&c[0], vm)?;
+    // The base epoch (all of RAM) can push the lag past the threshold on a loaded machine, so
+    // the throttle may be on at first; on an unlimited link it must come off again.
+    let mut before = vm_stats(&c[0], vm)?;
+    let released = wait_for(
+        Duration::from_secs(180),
+        "no throttle on the unlimited link",
+        || {
+            before = vm_stats(&c[0], vm)?;
+            Ok((kernel_quota(&before)? == "max").then_some(()))
+        },
+    );
     eprintln!("before the limit: {before}");
+    released?;
     assert!(
         before["throttle_cgroup"]
             .as_str()
             .is_some_and(|d| d.starts_with("v1 ") || d.starts_with("v2 ")),
         "{before}"
     );
-    assert_eq!(kernel_quota(&before)?, "max");
 
     // 8 Mbit/s between n0 and everyone: the guest dirties ~1 MiB per 200 ms epoch, five times
     // what the link carries.
