@@ -38,7 +38,7 @@ PXE_PORT ?= 8069
 IMAGE_TEST_FILTER := $(if $(filter 1,$(HYPHAE_SKIP_IMAGE)),-E 'not binary(image_appliance)',)
 
 .PHONY: deps build run test lint unit-and-cluster fuzz fuzz-smoke bench clean-state \
-	image-deps image vm image-test kernel-config-test pxe pxe-serve pxe-test \
+	image-deps image-deps-rpi image vm image-test kernel-config-test pxe pxe-serve pxe-test \
 	image-rpi image-rpi-test vm-cluster vm-cluster-test image-ci
 
 deps:
@@ -67,7 +67,7 @@ fuzz: fuzz-smoke
 
 # The image boot tests (tests/image_appliance.rs) need the image tools (image-deps); with
 # HYPHAE_SKIP_IMAGE=1 they are left out of the run (not counted as passed).
-test: lint kernel-config-test fuzz-smoke image-deps
+test: lint kernel-config-test fuzz-smoke image-deps image-deps-rpi
 	cargo nextest run --workspace --profile ci --no-tests=fail $(IMAGE_TEST_FILTER)
 
 bench: deps
@@ -76,6 +76,9 @@ bench: deps
 
 image-deps: deps
 	@scripts/image-deps.sh
+
+image-deps-rpi: deps
+	@scripts/image-deps.sh rpi
 
 image: image-deps
 	cargo build --profile $(IMAGE_PROFILE) -p hyphae --bin hyphae

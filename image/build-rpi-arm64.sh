@@ -55,7 +55,63 @@ mkdir -p "$cache" "$out" "$work"
 rootfs=$work/rootfs
 export HYPHAE_STAGE=$work/stage
 
+# --- 1. root file system ---------------------------------------------------------------------
+# As the x86_64 image (image/build-x86_64.sh explains each), with linux-image-arm64 and
+# raspi-firmware (GPU firmware and the kernel hook that fills /boot/firmware) instead of
+# linux-image-amd64 and systemd-boot-efi. (No ca-certificates either: its configure step alone
+# took 14 min under qemu-user.)
+packages=(systemd-sysv udev dbus linux-image-arm64 initramfs-tools zstd raspi-firmware
+  systemd-resolved systemd-timesyncd iproute2 iputils-ping procps fdisk
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers
+  usr-is-merged)
+
+excludes=(
+  '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
+  '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
+)
+# Kernel modules a mesh node does not use (as on x86_64), and the drivers of arm64 SoCs and
+# GPUs other than the Pi's: linux-image-arm64 is one kernel for every arm64 board.
+for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
+  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
+  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
+  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
+  fs/ocfs2 fs/gfs2 fs/nfsd fs/coda fs/orangefs fs/jfs fs/reiserfs fs/nilfs2 fs/ubifs fs/afs \
+  fs/dlm \
+  drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/radeon drivers/gpu/drm/msm \
+  drivers/gpu/drm/tegra drivers/gpu/drm/panfrost drivers/gpu/drm/lima drivers/gpu/drm/meson \
+  drivers/gpu/drm/rockchip drivers/gpu/drm/sun4i drivers/gpu/drm/imx drivers/gpu/drm/etnaviv \
+  drivers/net/ethernet/mellanox drivers/net/ethernet/qlogic drivers/net/ethernet/chelsio \
+  drivers/net/ethernet/intel/ice drivers/scsi/lpfc drivers/scsi/qla2xxx drivers/scsi/mpt3sas \
+  drivers/scsi/megaraid drivers/net/ethernet/cavium drivers/crypto/hisilicon; do
+  excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
+done
+# Wi-Fi firmware for the Pi's radio (a mesh node is wired).
+excludes+=('/lib/firmware/brcm/*' '/usr/lib/firmware/brcm/*')
+dpkgopts=()
+for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
+dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-include=/usr/share/locale/locale.alias')
+
+# HYPHAE_IMAGE_REUSE_ROOTFS=1 reuses the last root file system (putting this binary, the units
+# and image/files in again); =auto (CI) only when it was built by these very steps
+# (image/rootfs-cache.sh), with --rootfs-only then doing nothing.
+# shellcheck source=image/rootfs-cache.sh
+. "$here/rootfs-cache.sh"
 reuse=${HYPHAE_IMAGE_REUSE_ROOTFS:-0}
+# The key: what mmdebstrap is asked for (suite, mirrors, packages, dpkg options) and the hooks.
+# (A change to the mmdebstrap command below that this does not show must change the recipe.)
+recipe="$suite $mirror $security ${packages[*]} ${dpkgopts[*]}"
+rootfs_key=$(rootfs_key "$repo" "$recipe" image/essential.sh image/customize.sh image/customize-rpi-boot.sh \
+  image/rootfs-cache.sh image/initramfs image/hyphae.toml.example)
+if [ "$reuse" = auto ]; then
+  if rootfs_matches "$work" "$rootfs_key" && [ -d "$HYPHAE_STAGE/boot" ]; then
+    reuse=1
+    say "the root file system in $rootfs was built by these steps (key ${rootfs_key:0:12}): reusing it"
+    if [ "$rootfs_only" = 1 ]; then exit 0; fi
+  else
+    reuse=0
+  fi
+fi
 [ "$rootfs_only" = 0 ] || reuse=0
 if [ "$reuse" = 1 ] && [ -s "$work/uuids" ] && [ -d "$rootfs/etc" ] && [ -d "$HYPHAE_STAGE/boot" ]; then
   # shellcheck source=/dev/null
@@ -73,53 +129,16 @@ else
   if findmnt -rn -o TARGET | grep -q "^$rootfs/"; then
     die "something is still mounted under $rootfs (an interrupted build?); unmount it first"
   fi
+  rm -f "$work/rootfs.key"
   rm -rf "$rootfs" "$HYPHAE_STAGE"
 fi
-
-# --- 1. root file system ---------------------------------------------------------------------
-# As the x86_64 image (image/build-x86_64.sh explains each), with linux-image-arm64 and
-# raspi-firmware (GPU firmware and the kernel hook that fills /boot/firmware) instead of
-# linux-image-amd64 and systemd-boot-efi.
-packages=(systemd-sysv udev dbus linux-image-arm64 initramfs-tools zstd raspi-firmware
-  systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
-
-excludes=(
-  '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
-  '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
-)
-# Kernel modules a mesh node does not use (as on x86_64), and the drivers of arm64 SoCs and
-# GPUs other than the Pi's: linux-image-arm64 is one kernel for every arm64 board.
-for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
-  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
-  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
-  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
-  drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/radeon drivers/gpu/drm/msm \
-  drivers/gpu/drm/tegra drivers/gpu/drm/panfrost drivers/gpu/drm/lima drivers/gpu/drm/meson \
-  drivers/gpu/drm/rockchip drivers/gpu/drm/sun4i drivers/gpu/drm/imx drivers/gpu/drm/etnaviv \
-  drivers/net/ethernet/mellanox drivers/net/ethernet/qlogic drivers/net/ethernet/chelsio \
-  drivers/net/ethernet/intel/ice drivers/scsi/lpfc drivers/scsi/qla2xxx drivers/scsi/mpt3sas \
-  drivers/scsi/megaraid drivers/net/ethernet/cavium drivers/crypto/hisilicon; do
-  excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
-done
-# Wi-Fi firmware for the Pi's radio (a mesh node is wired).
-excludes+=('/lib/firmware/brcm/*' '/usr/lib/firmware/brcm/*')
-dpkgopts=()
-for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
-dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
-  --dpkgopt='path-include=/usr/share/locale/locale.alias')
 
 export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=rpi
 if [ "$reuse" = 1 ]; then
   # The binary, the units and image/files are put in again: iterating on them needs no new
   # root.
   say "reusing the root file system in $rootfs (with this binary and these units)"
-  install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
-  aarch64-linux-gnu-strip --strip-debug "$rootfs/usr/bin/hyphae"
-  for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
-    install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
-  done
-  cp -a "$repo/image/files/." "$rootfs/"
+  "$here/install-hyphae.sh" "$rootfs" "$HYPHAE_BOARD"
 else
   say "mmdebstrap $suite arm64 into $rootfs (.debs cached in $cache)"
   mmdebstrap --variant=minbase --mode="${HYPHAE_MMDEBSTRAP_MODE:-root}" --architectures=arm64 \
@@ -137,6 +156,7 @@ else
     "deb $mirror $suite main non-free-firmware" "deb $mirror $suite-updates main non-free-firmware" \
     "deb $security $suite-security main non-free-firmware"
 fi
+[ "$reuse" = 1 ] || echo "$rootfs_key" >"$work/rootfs.key"
 rootfs_s=$(date +%s)
 if [ "$rootfs_only" = 1 ]; then
   say "root file system ready in $((rootfs_s - start_s))s (without the binary): $rootfs"
@@ -171,7 +191,9 @@ boot_off=$((1 * 1024 * 1024))
 root_off=$((boot_off + boot_mib * 1024 * 1024))
 data_off=$((root_off + root_mib * 1024 * 1024))
 
-if ! log=$(mkfs.fat -F 32 -n HYPHAE-BOOT --offset $((boot_off / 512)) "$img" \
+# 512-byte clusters: at 256 MiB the default 4 KiB ones make fewer clusters than FAT32's minimum
+# (65525), and mtools then reads the file system as FAT16 ("No directory slots").
+if ! log=$(mkfs.fat -F 32 -S 512 -s 1 -n HYPHAE-BOOT --offset $((boot_off / 512)) "$img" \
   $((boot_mib * 1024)) 2>&1); then
   die "mkfs.fat failed: $log"
 fi

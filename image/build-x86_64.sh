@@ -46,19 +46,65 @@ mkdir -p "$cache" "$out" "$work"
 rootfs=$work/rootfs
 export HYPHAE_STAGE=$work/stage
 
+# --- 1. root file system ---------------------------------------------------------------------
+# What a node runs on, beyond minbase (apt, dpkg, coreutils, util-linux, e2fsprogs, ...):
+#   systemd-sysv udev dbus    init, device manager, the bus systemctl/hostnamectl/loginctl use
+#   linux-image-amd64 initramfs-tools zstd   the kernel; an initrd compressed with zstd
+#   systemd-boot-efi          the UEFI boot loader (only its .efi file is used, on the ESP)
+#   systemd-resolved systemd-timesyncd   DNS for networkd's DHCP leases; a correct clock (mesh
+#                             certificates have validity periods)
+#   iproute2 iputils-ping procps fdisk   administration (no ca-certificates: nothing on a node
+#                             trusts the public web PKI; the mesh has its own CA)
+#   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
+#   qemu-system-x86           the VMs memrep runs and replicates (it starts qemu-system-x86_64)
+#   libvulkan1 mesa-vulkan-drivers   compute's Vulkan backend: the loader and Mesa's drivers
+#                             (radv, anv, lavapipe); without a GPU compute uses lavapipe or its
+#                             CPU backend
+#   usr-is-merged             says /usr is merged (mmdebstrap made it so); without it apt
+#                             satisfies init-system-helpers with usrmerge, which brings perl (57 MB)
+packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
+  systemd-resolved systemd-timesyncd iproute2 iputils-ping procps fdisk
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers
+  usr-is-merged)
+
+# Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
+# modules for hardware a mesh node does not have or cannot use without non-free firmware
+# (sound, media, Wi-Fi, Bluetooth, InfiniBand, staging drivers, ...) or file systems it never
+# mounts (cluster file systems, NFS server, ...). GPU drivers stay: the
+# compute service uses them.
+# (Quoted: these are dpkg patterns, not globs for this shell.)
+excludes=(
+  '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
+  '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
+)
+for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
+  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
+  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
+  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
+  fs/ocfs2 fs/gfs2 fs/nfsd fs/coda fs/orangefs fs/jfs fs/reiserfs fs/nilfs2 fs/ubifs fs/afs \
+  fs/dlm \
+  drivers/gpu/drm/nouveau/nvkm/subdev/secboot; do
+  excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
+done
+dpkgopts=()
+for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
+dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-include=/usr/share/locale/locale.alias')
+
 # HYPHAE_IMAGE_REUSE_ROOTFS=1 skips step 1 and reuses the last root file system, putting this
 # binary, the units and image/files in again (for work on those and on the disk layout).
-# HYPHAE_IMAGE_REUSE_ROOTFS=auto (CI) reuses it only when it was built by these very steps:
-# the key is a hash of every script and file that goes into step 1, and a root older than
-# HYPHAE_IMAGE_ROOTFS_MAX_DAYS (default 7) is rebuilt so that Debian's updates come in.
+# HYPHAE_IMAGE_REUSE_ROOTFS=auto (CI) reuses it only when it was built by these very steps
+# (image/rootfs-cache.sh).
+# shellcheck source=image/rootfs-cache.sh
+. "$here/rootfs-cache.sh"
 reuse=${HYPHAE_IMAGE_REUSE_ROOTFS:-0}
-rootfs_key=$(cd "$repo" && find image/build-x86_64.sh image/essential.sh image/customize.sh \
-  image/initramfs image/files image/units systemd -type f -print0 | sort -z |
-  xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+# The key: what mmdebstrap is asked for (suite, mirrors, packages, dpkg options) and the hooks.
+# (A change to the mmdebstrap command below that this does not show must change the recipe.)
+recipe="$suite $mirror $security ${packages[*]} ${dpkgopts[*]}"
+rootfs_key=$(rootfs_key "$repo" "$recipe" image/essential.sh image/customize.sh \
+  image/rootfs-cache.sh image/initramfs image/hyphae.toml.example)
 if [ "$reuse" = auto ]; then
-  max_days=${HYPHAE_IMAGE_ROOTFS_MAX_DAYS:-7}
-  if [ "$(cat "$work/rootfs.key" 2>/dev/null)" = "$rootfs_key" ] &&
-    [ -n "$(find "$work/rootfs.key" -mtime "-$max_days" 2>/dev/null)" ]; then
+  if rootfs_matches "$work" "$rootfs_key"; then
     reuse=1
     say "the root file system in $rootfs was built by these steps (key ${rootfs_key:0:12}): reusing it"
   else
@@ -85,55 +131,12 @@ else
   rm -rf "$rootfs" "$HYPHAE_STAGE"
 fi
 
-# --- 1. root file system ---------------------------------------------------------------------
-# What a node runs on, beyond minbase (apt, dpkg, coreutils, util-linux, e2fsprogs, ...):
-#   systemd-sysv udev dbus    init, device manager, the bus systemctl/hostnamectl/loginctl use
-#   linux-image-amd64 initramfs-tools zstd   the kernel; an initrd compressed with zstd
-#   systemd-boot-efi          the UEFI boot loader (only its .efi file is used, on the ESP)
-#   systemd-resolved systemd-timesyncd   DNS for networkd's DHCP leases; a correct clock (mesh
-#                             certificates have validity periods)
-#   iproute2 iputils-ping ca-certificates procps fdisk   administration
-#   librocksdb7.8             the RocksDB the hyphae binary links (coordinator, chunkstore)
-#   qemu-system-x86           the VMs memrep runs and replicates (it starts qemu-system-x86_64)
-#   libvulkan1 mesa-vulkan-drivers   compute's Vulkan backend: the loader and Mesa's drivers
-#                             (radv, anv, lavapipe); without a GPU compute uses lavapipe or its
-#                             CPU backend
-packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
-  systemd-resolved systemd-timesyncd iproute2 iputils-ping ca-certificates procps fdisk
-  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
-
-# Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
-# modules for hardware a mesh node does not have or cannot use without non-free firmware
-# (sound, media, Wi-Fi, Bluetooth, InfiniBand, staging drivers, ...). GPU drivers stay: the
-# compute service uses them.
-# (Quoted: these are dpkg patterns, not globs for this shell.)
-excludes=(
-  '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
-  '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
-)
-for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
-  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
-  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
-  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
-  drivers/gpu/drm/nouveau/nvkm/subdev/secboot; do
-  excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
-done
-dpkgopts=()
-for e in "${excludes[@]}"; do dpkgopts+=(--dpkgopt="path-exclude=$e"); done
-dpkgopts+=(--dpkgopt='path-include=/usr/share/doc/*/copyright'
-  --dpkgopt='path-include=/usr/share/locale/locale.alias')
-
 export HYPHAE_BIN=$bin HYPHAE_REPO=$repo HYPHAE_BOARD=x86_64
 if [ "$reuse" = 1 ]; then
   # The binary, the units and image/files are put in again: iterating on them needs no new
   # root.
   say "reusing the root file system in $rootfs (with this binary and these units)"
-  install -m 0755 "$bin" "$rootfs/usr/bin/hyphae"
-  if command -v strip >/dev/null; then strip --strip-debug "$rootfs/usr/bin/hyphae" 2>/dev/null || true; fi
-  for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
-    install -m 0644 "$u" "$rootfs/usr/lib/systemd/system/$(basename "$u")"
-  done
-  cp -a "$repo/image/files/." "$rootfs/"
+  "$here/install-hyphae.sh" "$rootfs" "$HYPHAE_BOARD"
 else
   say "mmdebstrap $suite into $rootfs (.debs cached in $cache)"
   # Root mode bind-mounts /proc, /sys and /dev into the chroot while packages install (no loop

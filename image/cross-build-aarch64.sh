@@ -16,6 +16,11 @@
 # machine makes a cold aarch64 build take hours (docs/benchmarks.md); the boot test only needs
 # the services to come up, not to be fast. Images people flash use release.
 #
+# The build has its own target directory, HYPHAE_AARCH64_TARGET_DIR (default
+# /var/cache/hyphae/target-aarch64, outside the clone so CI reuses it): rustc-web is another
+# compiler than the workspace's, and its build scripts and proc macros must not mix with the
+# host build's (the Makefile exports CARGO_TARGET_DIR for that one, which this overrides).
+#
 # Prints the path of the binary on stdout. scripts/image-deps.sh rpi installs the toolchain.
 set -euo pipefail
 
@@ -43,6 +48,7 @@ if [ ! -e "$libdir/librocksdb.so" ]; then
 fi
 
 export RUSTC=$rustc
+export CARGO_TARGET_DIR=${HYPHAE_AARCH64_TARGET_DIR:-/var/cache/hyphae/target-aarch64}
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
@@ -70,4 +76,4 @@ cd "$repo"
 cargo build "${quick[@]}" --profile "$profile" --target "$target" -p hyphae --bin hyphae >&2
 dir=$profile
 [ "$profile" = dev ] && dir=debug
-echo "${CARGO_TARGET_DIR:-$repo/target}/$target/$dir/hyphae"
+echo "$CARGO_TARGET_DIR/$target/$dir/hyphae"

@@ -14,38 +14,14 @@ board=${HYPHAE_BOARD:-x86_64}
 repo=$HYPHAE_REPO
 in_root() { chroot "$root" "$@"; }
 
-# --- Hyphae: the binary, its units, its user ------------------------------------------------------
-# Without DWARF (53 -> 10 MB); symbols stay, so backtraces still name functions. An empty
-# HYPHAE_BIN (build-rpi-arm64.sh --rootfs-only) leaves it for a later HYPHAE_IMAGE_REUSE_ROOTFS
-# run to put in.
-if [ -n "$HYPHAE_BIN" ]; then
-  install -D -m 0755 "$HYPHAE_BIN" "$root/usr/bin/hyphae"
-  # The host's strip reads only its own architecture; the aarch64 binary needs binutils' cross one.
-  strip_tool=strip
-  [ "$board" = rpi ] && strip_tool=aarch64-linux-gnu-strip
-  if command -v "$strip_tool" >/dev/null; then "$strip_tool" --strip-debug "$root/usr/bin/hyphae"; fi
-fi
-for u in "$repo"/systemd/*.service "$repo"/systemd/*.target "$repo"/image/units/*.service; do
-  install -D -m 0644 "$u" "$root/usr/lib/systemd/system/$(basename "$u")"
-done
-install -D -m 0644 "$repo/systemd/hyphae.sysusers" "$root/usr/lib/sysusers.d/hyphae.conf"
-cp -a "$repo/image/files/." "$root/"
-# The user exists in the image already (systemd-sysusers.service would also create it at boot).
-in_root systemd-sysusers
-install -d -m 0755 "$root/var/lib/hyphae" "$root/etc/hyphae"
-
-# Every Hyphae unit with an [Install] section is enabled, so a service that adds its unit to
-# systemd/ comes into the image by itself.
-enable=(hyphae.target)
-for u in "$repo"/systemd/hyphae-*.service "$repo"/image/units/*.service; do
-  if grep -q '^\[Install\]' "$u"; then enable+=("$(basename "$u")"); fi
-done
-in_root systemctl enable "${enable[@]}" \
+# --- Hyphae: the binary, its units, its user (image/install-hyphae.sh) ------------------------
+"$repo/image/install-hyphae.sh" "$root" "$board"
+systemctl --root="$root" --quiet enable \
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
-in_root systemctl set-default multi-user.target
+systemctl --root="$root" set-default multi-user.target
 # networkd-wait-online would hold boot for 2 minutes on a node without a cable; nothing Hyphae
 # runs waits for network-online.target.
-in_root systemctl disable systemd-networkd-wait-online.service 2>/dev/null || true
+systemctl --root="$root" --quiet disable systemd-networkd-wait-online.service 2>/dev/null || true
 
 # --- System identity and login ---------------------------------------------------------------
 echo hyphae >"$root/etc/hostname"

@@ -1,8 +1,9 @@
-//! The appliance, booted: the x86_64 UEFI image (twice: first boot, then the same disk again)
-//! and the PXE set diskless in 1 GiB. Each test runs one of the scripts in tests/image/ (they
-//! document what they assert)
-//! on an image built from this very binary (tests/image/ci-artifacts.sh builds it once per set
-//! of inputs, under a lock, for all of them).
+//! The appliance, booted: the x86_64 UEFI image (twice: first boot, then the same disk again),
+//! the PXE set diskless in 1 GiB, and the Raspberry Pi image (its partitions and boot files, then
+//! its arm64 root under qemu-system-aarch64). Each test runs scripts in tests/image/ (they
+//! document what they assert) on an image built from this very source (tests/image/ci-artifacts.sh
+//! builds each once per set of inputs, under a lock; the x86 ones from this test run's binary,
+//! the Pi's from the same workspace cross-compiled for aarch64).
 //!
 //! QEMU runs the guests under TCG on machines whose KVM cannot run OVMF (ours): minutes per
 //! boot. nextest runs these one at a time (test group `image`, .config/nextest.toml).
@@ -36,12 +37,13 @@ fn run(script: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// The artifact `kind` (x86, pxe) built from this test run's binary.
+/// The artifact `kind` (x86, pxe: built from this test run's binary; rpi: cross-compiled).
 fn artifact(kind: &str) -> PathBuf {
-    let out = run(
-        "tests/image/ci-artifacts.sh",
-        &[kind, env!("CARGO_BIN_EXE_hyphae")],
-    );
+    let args: &[&str] = match kind {
+        "rpi" => &[kind],
+        _ => &[kind, env!("CARGO_BIN_EXE_hyphae")],
+    };
+    let out = run("tests/image/ci-artifacts.sh", args);
     let path = PathBuf::from(out.lines().last().unwrap_or_default().trim());
     assert!(
         path.exists(),
@@ -60,4 +62,12 @@ fn the_x86_image_boots_with_every_unit_active_and_serves_its_dashboard() {
 fn the_pxe_set_boots_diskless_in_one_gib() {
     let pxe = artifact("pxe");
     run("tests/image/pxe-boot-test.sh", &[&pxe.to_string_lossy()]);
+}
+
+#[test]
+fn the_raspberry_pi_image_has_its_boot_files_and_its_arm64_root_boots() {
+    let img = artifact("rpi");
+    let img = img.to_string_lossy();
+    run("tests/image/rpi-image-test.sh", &[&img]);
+    run("tests/image/rpi-boot-test.sh", &[&img]);
 }

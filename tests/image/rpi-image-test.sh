@@ -6,7 +6,8 @@
 #   - on the boot partition: the GPU firmware (bootcode.bin, start.elf/fixup.dat for the Pi 3,
 #     start4.elf/fixup4.dat for the Pi 4), config.txt in 64-bit mode naming a kernel and an
 #     initramfs that are there, cmdline.txt whose root= is partition 2's PARTUUID, DTBs for the
-#     Pi 3 (B, B+) and Pi 4 (B), and the hyphae.toml template;
+#     Pi 3 (B, B+) and Pi 4 (B), the hyphae.toml template, and an initrd with the drivers for
+#     the Pi's SD card and USB disks;
 #   - in the root file system: an aarch64 /usr/bin/hyphae, an fstab that mounts partitions 1
 #     and 3 by their PARTUUIDs, and the Hyphae units enabled.
 #
@@ -67,6 +68,17 @@ cmd_root=$(grep -oE 'root=[^ ]+' "$work/cmdline.txt" || true)
   fail "cmdline.txt has ${cmd_root:-no root=}, expected root=PARTUUID=$root_partuuid (partition 2)"
 mcopy -i "$fat" "::/$kernel" "$work/kernel" 2>/dev/null && file -b "$work/kernel" | grep -qiE 'ARM64|aarch64|gzip' ||
   fail "the kernel $kernel is not an arm64 kernel image"
+# The initrd lists the drivers it boots from (image/essential.sh, MODULES=list): the Pi's SD
+# controllers, USB boot, ext4, and virtio for the arm64 boot test.
+mcopy -i "$fat" "::/$initramfs" "$work/initrd" 2>/dev/null || true
+if zstd -dcq "$work/initrd" 2>/dev/null | cpio -it --quiet >"$work/initrd-files" 2>/dev/null; then
+  for m in sdhci-iproc bcm2835 dwc2 xhci-pci usb-storage ext4 virtio_blk; do
+    grep -qE "/$m\.ko(\.[a-z]+)?$" "$work/initrd-files" || fail "the initrd lacks the $m module"
+  done
+  grep -qE '(^|/)hyphae-grow-data$' "$work/initrd-files" || fail "the initrd lacks the data partition's growth script"
+else
+  fail "the initrd $initramfs is not a zstd-compressed cpio archive"
+fi
 ((fails == 0)) && ok "boot partition: firmware, config.txt (kernel=$kernel, initramfs $initramfs), cmdline.txt ($cmd_root), DTBs for Pi 3 and 4, hyphae.toml.example"
 
 # --- root file system ------------------------------------------------------------------------
