@@ -62,8 +62,7 @@ export HYPHAE_STAGE=$work/stage
 # took 14 min under qemu-user.)
 packages=(systemd-sysv udev dbus linux-image-arm64 initramfs-tools zstd raspi-firmware
   systemd-resolved systemd-timesyncd iproute2 iputils-ping procps fdisk
-  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers
-  usr-is-merged)
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
 excludes=(
   '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'

@@ -60,12 +60,10 @@ export HYPHAE_STAGE=$work/stage
 #   libvulkan1 mesa-vulkan-drivers   compute's Vulkan backend: the loader and Mesa's drivers
 #                             (radv, anv, lavapipe); without a GPU compute uses lavapipe or its
 #                             CPU backend
-#   usr-is-merged             says /usr is merged (mmdebstrap made it so); without it apt
-#                             satisfies init-system-helpers with usrmerge, which brings perl (57 MB)
+#   (essential.sh swaps usrmerge, which the essential set brings with perl, for usr-is-merged)
 packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-boot-efi
   systemd-resolved systemd-timesyncd iproute2 iputils-ping procps fdisk
-  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers
-  usr-is-merged)
+  e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
 # Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
 # modules for hardware a mesh node does not have or cannot use without non-free firmware

@@ -4,6 +4,21 @@
 set -euo pipefail
 root=${1:?usage: essential.sh ROOTFS}
 
+# No perl: init-system-helpers (essential) depends on "usrmerge | usr-is-merged", and apt takes
+# usrmerge with the essential packages, which brings perl (57 MB) that nothing on a node uses.
+# mmdebstrap merged /usr already: usr-is-merged says so and lets usrmerge go; perl and its
+# modules, marked automatic, go with it unless something still depends on them (some essential
+# packages only suggest perl, which apt's autoremove would otherwise count as a reason to keep
+# it). The build log lists what was removed.
+export APT_CONFIG=${MMDEBSTRAP_APT_CONFIG:?run as an mmdebstrap hook}
+apt-get --yes --quiet -oDPkg::Chroot-Directory="$root" install usr-is-merged >/dev/null
+perlish=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f '${Package}\n' |
+  grep -E '^(perl|perl-modules-.*|libperl5.*|lib.*-perl)$' || true)
+# shellcheck disable=SC2086 # one package name per word
+[ -z "$perlish" ] || apt-mark auto $perlish >/dev/null
+apt-get --yes --quiet -oDPkg::Chroot-Directory="$root" -oAPT::AutoRemove::SuggestsImportant=false \
+  purge --auto-remove usrmerge | grep -E '^(Removing|Purging) ' >&2 || true
+
 # The initrd, compressed with zstd (fast to unpack at boot). x86_64: every storage driver
 # (MODULES=most: the image must boot on unknown hardware). The Raspberry Pi's hardware is known,
 # so its initrd lists the drivers it boots from (MODULES=list): a tenth of the size, and built
