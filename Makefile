@@ -67,7 +67,28 @@ fuzz: fuzz-smoke
 
 # The image boot tests (tests/image_appliance.rs) need the image tools (image-deps); with
 # HYPHAE_SKIP_IMAGE=1 they are left out of the run (not counted as passed).
-test: lint kernel-config-test fuzz-smoke image-deps image-deps-rpi
+# The Raspberry Pi test's inputs (the aarch64 cross build, the emulated arm64 root) are made in
+# the background while lint, the fuzz smoke and the test build run, and finished before any
+# test starts: built beside the cluster tests they loaded the 2 cores enough to fail them. If
+# that preparation fails, the Pi test itself tries again and reports why.
+RPI_PREP_LOG ?= /var/cache/hyphae/image-ci/rpi-prepare.log
+test: image-deps image-deps-rpi
+	@prep=; \
+	if [ "$(HYPHAE_SKIP_IMAGE)" != 1 ]; then \
+	  mkdir -p "$$(dirname "$(RPI_PREP_LOG)")"; \
+	  echo "test: preparing the Raspberry Pi test image in the background (log: $(RPI_PREP_LOG))"; \
+	  setsid tests/image/ci-artifacts.sh rpi >"$(RPI_PREP_LOG)" 2>&1 & prep=$$!; \
+	  trap '[ -z "$$prep" ] || kill -- -$$prep 2>/dev/null || true' EXIT; \
+	fi; \
+	$(MAKE) --no-print-directory lint kernel-config-test fuzz-smoke; \
+	cargo nextest run --workspace --profile ci --no-run $(IMAGE_TEST_FILTER); \
+	if [ -n "$$prep" ]; then \
+	  echo "test: waiting for the Raspberry Pi test image"; \
+	  if wait "$$prep"; then echo "test: Raspberry Pi test image ready"; \
+	  else echo "test: preparing the Raspberry Pi test image failed (tail of $(RPI_PREP_LOG) below); its test will retry"; \
+	    tail -n 20 "$(RPI_PREP_LOG)"; fi; \
+	  prep=; \
+	fi
 	cargo nextest run --workspace --profile ci --no-tests=fail $(IMAGE_TEST_FILTER)
 
 bench: deps

@@ -47,6 +47,14 @@ if [ ! -e "$libdir/librocksdb.so" ]; then
   [ -e "$libdir/librocksdb.so" ] || die "no librocksdb.so in the unpacked packages"
 fi
 
+# Run from inside a test (tests/image/ci-artifacts.sh under nextest) this script inherits the
+# variables cargo sets for the test process (CARGO_MANIFEST_DIR naming the clone, CARGO_PKG_*,
+# ...). Build scripts such as ring's declare `rerun-if-env-changed` on those names, so with them
+# set every dependent crate would rebuild whenever the clone's path or the caller changed.
+while IFS= read -r name; do
+  unset "$name"
+done < <(compgen -e | grep -E '^(CARGO_(MANIFEST_|PKG_|PRIMARY_PACKAGE|CRATE_|BIN_EXE_|BIN_NAME|TARGET_TMPDIR|CFG_)|NEXTEST|OUT_DIR$)' || true)
+
 export RUSTC=$rustc
 export CARGO_TARGET_DIR=${HYPHAE_AARCH64_TARGET_DIR:-/var/cache/hyphae/target-aarch64}
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc

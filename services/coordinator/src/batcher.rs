@@ -6,6 +6,7 @@
 
 use hyphae_core::NodeId;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, CommandResult};
@@ -16,8 +17,17 @@ const MAX_BATCH: usize = 512;
 
 /// What a write through Raft returns: openraft's error type, so callers handle "forward to the
 /// queen" exactly as with `client_write`.
-pub type WriteOutcome =
-    Result<CommandResult, RaftError<NodeId, ClientWriteError<NodeId, RaftPeer>>>;
+pub type WriteOutcome = Result<Committed, RaftError<NodeId, ClientWriteError<NodeId, RaftPeer>>>;
+
+/// A committed write's result and the index of the Raft entry that carried it: a member that
+/// forwarded the write waits until it has applied that entry, so that its own reads see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The state machine's answer to this write.
+    pub result: CommandResult,
+    /// The log index of its entry (a batch's writes share one).
+    pub log_index: u64,
+}
 
 struct Pending {
     command: Command,
@@ -68,26 +78,34 @@ async fn feed(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
         }
         if batch.len() == 1 {
             let Pending { command, reply } = batch.remove(0);
-            let _ = reply.send(raft.client_write(command).await.map(|r| r.data));
+            let outcome = raft.client_write(command).await.map(|r| Committed {
+                result: r.data,
+                log_index: r.log_id.index,
+            });
+            let _ = reply.send(outcome);
             continue;
         }
         let (commands, replies): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.reply)).unzip();
         match raft.client_write(Command::Batch(commands)).await {
-            Ok(response) => match response.data {
-                CommandResult::Batch(results) if results.len() == replies.len() => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
+            Ok(response) => {
+                let log_index = response.log_id.index;
+                match response.data {
+                    CommandResult::Batch(results) if results.len() == replies.len() => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(Ok(Committed { result, log_index }));
+                        }
+                    }
+                    // The state machine answers a batch with one result per write; anything
+                    // else means it refused the batch as a whole.
+                    other => {
+                        for reply in replies {
+                            let result = other.clone();
+                            let _ = reply.send(Ok(Committed { result, log_index }));
+                        }
                     }
                 }
-                // The state machine answers a batch with one result per write; anything else
-                // means it refused the batch as a whole.
-                other => {
-                    for reply in replies {
-                        let _ = reply.send(Ok(other.clone()));
-                    }
-                }
-            },
+            }
             Err(e) => {
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));

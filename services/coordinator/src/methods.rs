@@ -10,7 +10,8 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult};
+use crate::batcher::Committed;
+use crate::command::Command;
 use crate::types::TypeConfig;
 
 /// Raft AppendEntries (and heartbeats).
@@ -41,13 +42,13 @@ impl Method for RaftSnapshot {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
 }
 
-/// A write forwarded by a member to the queen.
+/// A write forwarded by a member to the queen; the answer names its log entry.
 #[derive(Debug)]
 pub struct Write;
 impl Method for Write {
     const NAME: &'static str = "coordinator.write";
     type Request = Command;
-    type Response = Result<CommandResult, String>;
+    type Response = Result<Committed, String>;
 }
 
 /// A member's liveness heartbeat to the queen.

@@ -63,7 +63,7 @@ pub fn member_router(coord: Arc<Coordinator>) -> Router {
             let c = c4.clone();
             async move {
                 member(&c, &peer)?;
-                Ok(c.write_as_queen(cmd).await)
+                Ok(c.write_for_member(cmd).await)
             }
         })
         .unary::<Heartbeat, _, _>(move |peer, req| {

@@ -12,7 +12,7 @@ use hyphae_core::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
-use crate::batcher::WriteBatcher;
+use crate::batcher::{Committed, WriteBatcher};
 use crate::command::{read, read_all, Command, CommandResult, BATCH_FOR_ONE};
 use crate::directory::{table, NodeRecord, NodeStatus};
 use crate::error::CoordinatorError;
@@ -22,6 +22,9 @@ use crate::network::{PeerError, Peers};
 use crate::store::StateView;
 use crate::types::{Raft, RaftPeer};
 use hyphae_core::rpc::{ErrorCode, RpcError};
+
+/// How long a member waits to apply a write it forwarded before answering anyway.
+const APPLY_WAIT: Duration = Duration::from_secs(3);
 
 /// Seconds since the Unix epoch (the queen's clock, carried inside commands).
 pub fn now_unix() -> u64 {
@@ -162,7 +165,7 @@ impl Coordinator {
                 ));
             };
             match outcome {
-                Ok(result) => return Ok(result),
+                Ok(committed) => return Ok(committed.result),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
                         // If that queen dies meanwhile, stop waiting for her as soon as the
@@ -181,7 +184,12 @@ impl Coordinator {
                             }
                         };
                         match forwarded {
-                            Ok(Ok(result)) => return Ok(result),
+                            Ok(Ok(committed)) => {
+                                // Read-your-writes on this node: its local reads (listings,
+                                // `kv` scans) see the write once the call returns.
+                                self.wait_applied(committed.log_index).await;
+                                return Ok(committed.result);
+                            }
                             // The queen's own refusal to take it (not queen any more): safe.
                             Ok(Err(e)) => last_error = e,
                             // Never sent: safe to try again.
@@ -231,9 +239,36 @@ impl Coordinator {
         }
     }
 
-    /// Handles a write forwarded by another member (only the queen applies it).
+    /// Writes as the queen (the web CA's publication; refused when not queen).
     pub async fn write_as_queen(&self, command: Command) -> Result<CommandResult, String> {
+        self.write_for_member(command).await.map(|c| c.result)
+    }
+
+    /// Handles a write forwarded by another member (only the queen applies it), answering
+    /// with its log index so the member can wait until it has applied it too.
+    pub async fn write_for_member(&self, command: Command) -> Result<Committed, String> {
         self.writes.write(command).await.map_err(|e| e.to_string())
+    }
+
+    /// Waits until this node has applied the entry at `log_index`, at most
+    /// [`APPLY_WAIT`]: the write is committed either way, and a member cut off from the queen
+    /// just after it must not hang its caller (its reads stay behind until it catches up).
+    async fn wait_applied(&self, log_index: u64) {
+        let mut metrics = self.raft.metrics();
+        let caught_up = async {
+            loop {
+                let applied = metrics.borrow().last_applied.map(|l| l.index);
+                if applied.is_some_and(|i| i >= log_index) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(APPLY_WAIT, caught_up).await.is_err() {
+            tracing::debug!(log_index, "write committed but not yet applied here");
+        }
     }
 
     /// Waits until this node's state machine has applied everything committed at the queen

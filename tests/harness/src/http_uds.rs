@@ -1,7 +1,7 @@
-//! A tiny blocking HTTP/1.1 GET client over Unix domain sockets.
+//! A tiny blocking HTTP/1.1 client over Unix domain sockets.
 //!
 //! Nodes expose `/status` and `/metrics` on `<state-dir>/run/node.sock`; the
-//! harness only ever needs simple GETs, so a hundred lines of std beats
+//! harness needs simple GETs and the odd JSON PUT, so a hundred lines of std beats
 //! pulling an async HTTP stack into every test. It sends `Connection: close`
 //! and understands `Content-Length`, chunked transfer-encoding and
 //! read-to-EOF bodies, which covers what hyper/axum emit.
@@ -87,12 +87,43 @@ pub fn uds_get_timeout(
         .with_context(|| format!("GET {uri} on unix socket {}", socket.display()))
 }
 
+/// `PUT uri` with a JSON `body` on the Unix socket at `socket` ([`DEFAULT_TIMEOUT`]): for
+/// tests that must read right after a write, without a CLI process's start in between.
+pub fn uds_put_json(
+    socket: impl AsRef<Path>,
+    uri: &str,
+    body: &serde_json::Value,
+) -> Result<HttpResponse> {
+    let socket = socket.as_ref();
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let body = body.to_string();
+    request(socket, "PUT", uri, Some(&body), deadline)
+        .with_context(|| format!("PUT {uri} on unix socket {}", socket.display()))
+}
+
 fn get_inner(socket: &Path, uri: &str, deadline: Instant) -> Result<HttpResponse> {
+    request(socket, "GET", uri, None, deadline)
+}
+
+fn request(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+    json_body: Option<&str>,
+    deadline: Instant,
+) -> Result<HttpResponse> {
     let stream = connect(socket, deadline)?;
-    let request = format!(
-        "GET {uri} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: hyphae-harness\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
+    let mut request = format!(
+        "{method} {uri} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: hyphae-harness\r\n\
+         Accept: */*\r\nConnection: close\r\n"
     );
+    match json_body {
+        Some(body) => request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => request.push_str("\r\n"),
+    }
     stream
         .set_write_timeout(Some(remaining(deadline)?))
         .context("setting write timeout")?;

@@ -39,7 +39,7 @@ mod wait;
 pub use cluster::{Cluster, ClusterBuilder, KEEP_STATE_ENV, MAX_NODES, PANIC_LOG_LINES};
 pub use cmd::{exec_in_netns, ip, output, output_timeout, run, tc, CmdOutput};
 pub use faults::Tbf;
-pub use http_uds::{uds_get, uds_get_timeout, HttpResponse, DEFAULT_TIMEOUT};
+pub use http_uds::{uds_get, uds_get_timeout, uds_put_json, HttpResponse, DEFAULT_TIMEOUT};
 pub use mesh::{enrol_offline, init_mesh};
 pub use net::SUBNET_OCTET;
 pub use node::{Node, CLI_TIMEOUT, DEFAULT_PORT};
