@@ -33,6 +33,10 @@ RPI_IMAGE := $(IMAGE_OUT)/hyphae-rpi-arm64.img
 # them with the debug binary `make test` has already built (image-ci).
 IMAGE_PROFILE ?= release
 IMAGE_PROFILE_DIR := $(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
+# xz level of the images people flash: -6 brings the x86 image under 200 MB (-1, the build
+# scripts' own default for quick local builds, leaves it at ≈ 223 MB) for ≈ 5.5 min of xz on 2
+# cores (docs/benchmarks.md). CI's images are not compressed (HYPHAE_IMAGE_XZ=0).
+export HYPHAE_XZ_LEVEL ?= -6
 N ?= 3
 PXE_PORT ?= 8069
 IMAGE_TEST_FILTER := $(if $(filter 1,$(HYPHAE_SKIP_IMAGE)),-E 'not binary(image_appliance)',)

@@ -50,6 +50,9 @@ done
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] ||
   die "qemu-aarch64 is not registered with binfmt_misc (scripts/image-deps.sh rpi does it)"
 
+# shellcheck source=image/disk-parts.sh
+. "$here/disk-parts.sh"
+
 start_s=$(date +%s)
 mkdir -p "$cache" "$out" "$work"
 rootfs=$work/rootfs
@@ -68,14 +71,9 @@ excludes=(
   '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
   '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
 )
-# Kernel modules a mesh node does not use (as on x86_64), and the drivers of arm64 SoCs and
-# GPUs other than the Pi's: linux-image-arm64 is one kernel for every arm64 board.
-for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
-  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
-  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
-  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
-  fs/ocfs2 fs/gfs2 fs/nfsd fs/coda fs/orangefs fs/jfs fs/reiserfs fs/nilfs2 fs/ubifs fs/afs \
-  fs/dlm \
+# Kernel modules a mesh node does not use (image/disk-parts.sh), and the drivers of arm64 SoCs
+# and GPUs other than the Pi's: linux-image-arm64 is one kernel for every arm64 board.
+for m in "${unused_module_dirs[@]}" \
   drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/radeon drivers/gpu/drm/msm \
   drivers/gpu/drm/tegra drivers/gpu/drm/panfrost drivers/gpu/drm/lima drivers/gpu/drm/meson \
   drivers/gpu/drm/rockchip drivers/gpu/drm/sun4i drivers/gpu/drm/imx drivers/gpu/drm/etnaviv \
@@ -190,36 +188,9 @@ boot_off=$((1 * 1024 * 1024))
 root_off=$((boot_off + boot_mib * 1024 * 1024))
 data_off=$((root_off + root_mib * 1024 * 1024))
 
-# 512-byte clusters: at 256 MiB the default 4 KiB ones make fewer clusters than FAT32's minimum
-# (65525), and mtools then reads the file system as FAT16 ("No directory slots").
-if ! log=$(mkfs.fat -F 32 -S 512 -s 1 -n HYPHAE-BOOT --offset $((boot_off / 512)) "$img" \
-  $((boot_mib * 1024)) 2>&1); then
-  die "mkfs.fat failed: $log"
-fi
-export MTOOLS_SKIP_CHECK=1
-fat="$img@@$boot_off"
-(cd "$HYPHAE_STAGE/boot" && find . -mindepth 1 -type d | sort | sed 's|^\./||') |
-  while read -r d; do mmd -i "$fat" "::/$d"; done
-(cd "$HYPHAE_STAGE/boot" && find . -type f | sort | sed 's|^\./||') |
-  while read -r f; do mcopy -i "$fat" "$HYPHAE_STAGE/boot/$f" "::/$f"; done
-
-mke2fs -q -t ext4 -L hyphae-root -d "$rootfs" -E offset=$root_off,nodiscard \
-  "$img" "$((root_mib * 1024))k"
-empty=$work/empty
-rm -rf "$empty" && mkdir -p "$empty"
-mke2fs -q -t ext4 -L hyphae-data -m 0 -d "$empty" -E offset=$data_off,nodiscard "$img" "$((data_mib * 1024))k"
+fill_fat "$img" "$boot_off" "$boot_mib" HYPHAE-BOOT "$HYPHAE_STAGE/boot"
+fill_root_and_data "$img" "$rootfs" "$root_off" "$root_mib" "$data_off" "$data_mib" "$work"
 disk_s=$(date +%s)
 
 # --- 3. compress -----------------------------------------------------------------------------
-# HYPHAE_IMAGE_XZ=0 skips it (the boot tests use the raw image; xz takes minutes here).
-if [ "${HYPHAE_IMAGE_XZ:-1}" != 0 ]; then
-  say "compressing"
-  xz -T0 "${HYPHAE_XZ_LEVEL:--1}" --keep --force "$img"
-  (cd "$out" && sha256sum "$(basename "$img").xz" >"$(basename "$img").xz.sha256")
-fi
-end_s=$(date +%s)
-
-raw_used=$(du -m "$img" | cut -f1)
-say "$(printf 'done in %ss (rootfs %ss, disk %ss, xz %ss)' $((end_s - start_s)) \
-  $((rootfs_s - start_s)) $((disk_s - rootfs_s)) $((end_s - disk_s)))"
-say "$img: ${total_mib} MiB raw (${raw_used} MiB allocated)$([ -e "$img.xz" ] && echo ", $(du -m "$img.xz" | cut -f1) MiB xz")"
+finish_image "$img" "$total_mib" "$start_s" "$rootfs_s" "$disk_s"

@@ -41,6 +41,9 @@ for tool in mmdebstrap sfdisk mkfs.fat mcopy mmd mke2fs xz; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/image-deps.sh installs it)"
 done
 
+# shellcheck source=image/disk-parts.sh
+. "$here/disk-parts.sh"
+
 start_s=$(date +%s)
 mkdir -p "$cache" "$out" "$work"
 rootfs=$work/rootfs
@@ -65,23 +68,14 @@ packages=(systemd-sysv udev dbus linux-image-amd64 initramfs-tools zstd systemd-
   systemd-resolved systemd-timesyncd iproute2 iputils-ping procps fdisk
   e2fsprogs kmod librocksdb7.8 qemu-system-x86 libvulkan1 mesa-vulkan-drivers)
 
-# Never unpacked: documentation (copyright files stay), manuals, translations, and kernel
-# modules for hardware a mesh node does not have or cannot use without non-free firmware
-# (sound, media, Wi-Fi, Bluetooth, InfiniBand, staging drivers, ...) or file systems it never
-# mounts (cluster file systems, NFS server, ...). GPU drivers stay: the
-# compute service uses them.
+# Never unpacked: documentation (copyright files stay), manuals, translations, and the kernel
+# modules image/disk-parts.sh lists.
 # (Quoted: these are dpkg patterns, not globs for this shell.)
 excludes=(
   '/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
   '/usr/share/lintian/*' '/usr/share/bug/*' '/usr/share/doc-base/*'
 )
-for m in sound drivers/media drivers/staging drivers/infiniband drivers/isdn drivers/bluetooth \
-  net/bluetooth drivers/net/wireless net/wireless net/mac80211 drivers/iio drivers/nfc net/nfc \
-  drivers/input/joystick drivers/input/touchscreen drivers/input/tablet drivers/usb/gadget \
-  drivers/net/can net/can drivers/atm net/atm drivers/net/hamradio drivers/w1 drivers/comedi \
-  fs/ocfs2 fs/gfs2 fs/nfsd fs/coda fs/orangefs fs/jfs fs/reiserfs fs/nilfs2 fs/ubifs fs/afs \
-  fs/dlm \
-  drivers/gpu/drm/nouveau/nvkm/subdev/secboot; do
+for m in "${unused_module_dirs[@]}" drivers/gpu/drm/nouveau/nvkm/subdev/secboot; do
   excludes+=("/lib/modules/*/kernel/$m/*" "/usr/lib/modules/*/kernel/$m/*")
 done
 dpkgopts=()
@@ -187,39 +181,10 @@ esp_off=$((1 * 1024 * 1024))
 root_off=$((esp_off + esp_mib * 1024 * 1024))
 data_off=$((root_off + root_mib * 1024 * 1024))
 
-# ESP: FAT32 written straight into the image at its offset; mtools copies files into it.
-# One sector per cluster keeps a 128 MiB FAT32 above its minimum cluster count.
-if ! log=$(mkfs.fat -F 32 -S 512 -s 1 -n HYPHAE-ESP --offset $((esp_off / 512)) "$img" \
-  $((esp_mib * 1024)) 2>&1); then
-  die "mkfs.fat failed: $log"
-fi
-export MTOOLS_SKIP_CHECK=1
-esp="$img@@$esp_off"
-(cd "$HYPHAE_STAGE/esp" && find . -mindepth 1 -type d | sort | sed 's|^\./||') |
-  while read -r d; do mmd -i "$esp" "::/$d"; done
-(cd "$HYPHAE_STAGE/esp" && find . -type f | sort | sed 's|^\./||') |
-  while read -r f; do mcopy -i "$esp" "$HYPHAE_STAGE/esp/$f" "::/$f"; done
-
-# Root and data: ext4 made from a directory at an offset inside the image (no mount).
-mke2fs -q -t ext4 -L hyphae-root -d "$rootfs" -E offset=$root_off,nodiscard \
-  "$img" "$((root_mib * 1024))k"
-empty=$work/empty
-rm -rf "$empty" && mkdir -p "$empty"
-mke2fs -q -t ext4 -L hyphae-data -m 0 -d "$empty" -E offset=$data_off,nodiscard "$img" "$((data_mib * 1024))k"
+# ESP: systemd-boot, kernel, initrd; root and data: ext4.
+fill_fat "$img" "$esp_off" "$esp_mib" HYPHAE-ESP "$HYPHAE_STAGE/esp"
+fill_root_and_data "$img" "$rootfs" "$root_off" "$root_mib" "$data_off" "$data_mib" "$work"
 disk_s=$(date +%s)
 
 # --- 3. compress -----------------------------------------------------------------------------
-# xz -1 by default: on a 2-core machine -6 takes ~5x as long for ~10 % less (116 vs 129 MB);
-# release builds can set HYPHAE_XZ_LEVEL=-6 or -9.
-# HYPHAE_IMAGE_XZ=0 skips it (the boot tests use the raw image; xz takes minutes here).
-if [ "${HYPHAE_IMAGE_XZ:-1}" != 0 ]; then
-  say "compressing"
-  xz -T0 "${HYPHAE_XZ_LEVEL:--1}" --keep --force "$img"
-  (cd "$out" && sha256sum "$(basename "$img").xz" >"$(basename "$img").xz.sha256")
-fi
-end_s=$(date +%s)
-
-raw_used=$(du -m "$img" | cut -f1)
-say "$(printf 'done in %ss (rootfs %ss, disk %ss, xz %ss)' $((end_s - start_s)) \
-  $((rootfs_s - start_s)) $((disk_s - rootfs_s)) $((end_s - disk_s)))"
-say "$img: ${total_mib} MiB raw (${raw_used} MiB allocated)$([ -e "$img.xz" ] && echo ", $(du -m "$img.xz" | cut -f1) MiB xz")"
+finish_image "$img" "$total_mib" "$start_s" "$rootfs_s" "$disk_s"
