@@ -480,16 +480,27 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
     rt.block_on(async {
         let a0 = addr(&c[0]);
         let cookie = login(&client, Proto::H2, a0).await?;
-        let put = client
-            .request(
-                Proto::H2,
-                a0,
-                "PUT",
-                "/api/v1/names/wiki",
-                &[("cookie", &cookie), ("content-type", "application/json")],
-                Bytes::from_static(br#"{"target":"10.1.2.3"}"#),
-            )
-            .await?;
+        // An election on a loaded machine can leave a write's outcome unknown (504, `timeout`):
+        // the API says so and the client (here) sends the idempotent PUT again.
+        let mut tries = 0;
+        let put = loop {
+            let put = client
+                .request(
+                    Proto::H2,
+                    a0,
+                    "PUT",
+                    "/api/v1/names/wiki",
+                    &[("cookie", &cookie), ("content-type", "application/json")],
+                    Bytes::from_static(br#"{"target":"10.1.2.3"}"#),
+                )
+                .await?;
+            tries += 1;
+            if put.status == 504 && error_code(&put) == "timeout" && tries < 5 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            break put;
+        };
         ensure!(put.status == 200, "{:?}", put.body);
         let bad = client
             .request(
@@ -521,7 +532,11 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
             Ok((r.status == 200 && r.json()["records"][0]["value"] == "10.1.2.3").then_some(()))
         })
     })?;
-    c[2].cli_ok(&["name", "set", "store", "chunkstore.services"])?;
+    wait_until(Duration::from_secs(30), "name set on n2", || {
+        Ok(c[2]
+            .cli(&["name", "set", "store", "chunkstore.services"])?
+            .success())
+    })?;
     let listed = c[0].cli_ok(&["name", "ls"])?;
     ensure!(listed.stdout.contains("wiki\t10.1.2.3"), "{listed}");
 
@@ -559,11 +574,15 @@ fn gateway_api_over_h1_h2_h3_on_a_three_node_mesh() -> Result<()> {
     ensure!(short == c[2].ip().to_string(), "node name: {short:?}");
     let (_, short) = dig(&c[0], "wiki.hyphae.internal", "A")?;
     ensure!(short == "10.1.2.3", "user name: {short:?}");
-    let (_, short) = dig(&c[0], "coordinator.services.hyphae.internal", "SRV")?;
-    ensure!(
-        short.lines().count() == 3 && short.contains("7441"),
-        "service SRV: {short:?}"
-    );
+    // Each node's gateway registers its services once it is serving; on a loaded machine the
+    // last registration can still be on its way.
+    let mut short = String::new();
+    wait_until(Duration::from_secs(30), "three coordinators in SRV", || {
+        short = dig(&c[0], "coordinator.services.hyphae.internal", "SRV")?.1;
+        Ok(short.lines().count() == 3)
+    })
+    .with_context(|| format!("service SRV: {short:?}"))?;
+    ensure!(short.contains("7441"), "service SRV: {short:?}");
     let (_, short) = dig(&c[0], "gateway.services.hyphae.internal", "A")?;
     ensure!(short.lines().count() == 3, "service A: {short:?}");
     let (_, short) = dig(&c[0], "hypermesh.hyphae.internal", "A")?;
