@@ -14,7 +14,7 @@
 #   make image-rpi-test   build it (debug binary), check its partitions and boot files, boot
 #                     it under qemu-system-aarch64 -M virt (TCG; slow)
 #   make vm-cluster N=3   boot N VMs of the x86 image on one virtual LAN (they form a mesh)
-#   make vm-cluster-test N=3   those VMs form one mesh and share a file (not in make test: slow)
+#   make vm-cluster-test N=3   those VMs form one mesh and share a file (make test runs N=3)
 #   make image-ci     what `make test` runs of the above (see the target)
 
 SHELL := /bin/bash
@@ -24,6 +24,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export CARGO_TARGET_DIR ?= /var/cache/hyphae/target
 export CARGO_TERM_COLOR ?= auto
 FUZZ_SECONDS ?= 20
+# `make test` runs each fuzz target for this long: a smoke run (a few hundred thousand inputs
+# each, and every corpus entry replayed) that keeps the warm suite under 30 min on 2 cores;
+# `make fuzz` fuzzes for FUZZ_SECONDS.
+FUZZ_SMOKE_SECONDS ?= 10
 RUN_DIR ?= /var/tmp/hyphae-dev
 HYPHAE := $(CARGO_TARGET_DIR)/debug/hyphae
 IMAGE_OUT ?= out
@@ -84,7 +88,7 @@ test: image-deps image-deps-rpi
 	  setsid tests/image/ci-artifacts.sh rpi >"$(RPI_PREP_LOG)" 2>&1 & prep=$$!; \
 	  trap '[ -z "$$prep" ] || kill -- -$$prep 2>/dev/null || true' EXIT; \
 	fi; \
-	$(MAKE) --no-print-directory lint kernel-config-test fuzz-smoke; \
+	$(MAKE) --no-print-directory lint kernel-config-test fuzz-smoke FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS); \
 	cargo nextest run --workspace --profile ci --no-run $(IMAGE_TEST_FILTER); \
 	if [ -n "$$prep" ]; then \
 	  echo "test: waiting for the Raspberry Pi test image"; \
@@ -159,15 +163,16 @@ vm-cluster: image-deps
 
 # The image tests `make test` runs, alone (tests/image_appliance.rs; timings in
 # docs/benchmarks.md, "Image boot"): the x86 image with the debug binary the test suite builds
-# anyway, its boot test (UEFI, first and second boot, data partition growth, dashboard), the PXE
-# set and its diskless boot. `HYPHAE_SKIP_IMAGE=1 make test` leaves them out (a machine without
+# anyway, its boot test (UEFI, first and second boot, data partition growth, dashboard), three
+# VMs of it forming a mesh, the PXE set and its diskless boot, and the Raspberry Pi image (its
+# boot files, its arm64 root under qemu-system-aarch64). `HYPHAE_SKIP_IMAGE=1 make test` leaves them out (a machine without
 # root, or a quick local run).
 image-ci: image-deps
 	cargo nextest run -p hyphae --test image_appliance --profile ci
 
 # Three (N) VMs of the image (built from the debug binary, as image-ci) form one mesh, admit each
-# other and share a file (tests/image/vm-cluster-test.sh). Not in `make test`: 15-25 min under
-# TCG on 2 cores.
+# other and share a file (tests/image/vm-cluster-test.sh). `make test` runs it with N=3
+# (tests/image_appliance.rs, alone on the machine: ≈ 3 min under TCG on 2 cores).
 vm-cluster-test: image-deps
 	cargo build -p hyphae --bin hyphae
 	tests/image/vm-cluster-test.sh "$$(tests/image/ci-artifacts.sh x86 $(HYPHAE))" $(N)

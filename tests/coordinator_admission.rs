@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hyphae_harness::{wait_for, wait_until, Cluster};
-use support::{join_config, node_id, nodes, put, token, wait_directory};
+use support::{get, join_config, node_id, nodes, put, token, wait_directory};
 
 #[test]
 fn expired_reused_and_forged_tokens_are_refused() -> Result<()> {
@@ -161,5 +161,67 @@ fn a_pending_node_is_admitted_then_revoked() -> Result<()> {
     c[2].start()?;
     assert!(!c[2].wait_exit(Duration::from_secs(30))?.success());
     assert!(c[2].log()?.contains("is revoked"), "{}", c[2].log_tail(20));
+    Ok(())
+}
+
+/// `node`'s IPv6 link-local address on its LAN interface (the kernel gives every veth one).
+fn link_local_v6(node: &hyphae_harness::Node) -> Result<String> {
+    let out = node.exec("ip", &["-6", "-o", "addr", "show", "scope", "link"])?;
+    out.stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("fe80:").map(|rest| format!("fe80:{rest}")))
+        .and_then(|a| a.split('/').next().map(str::to_string))
+        .context(format!("no link-local address: {}", out.stdout))
+}
+
+/// The index of `node`'s LAN interface (the zone of a link-local address it dials).
+fn lan_ifindex(node: &hyphae_harness::Node) -> Result<String> {
+    let out = node.exec("ip", &["-o", "link", "show"])?;
+    out.stdout
+        .lines()
+        .filter(|l| !l.contains(" lo:"))
+        .find_map(|l| l.split(':').next().map(|i| i.trim().to_string()))
+        .context(format!("no LAN interface: {}", out.stdout))
+}
+
+/// A joiner that reaches the queen first over IPv6 link-local (an address that means nothing
+/// without the interface it was seen on, which the directory does not keep) is told to ask
+/// again; it gets in over its routable address, which is what the directory records, and the
+/// mesh replicates to it.
+#[test]
+fn a_join_over_ipv6_link_local_is_recorded_at_a_dialable_address() -> Result<()> {
+    let c = Cluster::builder()
+        .nodes(2)
+        .binary(env!("CARGO_BIN_EXE_hyphae"))
+        .build()?;
+    support::found_mesh(&c)?;
+    let t = token(&c[0], 1, "1h")?;
+    let link_local = format!("[{}%{}]:7445", link_local_v6(&c[0])?, lan_ifindex(&c[1])?);
+    c[1].write_config(&format!(
+        "[mesh]\npeers = [\"{link_local}\", \"{}\"]\njoin_token = \"{t}\"\n",
+        c[0].ip()
+    ))?;
+    c[1].start()?;
+    let list = wait_directory(&c[0], 2, 0, Duration::from_secs(60))?;
+    let id1 = node_id(&c[1])?;
+    let rec = list
+        .iter()
+        .find(|n| n["id"] == id1.as_str())
+        .context("n1 in the directory")?;
+    assert_eq!(
+        rec["coordinator_addr"],
+        format!("{}:7441", c[1].ip()).as_str(),
+        "{rec:#}"
+    );
+    assert!(
+        c[1].log()?.contains("cannot be dialled by other members"),
+        "n1 never tried the link-local path first: {}",
+        c[1].log_tail(30)
+    );
+    // The queen replicates to it: a write at the queen is read on n1.
+    assert!(put(&c[0], "after-join", "1", Duration::from_secs(20))?.is_ok());
+    wait_until(Duration::from_secs(20), "n1 has the write", || {
+        Ok(get(&c[1], "after-join")?.as_deref() == Some("1"))
+    })?;
     Ok(())
 }

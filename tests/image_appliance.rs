@@ -1,4 +1,5 @@
 //! The appliance, booted: the x86_64 UEFI image (twice: first boot, then the same disk again),
+//! three VMs of it on one virtual LAN forming a mesh that stores and reads back a file,
 //! the PXE set diskless in 1 GiB, and the Raspberry Pi image (its partitions and boot files, then
 //! its arm64 root under qemu-system-aarch64). Each test runs scripts in tests/image/ (they
 //! document what they assert) on an image built from this very source (tests/image/ci-artifacts.sh
@@ -8,8 +9,8 @@
 //! QEMU runs the guests under TCG on machines whose KVM cannot run OVMF (ours): minutes per
 //! boot. nextest runs these one at a time (test group `image`, .config/nextest.toml).
 //! `HYPHAE_SKIP_IMAGE=1 make test` leaves them out (the Makefile filters them; they never pass
-//! without running). Three VMs forming a mesh (`make vm-cluster-test`) are not in this suite:
-//! under TCG on a 2-core machine they take 15–25 min (docs/benchmarks.md, "Image boot").
+//! without running). Three VMs of the x86 image forming one mesh run alone (nextest's
+//! `threads-required`): three TCG guests already take both cores.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +57,15 @@ fn artifact(kind: &str) -> PathBuf {
 fn the_x86_image_boots_with_every_unit_active_and_serves_its_dashboard() {
     let img = artifact("x86");
     run("tests/image/boot-test.sh", &[&img.to_string_lossy()]);
+}
+
+#[test]
+fn three_x86_vms_on_one_lan_form_one_mesh_and_share_a_file() {
+    let img = artifact("x86");
+    run(
+        "tests/image/vm-cluster-test.sh",
+        &[&img.to_string_lossy(), "3"],
+    );
 }
 
 #[test]

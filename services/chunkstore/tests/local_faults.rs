@@ -57,7 +57,7 @@ async fn corruption_is_detected(force_pread: bool) -> Result<(), StoreError> {
     assert_eq!(corrupt, expected);
 
     // Still corrupt (never silently "repaired" into wrong data) after a reopen.
-    drop(store);
+    store.close().await;
     let store = ShardStore::open(dir.path(), options(force_pread, 64 << 10))?;
     assert!(matches!(
         store.get(&id(7)).await,
@@ -112,7 +112,7 @@ async fn torn_tail_is_dropped_and_acknowledged_shards_survive() -> Result<(), St
     let dir = tempdir()?;
     let store = ShardStore::open(dir.path(), options(false, 1 << 20))?;
     fill(&store, 0..30, 3000).await?;
-    drop(store);
+    store.close().await;
 
     // A put in flight when the process died: its header and half its data made it to disk.
     let seg = last_segment(dir.path())?;
@@ -141,7 +141,7 @@ async fn torn_tail_is_dropped_and_acknowledged_shards_survive() -> Result<(), St
     // Appends continue where the valid records end.
     store.put(id(31), data(31, 3000)).await?;
     assert!(store.check().await?.is_consistent());
-    drop(store);
+    store.close().await;
     let store = ShardStore::open(dir.path(), options(false, 1 << 20))?;
     assert_eq!(store.get(&id(31)).await?, data(31, 3000));
     assert!(store.check().await?.is_consistent());
@@ -153,7 +153,7 @@ async fn truncation_mid_record_drops_only_the_cut_record() -> Result<(), StoreEr
     let dir = tempdir()?;
     let store = ShardStore::open(dir.path(), options(false, 1 << 20))?;
     fill(&store, 0..10, 3000).await?;
-    drop(store);
+    store.close().await;
     // Cut the last record in half (damage after the fact: its index entry now points past the
     // end of the segment).
     let seg = last_segment(dir.path())?;
@@ -188,7 +188,7 @@ async fn lost_index_is_rebuilt_from_segments() -> Result<(), StoreError> {
     let dir = tempdir()?;
     let store = ShardStore::open(dir.path(), options(true, 32 << 10))?;
     fill(&store, 0..50, 2500).await?;
-    drop(store);
+    store.close().await;
     std::fs::remove_dir_all(dir.path().join("index")).map_err(err)?;
     let store = ShardStore::open(dir.path(), options(true, 32 << 10))?;
     assert_eq!(store.stats().recovery.reindexed, 50);
@@ -198,7 +198,7 @@ async fn lost_index_is_rebuilt_from_segments() -> Result<(), StoreError> {
     assert!(store.check().await?.is_consistent());
 
     // An index RocksDB cannot open is set aside and rebuilt the same way.
-    drop(store);
+    store.close().await;
     let current = dir.path().join("index").join("CURRENT");
     std::fs::write(&current, b"garbage-manifest-name\n").map_err(err)?;
     let store = ShardStore::open(dir.path(), options(true, 32 << 10))?;
@@ -300,7 +300,7 @@ async fn full_filesystem_refuses_puts_cleanly() -> Result<(), StoreError> {
         "the filesystem got too little back: {full_available} available before, {freed:?}"
     );
     store.put(id(refused), data(refused, len)).await?;
-    drop(store);
+    store.close().await;
 
     let store = ShardStore::open(&store_dir, opts)?;
     assert_eq!(store.get(&id(refused)).await?, data(refused, len));
@@ -309,7 +309,7 @@ async fn full_filesystem_refuses_puts_cleanly() -> Result<(), StoreError> {
     }
     let check = store.check().await?;
     assert!(check.is_consistent(), "{check:?}");
-    drop(store);
+    store.close().await;
     drop(fs);
     Ok(())
 }

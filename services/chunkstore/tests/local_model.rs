@@ -60,7 +60,7 @@ async fn run(ops: Vec<Op>, force_pread: bool) -> Result<(), StoreError> {
                 store.compact().await?;
             }
             Op::Reopen => {
-                drop(store);
+                store.close().await;
                 store = ShardStore::open(dir.path(), model_options(force_pread))?;
             }
         }
@@ -142,7 +142,7 @@ async fn compaction_keeps_every_live_shard_under_traffic() -> Result<(), StoreEr
     }
     let check = store.check().await?;
     assert!(check.is_consistent(), "{check:?}");
-    drop(store);
+    store.close().await;
 
     let store = ShardStore::open(dir.path(), opts)?;
     for n in (0..300u64).filter(|n| n.is_multiple_of(3)) {

@@ -80,7 +80,7 @@ async fn round_trip(force_pread: bool) -> Result<(), StoreError> {
         .collect();
     expected.sort();
     assert_eq!(listed, expected);
-    drop(store);
+    store.close().await;
 
     // Everything survives a reopen.
     let store = ShardStore::open(dir.path(), options(force_pread))?;

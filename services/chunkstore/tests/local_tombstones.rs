@@ -46,7 +46,7 @@ async fn deleted_shard_stays_deleted_when_its_segment_is_rescanned() -> Result<(
     }
     assert!(store.delete(&id(3)).await?);
     assert!(store.delete(&id(7)).await?);
-    drop(store);
+    store.close().await;
 
     forget_every_watermark(dir.path())?;
     let store = ShardStore::open(dir.path(), opts(1 << 20))?;
@@ -76,7 +76,7 @@ async fn a_put_after_a_delete_wins_over_the_tombstone() -> Result<(), StoreError
     assert!(store.delete(&id(2)).await?);
     store.put(id(2), data(2, 2000)).await?;
     assert!(store.delete(&id(2)).await?);
-    drop(store);
+    store.close().await;
 
     forget_every_watermark(dir.path())?;
     let store = ShardStore::open(dir.path(), opts(1 << 20))?;
@@ -88,7 +88,7 @@ async fn a_put_after_a_delete_wins_over_the_tombstone() -> Result<(), StoreError
 
     // A put after the rescan still gets a sequence number above every tombstone.
     store.put(id(2), data(2, 2000)).await?;
-    drop(store);
+    store.close().await;
     forget_every_watermark(dir.path())?;
     let store = ShardStore::open(dir.path(), opts(1 << 20))?;
     assert_eq!(store.get(&id(2)).await?, data(2, 2000));
@@ -105,14 +105,14 @@ async fn compaction_removes_the_tombstones_of_the_segments_it_removes() -> Resul
     for n in (0..40).filter(|n| n % 4 != 0) {
         assert!(store.delete(&id(n)).await?);
     }
-    drop(store);
+    store.close().await;
     let before = Index::open(&dir.path().join("index"))?.tombstones()?.len();
     assert_eq!(before, 30);
 
     let store = ShardStore::open(dir.path(), opts(32 << 10))?;
     let report = store.compact().await?;
     assert!(report.segments_compacted > 0, "{report:?}");
-    drop(store);
+    store.close().await;
     let left = Index::open(&dir.path().join("index"))?.tombstones()?;
     let segments: Vec<u32> = std::fs::read_dir(dir.path().join("segments"))
         .map_err(err)?

@@ -15,14 +15,23 @@ pub fn advertised_ip() -> Option<IpAddr> {
                 return Some(IpAddr::V4(ip));
             }
         } else if let Some(s6) = sa.as_sockaddr_in6() {
-            let ip = s6.ip();
-            let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
-            if !ip.is_loopback() && !link_local && v6.is_none() {
-                v6 = Some(IpAddr::V6(ip));
+            let ip = IpAddr::V6(s6.ip());
+            if !ip.is_loopback() && dialable_by_others(ip) && v6.is_none() {
+                v6 = Some(ip);
             }
         }
     }
     v6
+}
+
+/// Whether other members can dial `ip` as the directory writes it down. An IPv6 link-local
+/// address means nothing without the interface it was seen on, and that differs per host (the
+/// directory keeps no zone): a node recorded at one is unreachable for Raft and for its shards.
+pub fn dialable_by_others(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_unicast_link_local(),
+    }
 }
 
 /// `IP:PORT`, bracketing IPv6.
@@ -70,6 +79,27 @@ pub async fn wait_for_advertised_ip(
         tokio::select! {
             _ = shutdown.cancelled() => return fallback,
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_ipv6_and_unspecified_addresses_are_not_dialable_by_others() {
+        for bad in ["fe80::5054:ff:fe48:5902", "febf::1", "::", "0.0.0.0"] {
+            assert!(!dialable_by_others(bad.parse().unwrap()), "{bad}");
+        }
+        for good in [
+            "169.254.160.33",
+            "10.0.0.2",
+            "2001:db8::1",
+            "fd00::1",
+            "127.0.0.1",
+        ] {
+            assert!(dialable_by_others(good.parse().unwrap()), "{good}");
         }
     }
 }

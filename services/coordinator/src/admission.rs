@@ -10,7 +10,7 @@ use hyphae_core::pki::{node_id_of_request, CertificateAuthority, EnrolmentBundle
 use hyphae_core::transport::ca_pin;
 use hyphae_core::NodeId;
 
-use crate::addr::join_host_port;
+use crate::addr::{dialable_by_others, join_host_port};
 use crate::command::{Command, CommandResult, BATCH_FOR_ONE};
 use crate::directory::{table, NodeRecord, NodeStatus, TokenRecord};
 use crate::error::CoordinatorError;
@@ -98,6 +98,18 @@ impl Coordinator {
             return refuse(format!("node {node} is revoked"));
         }
         let ip = request.observed_ip.clone().unwrap_or_default();
+        // The directory records the address the request came from; one the other members
+        // cannot dial (IPv6 link-local, as when a booting node's IPv4 is not configured yet)
+        // would leave the node admitted but unreachable. The joiner tries its other paths
+        // and asks again.
+        if let Ok(seen) = ip.parse::<std::net::IpAddr>() {
+            if !dialable_by_others(seen) {
+                tracing::info!(%node, %seen, "join from an address other members cannot dial; asked to retry");
+                return unavailable(format!(
+                    "{seen} cannot be dialled by other members; ask again from a routable address"
+                ));
+            }
+        }
         let addr = ip
             .parse()
             .map(|ip| join_host_port(ip, request.coordinator_port))

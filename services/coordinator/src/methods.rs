@@ -60,7 +60,8 @@ pub struct Heartbeat;
 pub struct HeartbeatRequest {
     /// Sender's process uptime (seconds): the queen prefers long-lived princes.
     pub uptime_s: u64,
-    /// Sender's coordinator address, so the queen can correct a stale directory entry.
+    /// Sender's coordinator address as it advertises it now. Not acted on yet: the directory
+    /// keeps the address recorded at admission (docs/coordinator.md, "Known limitations").
     pub coordinator_addr: String,
 }
 

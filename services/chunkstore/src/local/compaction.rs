@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -37,6 +38,11 @@ impl ShardStore {
     /// time; a call during a pass waits for it and then does its own.
     pub async fn compact(&self) -> Result<CompactReport, StoreError> {
         let _one_at_a_time = self.inner.compaction_lock.lock().await;
+        self.compact_locked().await
+    }
+
+    /// A pass, the compaction lock held by the caller.
+    async fn compact_locked(&self) -> Result<CompactReport, StoreError> {
         let shared = self.shared();
         let active = shared.active_segment.load(Ordering::Acquire);
         let victims: Vec<u32> = {
@@ -152,7 +158,10 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Starts a compaction pass in the background unless one is running.
+    /// Starts a compaction pass in the background unless one is running. The task holds the
+    /// store weakly until the compaction lock is its own, and lets go of it before the lock:
+    /// a store whose owners are gone is not kept open by a pass that had not started, and
+    /// `close` (which takes the lock) returns only once no pass holds the store.
     pub(crate) fn spawn_compaction(&self) {
         if self.inner.compacting.swap(true, Ordering::AcqRel) {
             return;
@@ -161,12 +170,20 @@ impl ShardStore {
             self.inner.compacting.store(false, Ordering::Release);
             return;
         };
-        let this = self.clone();
+        let store = Arc::downgrade(&self.inner);
+        let lock = self.inner.compaction_lock.clone();
         rt.spawn(async move {
-            if let Err(e) = this.compact().await {
+            let one_at_a_time = lock.lock_owned().await;
+            let Some(inner) = store.upgrade() else {
+                return;
+            };
+            let this = ShardStore { inner };
+            if let Err(e) = this.compact_locked().await {
                 tracing::warn!(error = %e, "background compaction failed");
             }
             this.inner.compacting.store(false, Ordering::Release);
+            drop(this);
+            drop(one_at_a_time);
         });
     }
 }

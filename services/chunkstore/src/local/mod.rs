@@ -97,7 +97,9 @@ struct Inner {
     reader: Reader,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     compacting: AtomicBool,
-    compaction_lock: tokio::sync::Mutex<()>,
+    /// One compaction pass at a time. Shared (an `Arc`) so that a background pass can hold it
+    /// while it lets go of the store itself (see `spawn_compaction` and `close`).
+    compaction_lock: Arc<tokio::sync::Mutex<()>>,
     recovery: RecoveryReport,
 }
 
@@ -222,10 +224,19 @@ impl ShardStore {
                 reader,
                 threads: Mutex::new(threads),
                 compacting: AtomicBool::new(false),
-                compaction_lock: tokio::sync::Mutex::new(()),
+                compaction_lock: Arc::new(tokio::sync::Mutex::new(())),
                 recovery: report,
             }),
         })
+    }
+
+    /// Lets go of this handle once no compaction pass is running or queued ahead of it, so
+    /// that when it was the last handle the store's files (and its `LOCK`) are closed on
+    /// return and the directory can be opened again at once. A plain `drop` closes them too,
+    /// but only after a background pass in flight has finished.
+    pub async fn close(self) {
+        let _no_pass = self.inner.compaction_lock.clone().lock_owned().await;
+        drop(self);
     }
 
     fn shared(&self) -> &Shared {
